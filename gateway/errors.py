@@ -1,0 +1,135 @@
+"""One error root with precise subclasses; ``gateway.api`` maps them to RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway answers with a problem document."""
+
+    status: int = 500
+    title: str = "Internal error"
+    type_: str = "about:blank"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        reasons: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.reasons = reasons
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def problem(self) -> dict[str, Any]:
+        """The RFC 9457 body."""
+        body: dict[str, Any] = {
+            "type": self.type_,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        if self.reasons is not None:
+            body["reasons"] = self.reasons
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(GatewayError):
+    """The request is malformed; ``errors`` names each bad field."""
+
+    status = 400
+    title = "Invalid input"
+    type_ = "https://veilig-delen.example/problems/invalid-input"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> InvalidInput:
+        """One bad field."""
+        return cls(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+class Unauthenticated(GatewayError):
+    """No or an invalid access token."""
+
+    status = 401
+    title = "Unauthenticated"
+    type_ = "https://veilig-delen.example/problems/unauthenticated"
+
+    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
+        super().__init__(
+            detail,
+            headers={"WWW-Authenticate": f'Bearer realm="veilig-delen", error="{error}"'},
+        )
+
+
+class Forbidden(GatewayError):
+    """Authenticated, but the scope, role or agency does not allow the call."""
+
+    status = 403
+    title = "Forbidden"
+    type_ = "https://veilig-delen.example/problems/forbidden"
+
+
+class PolicyDenied(GatewayError):
+    """The policy refused; ``reasons`` says which rule."""
+
+    status = 403
+    title = "Refused by policy"
+    type_ = "https://veilig-delen.example/problems/policy-denied"
+
+
+class NotFound(GatewayError):
+    """No such resource (or not visible to the caller)."""
+
+    status = 404
+    title = "Not found"
+    type_ = "https://veilig-delen.example/problems/not-found"
+
+
+class Conflict(GatewayError):
+    """The request conflicts with the state of the resource, e.g. an illegal step move."""
+
+    status = 409
+    title = "Conflict"
+    type_ = "https://veilig-delen.example/problems/conflict"
+
+
+class PolicyLoadFailed(GatewayError):
+    """A new policy revision did not compile or its tests failed; the old one stays active."""
+
+    status = 422
+    title = "Policy not loaded"
+    type_ = "https://veilig-delen.example/problems/policy-load-failed"
+
+
+class AuditUnavailable(GatewayError):
+    """The audit log could not be written: no audit, no exchange."""
+
+    status = 503
+    title = "Audit log unavailable"
+    type_ = "https://veilig-delen.example/problems/audit-unavailable"
+
+
+class PolicyUnavailable(GatewayError):
+    """The policy engine could not decide; fail closed."""
+
+    status = 503
+    title = "Policy engine unavailable"
+    type_ = "https://veilig-delen.example/problems/policy-unavailable"
+
+
+class UpstreamFailed(GatewayError):
+    """An agency system did not answer."""
+
+    status = 502
+    title = "Agency system failed"
+    type_ = "https://veilig-delen.example/problems/upstream-failed"
