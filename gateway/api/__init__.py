@@ -1,0 +1,1 @@
+"""The HTTP surface: routers gathered in one place, problem handlers, middleware."""

@@ -1,0 +1,161 @@
+"""Audit routes for privacy officers and auditors: entries, search by BSN, checkpoint, proofs, export."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from gateway.api.deps import AuditReader, RuntimeDep
+from gateway.errors import Forbidden, InvalidInput, NotFound
+from gateway.runtime import Runtime
+from gateway.schemas import AuditFilters, AuditItem, AuditPage, AuditSearchIn, ConsistencyOut, ProofOut
+from gateway.trail import CallContext
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+def item(index: int, leaf_data: bytes) -> dict[str, Any]:
+    """One entry as the API shows it: the exact hashed bytes, and the same bytes parsed."""
+    return {"index": index, "leafData": base64.b64encode(leaf_data).decode(), "entry": json.loads(leaf_data)}
+
+
+def scoped_filters(ctx: CallContext, filters: AuditFilters, pseudonym: str | None = None) -> dict[str, Any]:
+    """The store's filters; a privacy officer (scope ``audit``) sees only entries naming their agency."""
+    agency = filters.agency
+    if "audit:all" not in ctx.principal.scopes:
+        if agency is not None and agency != ctx.principal.agency:
+            raise Forbidden("a privacy officer sees only entries that name their own agency")
+        agency = ctx.principal.agency  # type: ignore[assignment]
+    if filters.from_ and filters.to and filters.from_ > filters.to:
+        raise InvalidInput.field("from", "must not be after 'to'")
+    out: dict[str, Any] = {
+        "case_id": filters.case_id,
+        "agency": agency,
+        "purpose": filters.purpose,
+        "type": filters.type,
+        "information_type": filters.information_type,
+        "time_from": _iso(filters.from_),
+        "time_to": _iso(filters.to),
+        "subject": pseudonym,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def page(rt: Runtime, filters: dict[str, Any], limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of matching entries."""
+    try:
+        items, next_cursor = rt.audit.search(filters, limit=limit, cursor=cursor)
+    except ValueError as e:
+        raise InvalidInput.field("cursor", "not a cursor this gateway issued") from e
+    return {"entries": [item(i.index, i.leaf_data) for i in items], "next": next_cursor}
+
+
+@router.get("/entries", response_model=AuditPage, response_model_by_alias=True)
+def entries(ctx: AuditReader, rt: RuntimeDep, filters: Annotated[AuditFilters, Query()]) -> Any:
+    """Entries matching the filters, oldest first, with a cursor for the next page."""
+    return page(rt, scoped_filters(ctx, filters), filters.limit, filters.cursor)
+
+
+@router.post("/search", response_model=AuditPage, response_model_by_alias=True)
+def search(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any:
+    """Entries about one person; the BSN travels in the body and is pseudonymised at once."""
+    pseudonym = rt.pseudonymizer.pseudonym(body.bsn)
+    return page(rt, scoped_filters(ctx, body, pseudonym), body.limit, body.cursor)
+
+
+@router.get("/entries/{index}", response_model=AuditItem, response_model_by_alias=True)
+def entry(index: int, ctx: AuditReader, rt: RuntimeDep) -> Any:
+    """One entry by index."""
+    if index < 0:
+        raise InvalidInput.field("index", "must be >= 0")
+    found = rt.audit.entry(index)
+    if found is None:
+        raise NotFound("no entry at that index")
+    parsed = item(found.index, found.leaf_data)
+    if "audit:all" not in ctx.principal.scopes and ctx.principal.agency not in _agencies(parsed["entry"]):
+        raise NotFound("no entry at that index")
+    return parsed
+
+
+def _agencies(e: dict[str, Any]) -> set[str]:
+    named = {e.get("actor", {}).get("agency"), e.get("counterpart")}
+    return {a for a in named if isinstance(a, str)}
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse)
+def checkpoint(_ctx: AuditReader, rt: RuntimeDep) -> PlainTextResponse:
+    """A signed checkpoint covering every entry committed before this request arrived."""
+    return PlainTextResponse(rt.audit.checkpoint())
+
+
+@router.get("/verifier-key", response_class=PlainTextResponse)
+def verifier_key(_ctx: AuditReader, rt: RuntimeDep) -> PlainTextResponse:
+    """The note verifier key of the log (``name+keyhash+base64key``)."""
+    return PlainTextResponse(rt.signer.verifier_key() + "\n")
+
+
+@router.get("/proofs/inclusion", response_model=ProofOut, response_model_by_alias=True)
+def inclusion(
+    _ctx: AuditReader,
+    rt: RuntimeDep,
+    index: int = Query(ge=0),
+    tree_size: int = Query(alias="treeSize", ge=1),
+) -> Any:
+    """RFC 9162 inclusion proof of entry ``index`` in the tree of ``treeSize`` entries."""
+    if index >= tree_size:
+        raise InvalidInput.field("index", "must be smaller than treeSize")
+    if tree_size > rt.audit.size():
+        raise InvalidInput.field("treeSize", "larger than the log")
+    hashes = rt.audit.inclusion_proof(index, tree_size)
+    return {"index": index, "treeSize": tree_size, "hashes": [base64.b64encode(h).decode() for h in hashes]}
+
+
+@router.get("/proofs/consistency", response_model=ConsistencyOut, response_model_by_alias=True)
+def consistency(
+    _ctx: AuditReader,
+    rt: RuntimeDep,
+    from_: int = Query(alias="from", ge=1),
+    to: int = Query(ge=1),
+) -> Any:
+    """RFC 9162 consistency proof between two tree sizes."""
+    if from_ > to:
+        raise InvalidInput.field("from", "must not be larger than 'to'")
+    if to > rt.audit.size():
+        raise InvalidInput.field("to", "larger than the log")
+    hashes = rt.audit.consistency_proof(from_, to)
+    return {"from": from_, "to": to, "hashes": [base64.b64encode(h).decode() for h in hashes]}
+
+
+def _export_lines(rt: Runtime, start: int, end: int) -> Iterator[bytes]:
+    for e in rt.audit.iter_entries(start, end):
+        yield json.dumps({"index": e.index, "leafData": base64.b64encode(e.leaf_data).decode()}).encode() + b"\n"
+
+
+@router.get("/export")
+def export(
+    ctx: AuditReader,
+    rt: RuntimeDep,
+    start: int = Query(0, ge=0),
+    end: int | None = Query(None, ge=0),
+) -> StreamingResponse:
+    """Entries as NDJSON ``{index, leafData}`` for offline verification (scope ``audit:all``)."""
+    if "audit:all" not in ctx.principal.scopes:
+        # An export is the whole log: it would show other agencies' entries.
+        raise Forbidden("exporting the log needs scope audit:all")
+    size = rt.audit.size()
+    stop = size if end is None else min(end, size)
+    return StreamingResponse(_export_lines(rt, start, stop), media_type="application/x-ndjson")

@@ -1,0 +1,59 @@
+"""Case routes: open, read, move a step, open and close tracks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Path
+
+from gateway.api.deps import Exchange, RuntimeDep
+from gateway.cases import CaseService
+from gateway.models import Case
+from gateway.schemas import CaseCreate, CaseOut, SubjectOut, TrackIn, Tracks, TransitionIn
+
+router = APIRouter(prefix="/v1/cases", tags=["cases"])
+CaseId = Path(min_length=1, max_length=64)
+
+
+def case_out(case: Case) -> CaseOut:
+    """The case as the API shows it: roles and pseudonyms, never a BSN."""
+    return CaseOut(
+        case_id=case.case_id,
+        flow=case.flow,
+        step=case.step,
+        tracks=Tracks(zorg=case.zorg, straf=case.straf),
+        opened_by=case.opened_by,
+        subjects=[SubjectOut(role=s.role, pseudonym=s.pseudonym) for s in case.subjects],
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+    )
+
+
+@router.post("", status_code=201, response_model=CaseOut, response_model_by_alias=True)
+def open_case(body: CaseCreate, ctx: Exchange, rt: RuntimeDep) -> CaseOut:
+    """Open a case (politie or veilig_thuis)."""
+    return case_out(CaseService(rt).open(ctx, body))
+
+
+@router.get("/{caseId}", response_model=CaseOut, response_model_by_alias=True)
+def read_case(ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:  # noqa: N803
+    """The case, to agencies that take part in it."""
+    return case_out(CaseService(rt).read(ctx, caseId))
+
+
+@router.post("/{caseId}/transitions", response_model=CaseOut, response_model_by_alias=True)
+def move_case(body: TransitionIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:  # noqa: N803
+    """Move the case to another step; 409 when the process does not allow the move."""
+    return case_out(CaseService(rt).transition(ctx, caseId, body.flow, body.step))
+
+
+@router.put("/{caseId}/tracks/{track}", response_model=CaseOut, response_model_by_alias=True)
+def set_track(
+    track: Literal["zorg", "straf"],
+    body: TrackIn,
+    ctx: Exchange,
+    rt: RuntimeDep,
+    caseId: str = CaseId,  # noqa: N803
+) -> CaseOut:
+    """Open or close the zorg or straf track."""
+    return case_out(CaseService(rt).set_track(ctx, caseId, track, body.open))

@@ -1,0 +1,47 @@
+"""BSN checks and keyed pseudonyms: a BSN is validated, pseudonymised, and then forgotten."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+
+def is_valid_bsn(value: str) -> bool:
+    """True when ``value`` is nine digits passing the elfproef (9*d1 + ... + 2*d8 - d9 = 0 mod 11)."""
+    if len(value) != 9 or not value.isascii() or not value.isdigit():
+        return False
+    digits = [int(c) for c in value]
+    total = sum(weight * d for weight, d in zip(range(9, 1, -1), digits[:8], strict=True)) - digits[8]
+    # An all-zero number passes the arithmetic but is never issued.
+    return total % 11 == 0 and value != "000000000"
+
+
+class Pseudonymizer:
+    """HMAC-SHA256 of a BSN under a deployment secret; the same BSN always gives the same pseudonym."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise ValueError("the pseudonym secret must be at least 32 bytes")
+        self._secret = secret
+
+    def pseudonym(self, bsn: str) -> str:
+        """The hex pseudonym of a (valid) BSN."""
+        if not is_valid_bsn(bsn):
+            raise ValueError("not a valid BSN")
+        return hmac.new(self._secret, b"bsn:" + bsn.encode("ascii"), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def from_settings(cls, secret: str | None, data_dir: Path) -> Pseudonymizer:
+        """Use the configured secret, or one generated at first start in the data directory (local mode)."""
+        if secret:
+            return cls(secret.encode("utf-8"))
+        path = data_dir / "pseudonym.key"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return cls(path.read_text().strip().encode("utf-8"))

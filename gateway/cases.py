@@ -1,0 +1,220 @@
+"""Cases: open, read, move a step, open and close tracks. Every change is a policy decision first."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.db import transaction, utcnow
+from gateway.errors import Conflict, InvalidInput, NotFound, PolicyDenied
+from gateway.models import Case, Subject
+from gateway.policy import Decision
+from gateway.runtime import Runtime
+from gateway.schemas import CaseCreate
+from gateway.trail import CallContext, decision_record, make_entry
+
+ILLEGAL_TRANSITION = "illegal_transition"
+
+
+def case_facts(case: Case) -> dict[str, Any]:
+    """The case as the policy sees it: no identifiers of people, only roles."""
+    return {
+        "flow": case.flow,
+        "step": case.step,
+        "tracks": {"zorg": case.zorg, "straf": case.straf},
+        "subjectRoles": sorted({s.role for s in case.subjects}),
+        "involved": list(case.involved or []),
+    }
+
+
+def actor_facts(ctx: CallContext) -> dict[str, str]:
+    """The caller as the policy sees it."""
+    p = ctx.principal
+    return {"agency": p.agency, "clientId": p.client_id, "role": p.role}
+
+
+def pseudonyms(case: Case) -> list[str]:
+    """The subjects' pseudonyms, for the audit entry."""
+    return [s.pseudonym for s in case.subjects]
+
+
+class CaseService:
+    """Case operations on one runtime."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def load(self, case_id: str) -> Case:
+        """The case, or 404."""
+        with self.rt.sessions() as s:
+            case = s.get(Case, case_id)
+            if case is None:
+                raise NotFound("no such case")
+            return case
+
+    def _refuse(self, decision: Decision, what: str) -> PolicyDenied:
+        codes = ", ".join(r.get("code", "?") for r in decision.reasons)
+        return PolicyDenied(
+            f"{what} refused by policy ({codes})",
+            reasons=decision.reasons,
+            extra={"policyRevision": decision.policy_revision},
+        )
+
+    def open(self, ctx: CallContext, body: CaseCreate) -> Case:
+        """Open a case when the policy allows the caller to (baseline rule 7)."""
+        facts = self.rt.process()
+        steps = facts.steps(body.flow)
+        step = body.step or steps[0]
+        if step not in steps:
+            raise InvalidInput.field("step", f"not a step of flow {body.flow}")
+        subjects = [(sub.role, self.rt.pseudonymizer.pseudonym(sub.bsn)) for sub in body.subjects]
+        case_id = str(uuid.uuid4())
+        policy_case = {
+            "flow": body.flow,
+            "step": step,
+            "tracks": {"zorg": False, "straf": False},
+            "subjectRoles": sorted({r for r, _ in subjects}),
+            "involved": [],
+        }
+        decision = self.rt.decide({"action": "case.open", "actor": actor_facts(ctx), "case": policy_case})
+        entry = make_entry(
+            ctx,
+            type_="case",
+            action="case.open",
+            outcome="opened" if decision.allowed else "refused",
+            case_id=case_id,
+            subjects=[p for _, p in subjects],
+            decision=decision_record(decision),
+            refs={"flow": body.flow, "step": step},
+        )
+        self.rt.audit_append([entry])
+        if not decision.allowed:
+            raise self._refuse(decision, "opening the case")
+        now = utcnow()
+        with transaction(self.rt.sessions) as s:
+            case = Case(
+                case_id=case_id,
+                flow=body.flow,
+                step=step,
+                zorg=False,
+                straf=False,
+                opened_by=ctx.principal.agency,
+                involved=[ctx.principal.agency],
+                created_at=now,
+                updated_at=now,
+                subjects=[Subject(position=i, role=r, pseudonym=p) for i, (r, p) in enumerate(subjects)],
+            )
+            s.add(case)
+        return case
+
+    def read(self, ctx: CallContext, case_id: str) -> Case:
+        """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
+        case = self.load(case_id)
+        decision = self.rt.decide({"action": "case.read", "actor": actor_facts(ctx), "case": case_facts(case)})
+        self.rt.audit_append(
+            [
+                make_entry(
+                    ctx,
+                    type_="access",
+                    action="case.read",
+                    outcome="read" if decision.allowed else "refused",
+                    case_id=case.case_id,
+                    subjects=pseudonyms(case),
+                    decision=decision_record(decision),
+                )
+            ]
+        )
+        if not decision.allowed:
+            raise NotFound("no such case")
+        return case
+
+    def transition(self, ctx: CallContext, case_id: str, flow: str | None, step: str) -> Case:
+        """Move the case to another step (or flow); 409 when the process does not allow that move."""
+        case = self.load(case_id)
+        target_flow = flow or case.flow
+        facts = self.rt.process()
+        if target_flow not in facts.flows():
+            raise InvalidInput.field("flow", "unknown flow")
+        if step not in facts.steps(target_flow):
+            raise InvalidInput.field("step", f"not a step of flow {target_flow}")
+        decision = self.rt.decide(
+            {
+                "action": "case.transition",
+                "actor": actor_facts(ctx),
+                "case": case_facts(case),
+                "transition": {"flow": target_flow, "step": step},
+            }
+        )
+        self.rt.audit_append(
+            [
+                make_entry(
+                    ctx,
+                    type_="case",
+                    action="case.transition",
+                    outcome="moved" if decision.allowed else "refused",
+                    case_id=case.case_id,
+                    subjects=pseudonyms(case),
+                    decision=decision_record(decision),
+                    refs={"fromFlow": case.flow, "fromStep": case.step, "toFlow": target_flow, "toStep": step},
+                )
+            ]
+        )
+        if not decision.allowed:
+            if any(r.get("code") == ILLEGAL_TRANSITION for r in decision.reasons):
+                raise Conflict(
+                    f"{case.flow}/{case.step} -> {target_flow}/{step} is not a move of the process",
+                    reasons=decision.reasons,
+                    extra={"policyRevision": decision.policy_revision},
+                )
+            raise self._refuse(decision, "moving the case")
+        with transaction(self.rt.sessions) as s:
+            stored = s.get(Case, case_id)
+            assert stored is not None
+            stored.flow, stored.step, stored.updated_at = target_flow, step, utcnow()
+            if ctx.principal.agency not in stored.involved:
+                stored.involved = [*stored.involved, ctx.principal.agency]
+        return self.load(case_id)
+
+    def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> Case:
+        """Open or close the zorg or straf track."""
+        case = self.load(case_id)
+        decision = self.rt.decide(
+            {
+                "action": "case.track",
+                "actor": actor_facts(ctx),
+                "case": case_facts(case),
+                "track": {"name": track, "open": is_open},
+            }
+        )
+        self.rt.audit_append(
+            [
+                make_entry(
+                    ctx,
+                    type_="case",
+                    action="case.track",
+                    outcome=("opened" if is_open else "closed") if decision.allowed else "refused",
+                    case_id=case.case_id,
+                    subjects=pseudonyms(case),
+                    decision=decision_record(decision),
+                    refs={"track": track},
+                )
+            ]
+        )
+        if not decision.allowed:
+            raise self._refuse(decision, f"changing the {track} track")
+        with transaction(self.rt.sessions) as s:
+            stored = s.get(Case, case_id)
+            assert stored is not None
+            setattr(stored, track, is_open)
+            stored.updated_at = utcnow()
+            if ctx.principal.agency not in stored.involved:
+                stored.involved = [*stored.involved, ctx.principal.agency]
+        return self.load(case_id)
+
+    def list_for(self, agency: str, limit: int = 100) -> list[Case]:
+        """Cases an agency is involved in (for operators' tools and the demo)."""
+        with self.rt.sessions() as s:
+            rows = s.scalars(select(Case).order_by(Case.created_at.desc()).limit(limit)).all()
+            return [c for c in rows if agency in (c.involved or [])]

@@ -1,0 +1,134 @@
+"""The composition root: one ``Runtime`` holds every service the request path needs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+from connectors import Connector, build_connectors
+from gateway.auth import AuthService
+from gateway.bsn import Pseudonymizer
+from gateway.db import make_engine, make_sessionmaker
+from gateway.errors import AuditUnavailable
+from gateway.migrations import upgrade
+from gateway.policy import Decision, EmbeddedEngine, PolicyEngine
+from gateway.process import ProcessFacts
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+class PolicyHolder:
+    """The active policy engine; a reload swaps it in one assignment.
+
+    A request takes ``current`` once and decides with it to the end, so requests in flight finish on the
+    revision they started with.
+    """
+
+    def __init__(self, engine: PolicyEngine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> PolicyEngine:
+        """The engine serving new requests."""
+        return self._engine
+
+    def swap(self, engine: PolicyEngine) -> PolicyEngine:
+        """Make ``engine`` current; returns the previous one."""
+        with self._lock:
+            old, self._engine = self._engine, engine
+        return old
+
+
+@dataclass
+class Metrics:
+    """Prometheus metrics of one runtime (own registry, so tests can run several gateways)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "gateway_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.decisions = Counter(
+            "gateway_policy_decisions", "Policy decisions", ["action", "allowed"], registry=self.registry
+        )
+        self.decision_seconds = Histogram(
+            "gateway_policy_decision_seconds",
+            "Time to evaluate one decision",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1),
+            registry=self.registry,
+        )
+        self.audit_seconds = Histogram(
+            "gateway_audit_append_seconds",
+            "Time to commit audit entries",
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
+        self.audit_failures = Counter("gateway_audit_failures", "Failed audit appends", registry=self.registry)
+
+
+class Runtime:
+    """Settings, database, policy, audit log, connectors, pseudonymiser and auth of one gateway process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connectors: dict[str, Connector] | None = None,
+        policy: PolicyEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db: Engine = make_engine(settings.effective_database_url)
+        upgrade(self.db)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
+        self.policy = PolicyHolder(policy or EmbeddedEngine(settings.policy_dir))
+        key = load_or_create_signing_key(settings.data_dir / "audit-log.key")
+        self.signer = LogSigner(key, settings.log_origin)
+        self.audit = SqlAuditStore(self.db, self.signer)
+        self.connectors: dict[str, Connector] = connectors or build_connectors(
+            settings.connectors, settings.agency_urls
+        )
+        self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+        self.auth = AuthService(settings, self.sessions)
+        self.metrics = Metrics()
+        self.started_at = time.time()
+
+    def process(self) -> ProcessFacts:
+        """Identifier lists of the active policy revision."""
+        return ProcessFacts(self.policy.current.facts())
+
+    def decide(self, policy_input: dict[str, Any], engine: PolicyEngine | None = None) -> Decision:
+        """One policy decision, timed and counted. Fail-closed behaviour lives in the engine."""
+        engine = engine or self.policy.current
+        t0 = time.perf_counter()
+        decision = engine.decide(policy_input)
+        self.metrics.decision_seconds.observe(time.perf_counter() - t0)
+        self.metrics.decisions.labels(str(policy_input.get("action")), str(decision.allowed).lower()).inc()
+        return decision
+
+    def audit_append(self, entries: list[dict[str, Any]]) -> list[int]:
+        """Commit entries to the audit log; if that fails, the call fails: no audit, no exchange."""
+        t0 = time.perf_counter()
+        try:
+            indexes = self.audit.append(entries)
+        except Exception as e:
+            self.metrics.audit_failures.inc()
+            log.error("audit append failed: %s", type(e).__name__)
+            raise AuditUnavailable("the audit log could not be written; nothing was done") from e
+        self.metrics.audit_seconds.observe(time.perf_counter() - t0)
+        return indexes
+
+    def close(self) -> None:
+        """Release the database pool."""
+        self.db.dispose()

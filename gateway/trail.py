@@ -1,0 +1,102 @@
+"""What goes into an audit entry: one place, so every entry has the same shape.
+
+Entries follow the fields of Logboek Dataverwerkingen (trace, span, processing activity, status) and the
+Authorization Decision Log (the decision, its reasons and the policy revision). They never hold a BSN or
+payload content: subjects appear as keyed pseudonyms and payloads as a SHA-256 digest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from audit import canonical_json
+from gateway.auth import Principal
+from gateway.policy import Decision
+from gateway.tracing import TraceContext
+
+ENTRY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling, within which trace."""
+
+    principal: Principal
+    trace: TraceContext
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of a payload, so an officer can match it without seeing it."""
+    return "sha256:" + hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def _time() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def decision_record(decision: Decision, recipient: str | None = None) -> dict[str, Any]:
+    """The decision part of an entry; per recipient when the decision covered several."""
+    if recipient is not None and recipient in decision.recipients:
+        part = decision.recipients[recipient]
+        return {
+            "allowed": bool(part.get("allowed", False)),
+            "reasons": [_reason(r) for r in part.get("reasons", [])],
+            "legalBasis": part.get("legalBasis"),
+            "policyRevision": decision.policy_revision,
+        }
+    return {
+        "allowed": decision.allowed,
+        "reasons": [_reason(r) for r in decision.reasons],
+        "legalBasis": decision.legal_basis,
+        "policyRevision": decision.policy_revision,
+    }
+
+
+def _reason(r: dict[str, Any]) -> dict[str, str]:
+    return {"code": str(r.get("code", "")), "message": str(r.get("message", ""))}
+
+
+def make_entry(
+    ctx: CallContext,
+    *,
+    type_: str,
+    action: str,
+    outcome: str,
+    case_id: str | None = None,
+    subjects: list[str] | None = None,
+    information_type: str | None = None,
+    purpose: str | None = None,
+    counterpart: str | None = None,
+    decision: dict[str, Any] | None = None,
+    digest: str | None = None,
+    refs: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One audit entry. ``outcome`` says what happened after the decision (e.g. ``delivered``)."""
+    entry: dict[str, Any] = {
+        "v": ENTRY_VERSION,
+        "time": _time(),
+        "type": type_,
+        "traceId": ctx.trace.trace_id,
+        "spanId": ctx.trace.span_id,
+        "actor": {"agency": ctx.principal.agency, "clientId": ctx.principal.client_id},
+        "action": action,
+        "processingActivity": f"veilig-delen:{purpose or action}",
+        "outcome": outcome,
+    }
+    if ctx.trace.parent_span_id:
+        entry["parentSpanId"] = ctx.trace.parent_span_id
+    optional = {
+        "caseId": case_id,
+        "subjects": subjects,
+        "informationType": information_type,
+        "purpose": purpose,
+        "counterpart": counterpart,
+        "decision": decision,
+        "payloadDigest": digest,
+        "refs": refs,
+    }
+    entry.update({k: v for k, v in optional.items() if v is not None})
+    return entry
