@@ -1,0 +1,37 @@
+"""Connectors: how the gateway reaches agency systems, after it has decided and audited.
+
+``Connector`` is the seam; ``SimulatedAgencySystem`` (in memory) and ``HttpConnector`` (real systems)
+implement it. The HTTP stand-in for an agency lives in ``connectors.agency_server``, apart, so that
+importing the connectors does not pull in a web framework.
+"""
+
+from connectors.base import (
+    AGENCIES,
+    Connector,
+    ConnectorError,
+    ConnectorRejected,
+    ConnectorUnavailable,
+    Delivery,
+    DeliveryReceipt,
+    FetchRequest,
+    FetchResult,
+)
+from connectors.http import HttpConnector
+from connectors.registry import build_connectors
+from connectors.simulated import SimulatedAgencySystem, simulated_connectors
+
+__all__ = [
+    "AGENCIES",
+    "Connector",
+    "ConnectorError",
+    "ConnectorRejected",
+    "ConnectorUnavailable",
+    "Delivery",
+    "DeliveryReceipt",
+    "FetchRequest",
+    "FetchResult",
+    "HttpConnector",
+    "SimulatedAgencySystem",
+    "build_connectors",
+    "simulated_connectors",
+]
