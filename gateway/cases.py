@@ -85,9 +85,9 @@ class CaseService:
             action="case.open",
             outcome="opened" if decision.allowed else "refused",
             case_id=case_id,
+            step=f"{body.flow}/{step}",
             subjects=[p for _, p in subjects],
             decision=decision_record(decision),
-            refs={"flow": body.flow, "step": step},
         )
         self.rt.audit_append([entry])
         if not decision.allowed:
@@ -121,6 +121,7 @@ class CaseService:
                     action="case.read",
                     outcome="read" if decision.allowed else "refused",
                     case_id=case.case_id,
+                    step=f"{case.flow}/{case.step}",
                     subjects=pseudonyms(case),
                     decision=decision_record(decision),
                 )
@@ -155,6 +156,7 @@ class CaseService:
                     action="case.transition",
                     outcome="moved" if decision.allowed else "refused",
                     case_id=case.case_id,
+                    step=f"{case.flow}/{case.step}",
                     subjects=pseudonyms(case),
                     decision=decision_record(decision),
                     refs={"fromFlow": case.flow, "fromStep": case.step, "toFlow": target_flow, "toStep": step},
@@ -196,6 +198,7 @@ class CaseService:
                     action="case.track",
                     outcome=("opened" if is_open else "closed") if decision.allowed else "refused",
                     case_id=case.case_id,
+                    step=f"{case.flow}/{case.step}",
                     subjects=pseudonyms(case),
                     decision=decision_record(decision),
                     refs={"track": track},

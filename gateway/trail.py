@@ -66,6 +66,7 @@ def make_entry(
     action: str,
     outcome: str,
     case_id: str | None = None,
+    step: str | None = None,
     subjects: list[str] | None = None,
     information_type: str | None = None,
     purpose: str | None = None,
@@ -90,6 +91,7 @@ def make_entry(
         entry["parentSpanId"] = ctx.trace.parent_span_id
     optional = {
         "caseId": case_id,
+        "step": step,
         "subjects": subjects,
         "informationType": information_type,
         "purpose": purpose,

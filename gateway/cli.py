@@ -1,0 +1,269 @@
+"""The ``gateway`` command: serve, demo, clients, audit, policy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gateway.settings import Settings
+
+app = typer.Typer(help="Veilig Delen gateway", no_args_is_help=True, add_completion=False)
+clients_app = typer.Typer(help="Manage agency systems allowed to get tokens", no_args_is_help=True)
+audit_app = typer.Typer(help="Check and export the audit log", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data directory (GATEWAY_DATA_DIR)")]  # noqa: UP045
+
+
+def settings_for(data_dir: Path | None = None, **overrides: object) -> Settings:
+    """Settings from the environment, with command-line options on top."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _register_policy_app() -> None:
+    from gateway.policy.cli import app as policy_app
+
+    app.add_typer(policy_app, name="policy", help="Test and evaluate the Rego policies")
+
+
+_register_policy_app()
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Interface to listen on")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(help="Port")] = None,  # noqa: UP045
+    data_dir: DataDir = None,
+) -> None:
+    """Start the gateway: SQLite, embedded Rego and simulated agencies unless configured otherwise."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = settings_for(data_dir, host=host, port=port)
+    application = create_app(settings)
+    rt = application.state.runtime
+    base = settings.base_url
+    typer.echo(
+        "\n".join(
+            [
+                f"Veilig Delen gateway on {base}",
+                f"  data directory   {settings.data_dir}",
+                f"  database         {settings.effective_database_url.split('@')[-1]}",
+                f"  policy engine    {settings.policy_engine} (revision {rt.policy.current.revision[:19]})",
+                f"  agency systems   {settings.connectors}",
+                f"  OpenAPI          {base}/v1/openapi.json  (browse: {base}/v1/docs)",
+                f"  token endpoint   {base}/oauth2/token",
+                f"  audit log key    {rt.signer.verifier_key()}",
+                "Register an agency system:  gateway clients register --client-id ID --agency AGENCY "
+                "--role agency_system --public-key key.pem",
+            ]
+        )
+    )
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    quiet: Annotated[bool, typer.Option(help="Print only the trail and the verdict")] = False,
+) -> None:
+    """Play the seed's process end to end on a fresh data directory and print the trail."""
+    from gateway.demo import run_demo
+
+    ok = run_demo(data_dir, verbose=not quiet)
+    raise typer.Exit(0 if ok else 1)
+
+
+# -- clients -------------------------------------------------------------------------------------------
+
+
+def _read_pem(value: str) -> str:
+    if value == "-":
+        return sys.stdin.read()
+    if value.lstrip().startswith("-----BEGIN"):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise typer.BadParameter("give a PEM file, '-' for standard input, or the PEM text", param_hint="--public-key")
+    return path.read_text()
+
+
+def _registry(data_dir: Path | None) -> object:
+    from gateway.auth import ClientRegistry
+    from gateway.db import make_engine, make_sessionmaker
+    from gateway.migrations import upgrade
+
+    settings = settings_for(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    return ClientRegistry(make_sessionmaker(engine))
+
+
+@clients_app.command("register")
+def clients_register(
+    client_id: Annotated[str, typer.Option("--client-id", help="Client identifier")],
+    agency: Annotated[str, typer.Option(help="politie, veilig_thuis, om, reclassering or rvdk")],
+    role: Annotated[str, typer.Option(help="agency_system, privacy_officer, auditor or policy_author")],
+    public_key: Annotated[str, typer.Option("--public-key", help="PEM file, '-' or PEM text")],
+    data_dir: DataDir = None,
+) -> None:
+    """Register a client and its public key (Ed25519, ES256 or RS256); usable at once."""
+    from gateway.auth import ClientError
+
+    registry = _registry(data_dir)
+    try:
+        client = registry.register(client_id, agency, role, _read_pem(public_key))  # type: ignore[attr-defined]
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"registered {client.client_id} ({client.agency}, {client.role}, {client.key_alg})")
+
+
+@clients_app.command("list")
+def clients_list(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """List registered clients."""
+    rows = registry_rows(_registry(data_dir))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        status = "revoked" if r["revokedAt"] else "active"
+        typer.echo(f"{r['clientId']:<28} {r['agency']:<13} {r['role']:<16} {r['keyAlg']:<8} {status}")
+
+
+def registry_rows(registry: object) -> list[dict[str, object]]:
+    """Clients as plain rows."""
+    return [
+        {
+            "clientId": c.client_id,
+            "agency": c.agency,
+            "role": c.role,
+            "keyAlg": c.key_alg,
+            "createdAt": c.created_at.isoformat(),
+            "revokedAt": c.revoked_at.isoformat() if c.revoked_at else None,
+        }
+        for c in registry.list()  # type: ignore[attr-defined]
+    ]
+
+
+@clients_app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[str, typer.Option("--client-id", help="Client identifier")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a client: no new tokens, and its current tokens stop working."""
+    from gateway.auth import ClientError
+
+    try:
+        _registry(data_dir).revoke(client_id)  # type: ignore[attr-defined]
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"revoked {client_id}")
+
+
+# -- audit ---------------------------------------------------------------------------------------------
+
+
+def _audit_parts(data_dir: Path | None) -> tuple[object, object]:
+    from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+    from gateway.db import make_engine
+    from gateway.migrations import upgrade
+
+    settings = settings_for(data_dir)
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    signer = LogSigner(load_or_create_signing_key(settings.data_dir / "audit-log.key"), settings.log_origin)
+    return SqlAuditStore(engine, signer), signer
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Recompute the Merkle tree from every entry and check the signed checkpoints."""
+    from audit import verify_log
+
+    store, signer = _audit_parts(data_dir)
+    result = verify_log(store, signer.verifier_key())  # type: ignore[attr-defined]
+    if result.ok:
+        typer.echo(f"audit log OK: {result.size} entries, root and checkpoints verified")
+        return
+    typer.echo(f"audit log FAILED at index {result.first_bad_index}: {result.reason}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(data_dir: DataDir = None) -> None:
+    """Sign and print a checkpoint of the log as it is now."""
+    store, _ = _audit_parts(data_dir)
+    typer.echo(store.checkpoint(), nl=False)  # type: ignore[attr-defined]
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Argument(help="NDJSON file to write; the checkpoint goes to FILE.checkpoint")],
+    data_dir: DataDir = None,
+) -> None:
+    """Write every entry as NDJSON ``{index, leafData}`` plus a signed checkpoint beside it."""
+    import base64
+
+    store, signer = _audit_parts(data_dir)
+    note = store.checkpoint()  # type: ignore[attr-defined]
+    size = int(note.splitlines()[1])
+    with out.open("w") as f:
+        for e in store.iter_entries(0, size):  # type: ignore[attr-defined]
+            f.write(json.dumps({"index": e.index, "leafData": base64.b64encode(e.leaf_data).decode()}) + "\n")
+    Path(str(out) + ".checkpoint").write_text(note)
+    typer.echo(f"wrote {size} entries to {out}; checkpoint in {out}.checkpoint")
+    typer.echo(f"verifier key: {signer.verifier_key()}")  # type: ignore[attr-defined]
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    file: Annotated[Path, typer.Argument(help="NDJSON export")],
+    key: Annotated[str, typer.Option("--key", help="Note verifier key (name+keyhash+base64key)")],
+    checkpoint: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Signed checkpoint (default: FILE.checkpoint)"),
+    ] = None,
+) -> None:
+    """Check an export offline: nothing but the file, the checkpoint and the verifier key."""
+    from audit import verify_export
+
+    cp = checkpoint or Path(str(file) + ".checkpoint")
+    if not cp.is_file():
+        typer.echo(f"error: no checkpoint at {cp}", err=True)
+        raise typer.Exit(2)
+
+    def progress(done: int) -> None:
+        if done % 100_000 == 0:
+            typer.echo(f"  {done} entries checked", err=True)
+
+    with file.open() as f:
+        result = verify_export(f, cp.read_text(), key, progress=progress)
+    if result.ok:
+        typer.echo(f"export OK: {result.size} entries match the signed checkpoint")
+        return
+    typer.echo(f"export FAILED at index {result.first_bad_index}: {result.reason}", err=True)
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""``gateway demo``: the seed's process ("Samen op in acuut") played over real HTTP on a fresh gateway.
+
+An acute case goes through all five steps, is handed over to the structural flow and reaches the safety
+plan. On the way it shows the samenloop rule: the veiligheidsbeoordeling reaches om, reclassering and rvdk
+only once both the zorg and the straf track are open. It ends by printing the trail from the audit log and
+verifying the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from audit import verify_log
+from gateway.app import create_app
+from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
+from gateway.settings import REPO_ROOT, Settings
+
+AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
+# Test BSNs from the RvIG test range (999990xxx): fictional people.
+SUBJECTS = [
+    {"role": "slachtoffer", "bsn": "999990019"},
+    {"role": "pleger", "bsn": "999990020"},
+    {"role": "kind", "bsn": "999990032"},
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One move of the scenario: who does what, and what the process expects to happen."""
+
+    actor: str
+    kind: str  # share | request | transition | track
+    args: dict[str, Any]
+    says: str
+    expect: str = "allowed"  # allowed | refused (for shares: per-recipient outcome as a whole)
+
+
+SCENARIO: list[Step] = [
+    # Acuut onveilig 1: fysieke veiligheid
+    Step("politie", "share", {"informationType": "melding", "purpose": "veiligheid_herstellen",
+         "recipients": ["veilig_thuis"], "payload": {
+             "datumTijd": "2026-11-28T02:14:00Z", "locatie": "woning (fictief adres)",
+             "aard": "fysiek geweld, kind aanwezig", "politieRegistratienummer": "PL-2026-000123",
+             "meldingstekst": "Buren melden geschreeuw en slaan.", "interneOpmerking": "niet voor derden"}},
+         "politie restores physical safety and reports to Veilig Thuis"),
+    Step("veilig_thuis", "track", {"track": "zorg", "open": True}, "Veilig Thuis opens the care track"),
+    # 2: motorkapoverleg
+    Step("politie", "transition", {"step": "motorkapoverleg"}, "on to the motorkapoverleg"),
+    Step("veilig_thuis", "request", {"informationType": "strafrechtelijke_informatie",
+         "purpose": "veiligheid_beoordelen", "holder": "politie"},
+         "Veilig Thuis asks politie what it knows, for the first safety assessment"),
+    Step("veilig_thuis", "request", {"informationType": "reclasseringsinformatie",
+         "purpose": "veiligheid_beoordelen", "holder": "reclassering"},
+         "Veilig Thuis consults reclassering (a consulted party answers the one who asked)"),
+    Step("reclassering", "share", {"informationType": "reclasseringsinformatie", "purpose": "veiligheid_beoordelen",
+         "recipients": ["om"], "payload": {"toezicht": "lopend"}},
+         "reclassering tries to share on its own initiative", expect="refused"),
+    # 3: (gezamenlijk) onderzoek
+    Step("veilig_thuis", "transition", {"step": "onderzoek"}, "on to the (joint) investigation"),
+    Step("veilig_thuis", "share", {"informationType": "onderzoeksbevindingen",
+         "purpose": "onderzoek_kinderbescherming", "recipients": ["rvdk", "politie"], "payload": {
+             "veiligheidsrisicos": "hoog", "kindSignalen": "angstig, slaapproblemen",
+             "gezinssamenstelling": "2 ouders, 1 kind", "medischeGegevensSlachtoffer": "kneuzingen",
+             "werkhypothese": "escalerend partnergeweld"}},
+         "Veilig Thuis shares findings with the RvdK and politie"),
+    # 4: veiligheidsmaatregelen
+    Step("politie", "transition", {"step": "veiligheidsmaatregelen"}, "on to the safety measures"),
+    Step("politie", "share", {"informationType": "maatregel", "purpose": "maatregelen_afstemmen",
+         "recipients": ["om", "reclassering", "rvdk", "veilig_thuis"], "payload": {
+             "soort": "tijdelijk huisverbod", "ingangsdatum": "2026-11-28", "duurDagen": 10,
+             "contactverbod": True, "betrokkenPersoon": "pleger", "toelichting": "RiHG hoog"}},
+         "politie coordinates a tijdelijk huisverbod with the partners"),
+    # 5: niet meer acuut: overdracht
+    Step("veilig_thuis", "transition", {"step": "overdracht"}, "no longer acute: hand-over"),
+    Step("veilig_thuis", "share", {"informationType": "overdrachtsdossier", "purpose": "overdracht",
+         "recipients": ["politie"], "payload": {
+             "samenvatting": "acute fase afgerond", "afspraken": "dagelijks contact",
+             "vervolg": "structurele aanpak", "contactpersoon": "casusregisseur VT"}},
+         "the partners hand over for follow-up"),
+    # Structureel onveilig
+    Step("veilig_thuis", "transition", {"flow": "structureel", "step": "melding"},
+         "the case moves to the structural flow"),
+    Step("veilig_thuis", "transition", {"step": "informatie_combineren"}, "Veilig Thuis combines information"),
+    Step("veilig_thuis", "request", {"informationType": "justitiele_informatie",
+         "purpose": "veiligheid_beoordelen", "holder": "om"},
+         "Veilig Thuis asks the OM"),
+    Step("veilig_thuis", "transition", {"step": "veiligheidsbeoordeling"}, "Veilig Thuis assesses safety"),
+    Step("veilig_thuis", "transition", {"step": "veiligheidsplan"}, "on to the safety plan"),
+    Step("veilig_thuis", "share", {"informationType": "veiligheidsbeoordeling",
+         "purpose": "zorg_en_straf_afstemmen", "recipients": ["om", "reclassering", "rvdk"], "payload": {
+             "conclusie": "structureel onveilig", "risicofactoren": "eerdere incidenten",
+             "beschermendeFactoren": "netwerk grootouders", "veiligheidsvoorwaarden": "geen geweld, geen contact",
+             "medischeGegevensSlachtoffer": "kneuzingen"}},
+         "only zorg is open: the assessment may not go to OM, 3RO and RvdK", expect="refused"),
+    Step("politie", "track", {"track": "straf", "open": True}, "politie opens the criminal track: samenloop"),
+    Step("veilig_thuis", "share", {"informationType": "veiligheidsbeoordeling",
+         "purpose": "zorg_en_straf_afstemmen", "recipients": ["om", "reclassering", "rvdk"], "payload": {
+             "conclusie": "structureel onveilig", "risicofactoren": "eerdere incidenten",
+             "beschermendeFactoren": "netwerk grootouders", "veiligheidsvoorwaarden": "geen geweld, geen contact",
+             "medischeGegevensSlachtoffer": "kneuzingen"}},
+         "zorg and straf overlap: the assessment goes to OM, 3RO and RvdK"),
+]
+
+
+@dataclass
+class DemoRun:
+    """What happened, for the verdict."""
+
+    surprises: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _serving(app: Any, port: int) -> Iterator[str]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class _Agency:
+    """An agency system: its key, and a token fetched with a private_key_jwt client assertion."""
+
+    def __init__(self, http: httpx.Client, base: str, client_id: str, private_pem: bytes) -> None:
+        self.http, self.base, self.client_id, self.private_pem = http, base, client_id, private_pem
+
+    def headers(self) -> dict[str, str]:
+        assertion = make_client_assertion(self.client_id, self.private_pem, f"{self.base}/oauth2/token")
+        r = self.http.post(
+            f"{self.base}/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": assertion,
+            },
+        )
+        r.raise_for_status()
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
+    """Play the scenario; True when everything went as the process says and the log verifies."""
+    base_dir = data_dir or REPO_ROOT / "var"
+    fresh = base_dir / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    port = _free_port()
+    settings = Settings(data_dir=fresh, port=port)
+    app = create_app(settings)
+    rt = app.state.runtime
+    registry = ClientRegistry(rt.sessions)
+    keys: dict[str, bytes] = {}
+    for agency in AGENCIES:
+        private_pem, public_pem = generate_keypair("Ed25519")
+        registry.register(f"{agency}-system", agency, "agency_system", public_pem)
+        keys[agency] = private_pem
+    private_pem, public_pem = generate_keypair("Ed25519")
+    registry.register("landelijk-auditor", "veilig_thuis", "auditor", public_pem)
+    keys["auditor"] = private_pem
+
+    out = print if verbose else (lambda *_a, **_k: None)
+    out(f"Veilig Delen demo: fresh gateway in {fresh}, policy {rt.policy.current.revision[:19]}")
+    run = DemoRun()
+    with _serving(app, port) as base, httpx.Client(timeout=30) as http:
+        agencies = {a: _Agency(http, base, f"{a}-system", keys[a]) for a in AGENCIES}
+        auditor = _Agency(http, base, "landelijk-auditor", keys["auditor"])
+        r = http.post(
+            f"{base}/v1/cases",
+            json={"flow": "acuut", "subjects": SUBJECTS},
+            headers=agencies["politie"].headers(),
+        )
+        r.raise_for_status()
+        case_id = r.json()["caseId"]
+        out(f"\npolitie opens acute case {case_id[:8]} (slachtoffer, pleger, kind)")
+        for step in SCENARIO:
+            _play(http, base, agencies[step.actor], step, case_id, run, out)
+        trail = _trail(http, base, auditor, case_id)
+        checkpoint = http.get(f"{base}/v1/audit/checkpoint", headers=auditor.headers()).text
+    print_trail(trail, out if verbose else print)
+    result = verify_log(rt.audit, rt.signer.verifier_key())
+    size = int(checkpoint.splitlines()[1])
+    print(f"\nAudit log: {result.size} entries; signed checkpoint at size {size}: {checkpoint.splitlines()[2]}")
+    print("Audit log verified: OK" if result.ok else f"Audit log verification FAILED: {result.reason}")
+    for s in run.surprises:
+        print(f"UNEXPECTED: {s}")
+    rt.close()
+    return result.ok and not run.surprises
+
+
+def _play(http: httpx.Client, base: str, agency: _Agency, step: Step, case_id: str, run: DemoRun, out: Any) -> None:
+    actor = agency.client_id.removesuffix("-system")
+    headers = agency.headers()
+    if step.kind == "share":
+        r = http.post(f"{base}/v1/cases/{case_id}/shares", json=step.args, headers=headers)
+        body = r.json()
+        results = body.get("results", [])
+        allowed = [x for x in results if x["allowed"]]
+        outcome = "allowed" if results and len(allowed) == len(results) else "refused" if not allowed else "partly"
+        out(f"\n[{actor}] {step.says}")
+        for x in results:
+            verdict = "ALLOWED" if x["allowed"] else "REFUSED"
+            why = x["legalBasis"] if x["allowed"] else ", ".join(c["code"] for c in x["reasons"])
+            fields = f" fields={x.get('fields')}" if x["allowed"] else ""
+            out(f"    share {step.args['informationType']} -> {x['recipient']}: {verdict} ({why}){fields}")
+    elif step.kind == "request":
+        r = http.post(f"{base}/v1/cases/{case_id}/requests", json=step.args, headers=headers)
+        body = r.json()
+        outcome = "allowed" if r.status_code == 200 else "refused"
+        out(f"\n[{actor}] {step.says}")
+        if r.status_code == 200:
+            out(f"    request {step.args['informationType']} from {step.args['holder']}: ALLOWED "
+                f"({body['legalBasis']}) fields={body['fields']}")
+        else:
+            out(f"    request {step.args['informationType']} from {step.args['holder']}: REFUSED "
+                f"({', '.join(c['code'] for c in body.get('reasons', []))}) [{r.status_code}]")
+    elif step.kind == "transition":
+        r = http.post(f"{base}/v1/cases/{case_id}/transitions", json=step.args, headers=headers)
+        outcome = "allowed" if r.status_code == 200 else "refused"
+        where = r.json().get("step", "?") if r.status_code == 200 else r.json().get("detail")
+        out(f"\n[{actor}] {step.says} -> {r.json().get('flow', '')}/{where}")
+    else:
+        r = http.put(
+            f"{base}/v1/cases/{case_id}/tracks/{step.args['track']}", json={"open": step.args["open"]}, headers=headers
+        )
+        outcome = "allowed" if r.status_code == 200 else "refused"
+        out(f"\n[{actor}] {step.says}: {'done' if r.status_code == 200 else r.json().get('detail')}")
+    if outcome != step.expect:
+        run.surprises.append(f"{actor}: {step.says}: expected {step.expect}, got {outcome} ({r.status_code})")
+
+
+def _trail(http: httpx.Client, base: str, auditor: _Agency, case_id: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"caseId": case_id, "limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        r = http.get(f"{base}/v1/audit/entries", params=params, headers=auditor.headers())
+        r.raise_for_status()
+        page = r.json()
+        entries += [{"index": e["index"], **e["entry"]} for e in page["entries"]]
+        cursor = page.get("next")
+        if not cursor:
+            return entries
+
+
+def print_trail(entries: list[dict[str, Any]], out: Any = print) -> None:
+    """The trail as a privacy officer reads it: step, who, what, to whom, decision, legal basis."""
+    out("\nTrail of the case (from the audit log):")
+    out(f"{'#':>4}  {'step':<36} {'who':<13} {'action':<16} {'what':<28} {'to/from':<13} {'decision':<9} basis / reason")
+    for e in entries:
+        d = e.get("decision") or {}
+        verdict = "allowed" if d.get("allowed") else "refused" if d else "-"
+        basis = d.get("legalBasis") if d.get("allowed") else ", ".join(r["code"] for r in d.get("reasons", []))
+        out(
+            f"{e['index']:>4}  {e.get('step', '-'):<36} {e['actor']['agency']:<13} {e['action']:<16} "
+            f"{e.get('informationType', '-'):<28} {e.get('counterpart', '-'):<13} {verdict:<9} {basis or ''}"
+        )
