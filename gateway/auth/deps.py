@@ -1,0 +1,80 @@
+"""FastAPI dependencies: who is calling, and may they. Routes read ``caller: ExchangeCaller``.
+
+The app keeps one ``AuthService`` at ``app.state.auth``; these dependencies read it from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2
+
+from gateway.auth.roles import SCOPE_DESCRIPTIONS, SCOPES
+from gateway.auth.service import TOKEN_PATH, AuthService
+from gateway.auth.tokens import Principal
+from gateway.errors import Forbidden
+
+# Documents the client-credentials flow in the OpenAPI document and hands over the raw header; the
+# checks (and the 401 with WWW-Authenticate) are ours, so auto_error is off.
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_PATH, scopes=SCOPE_DESCRIPTIONS)
+    ),
+    scheme_name="OAuth2ClientCredentials",
+    description="Client credentials with a private_key_jwt client assertion (RFC 7523).",
+    auto_error=False,
+)
+
+
+def get_auth_service(request: Request) -> AuthService:
+    """The ``AuthService`` the app stored at ``app.state.auth``."""
+    service = getattr(request.app.state, "auth", None)
+    if not isinstance(service, AuthService):
+        raise RuntimeError("app.state.auth is not set: create an AuthService at start-up")
+    return service
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+def current_principal(
+    auth: AuthServiceDep, authorization: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Principal:
+    """The authenticated caller; ``Unauthenticated`` (401 + WWW-Authenticate) otherwise."""
+    return auth.authenticate(authorization)
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def require_scope(*scopes: str) -> Callable[[Principal], Principal]:
+    """A dependency that admits a caller holding at least one of ``scopes``; ``Forbidden`` otherwise."""
+    if not scopes:
+        raise ValueError("require_scope needs at least one scope")
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+    wanted = frozenset(scopes)
+    needed = " or ".join(scopes)
+
+    def check_scope(caller: Caller) -> Principal:
+        if caller.scopes.isdisjoint(wanted):
+            raise Forbidden(
+                f"scope {needed} required",
+                headers={
+                    "WWW-Authenticate": (
+                        f'Bearer realm="veilig-delen", error="insufficient_scope", scope="{" ".join(scopes)}"'
+                    )
+                },
+            )
+        return caller
+
+    return check_scope
+
+
+ExchangeCaller = Annotated[Principal, Depends(require_scope("exchange"))]
+AuditCaller = Annotated[Principal, Depends(require_scope("audit", "audit:all"))]
+PolicyCaller = Annotated[Principal, Depends(require_scope("policy"))]

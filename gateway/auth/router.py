@@ -1,0 +1,65 @@
+"""HTTP routes of the authorization server: token endpoint, RFC 8414 metadata and the JWKS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.auth.deps import AuthServiceDep, get_auth_service
+from gateway.auth.server import TokenEndpoint
+from gateway.auth.service import JWKS_PATH, METADATA_PATH, TOKEN_PATH
+
+router = APIRouter(tags=["authentication"])
+
+_TOKEN_FORM_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type", "client_assertion_type", "client_assertion"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "client_assertion_type": {
+                            "type": "string",
+                            "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+                        },
+                        "client_assertion": {"type": "string", "description": "RFC 7523 JWT"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(TOKEN_PATH, openapi_extra=_TOKEN_FORM_SCHEMA, summary="Get an access token")
+async def token(request: Request) -> JSONResponse:
+    """OAuth2 client credentials with a ``private_key_jwt`` assertion; errors per RFC 6749 section 5.2."""
+    auth = get_auth_service(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        result = TokenEndpoint.invalid_request("send the parameters as application/x-www-form-urlencoded")
+    else:
+        form = await request.form()
+        fields = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+        result = await run_in_threadpool(auth.token_response, fields, dict(request.headers))
+    headers = {name: value for name, value in result.headers if name.lower() != "content-type"}
+    return JSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+@router.get(METADATA_PATH, summary="Authorization server metadata (RFC 8414)")
+def metadata(auth: AuthServiceDep) -> dict[str, Any]:
+    """Issuer, token endpoint, JWKS URI and what the token endpoint supports."""
+    return auth.metadata()
+
+
+@router.get(JWKS_PATH, summary="Public keys that verify access tokens")
+def jwks(auth: AuthServiceDep) -> dict[str, Any]:
+    """The JSON Web Key Set of the gateway's token-signing key."""
+    return auth.jwks()

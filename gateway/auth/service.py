@@ -1,0 +1,86 @@
+"""``AuthService``: the one object the app creates at start-up and keeps at ``app.state.auth``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from authlib.common.security import is_secure_transport
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
+from gateway.auth.keys import SigningKey, load_or_create_signing_key
+from gateway.auth.replay import ReplayGuard
+from gateway.auth.roles import SCOPES
+from gateway.auth.server import AUTH_METHOD, GRANT_TYPE, TokenEndpoint, TokenResponse
+from gateway.auth.tokens import Principal, authenticate
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path, not a secret)
+JWKS_PATH = "/oauth2/jwks"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+class AuthService:
+    """Token endpoint, token verification, client registry, metadata and JWKS over one signing key."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        signing_key: SigningKey | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.signing_key = signing_key or load_or_create_signing_key(settings.data_dir)
+        self.issuer = settings.base_url
+        self.token_url = f"{self.issuer}{TOKEN_PATH}"
+        self.jwks_uri = f"{self.issuer}{JWKS_PATH}"
+        self.clients = ClientRegistry(sessions)
+        self.replay = ReplayGuard(sessions)
+        self._token_endpoint = TokenEndpoint(
+            issuer=self.issuer,
+            clients=self.clients,
+            replay=self.replay,
+            signing_key=self.signing_key,
+            ttl=settings.access_token_ttl,
+        )
+        if not is_secure_transport(self.token_url):
+            # Authlib refuses plain http:// except on loopback; every token request will say so.
+            log.warning(
+                "token endpoint %s is neither https:// nor loopback: token requests will be refused; "
+                "set GATEWAY_PUBLIC_URL to the https:// URL clients use",
+                self.token_url,
+            )
+
+    def token_response(self, form: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> TokenResponse:
+        """Answer ``POST /oauth2/token`` (blocking: reads and writes the database)."""
+        return self._token_endpoint.handle(form, headers)
+
+    def authenticate(self, authorization_header: str | None) -> Principal:
+        """The caller behind an ``Authorization`` header, or ``Unauthenticated`` (one primary-key lookup)."""
+        return authenticate(
+            authorization_header, key=self.signing_key, issuer=self.issuer, clients=self.clients
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 authorization server metadata."""
+        return {
+            "issuer": self.issuer,
+            "token_endpoint": self.token_url,
+            "jwks_uri": self.jwks_uri,
+            "grant_types_supported": [GRANT_TYPE],
+            "token_endpoint_auth_methods_supported": [AUTH_METHOD],
+            "token_endpoint_auth_signing_alg_values_supported": [
+                alg for algs in ASSERTION_ALGORITHMS.values() for alg in algs
+            ],
+            "scopes_supported": sorted(SCOPES),
+            "response_types_supported": [],
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys that verify access tokens."""
+        return self.signing_key.jwks()
