@@ -12,11 +12,7 @@ echo the request body back: it holds case data.
 from __future__ import annotations
 
 import argparse
-import socket
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import uvicorn
@@ -86,35 +82,6 @@ def make_agency_app(system: SimulatedAgencySystem) -> FastAPI:
         return JSONResponse({"agency": system.agency, "status": "up" if up else "down"}, 200 if up else 503)
 
     return app
-
-
-@contextmanager
-def running_agency_server(system: SimulatedAgencySystem, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``system`` on a free port in a background thread; yields the base URL, stops on exit."""
-    # Binding the socket here, not in uvicorn, gives the port before the server starts and leaves no
-    # window in which another process could take it.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(make_agency_app(system), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            if not thread.is_alive():
-                raise RuntimeError(f"stand-in for {system.agency} did not start")
-            time.sleep(0.01)
-        else:
-            raise RuntimeError(f"stand-in for {system.agency} did not start within 5 s")
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
