@@ -1,0 +1,113 @@
+"""A whole gateway over real HTTP: SQLite in a temp dir, embedded Rego, simulated agency systems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors import simulated_connectors
+from gateway.app import create_app
+from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from tests.live import free_port, serve
+
+AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# RvIG test BSNs (999990xxx): fictional, valid under the elfproef.
+BSN_SLACHTOFFER, BSN_PLEGER, BSN_KIND = "999990019", "999990020", "999990032"
+
+
+@dataclass
+class Gateway:
+    """A running gateway and the keys of its registered clients."""
+
+    base: str
+    runtime: Runtime
+    keys: dict[str, bytes] = field(default_factory=dict)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base}/oauth2/token"
+
+    def register(self, client_id: str, agency: str, role: str, kind: str = "Ed25519") -> None:
+        private_pem, public_pem = generate_keypair(kind)  # type: ignore[arg-type]
+        ClientRegistry(self.runtime.sessions).register(client_id, agency, role, public_pem)
+        self.keys[client_id] = private_pem
+
+    def token_response(self, client_id: str, **assertion_kw: Any) -> httpx.Response:
+        assertion = make_client_assertion(client_id, self.keys[client_id], self.token_url, **assertion_kw)
+        return self.http.post(
+            self.token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion,
+            },
+        )
+
+    def token(self, client_id: str) -> str:
+        r = self.token_response(client_id)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def as_(self, client_id: str) -> httpx.Client:
+        """An HTTP client that calls as ``client_id``."""
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token(client_id)}"}, timeout=30
+        )
+
+    def agency(self, agency: str) -> httpx.Client:
+        return self.as_(f"{agency}-system")
+
+    def open_case(self, flow: str = "acuut", with_kind: bool = True, step: str | None = None) -> str:
+        subjects = [{"role": "slachtoffer", "bsn": BSN_SLACHTOFFER}, {"role": "pleger", "bsn": BSN_PLEGER}]
+        if with_kind:
+            subjects.append({"role": "kind", "bsn": BSN_KIND})
+        body: dict[str, Any] = {"flow": flow, "subjects": subjects}
+        if step:
+            body["step"] = step
+        with self.agency("politie" if flow == "acuut" else "veilig_thuis") as c:
+            r = c.post("/v1/cases", json=body)
+        assert r.status_code == 201, r.text
+        return str(r.json()["caseId"])
+
+    def move(self, case_id: str, step: str, flow: str | None = None, by: str = "veilig_thuis") -> None:
+        body = {"step": step} | ({"flow": flow} if flow else {})
+        with self.agency(by) as c:
+            r = c.post(f"/v1/cases/{case_id}/transitions", json=body)
+        assert r.status_code == 200, r.text
+
+    def track(self, case_id: str, track: str, is_open: bool = True) -> None:
+        by = "veilig_thuis" if track == "zorg" else "politie"
+        with self.agency(by) as c:
+            r = c.put(f"/v1/cases/{case_id}/tracks/{track}", json={"open": is_open})
+        assert r.status_code == 200, r.text
+
+
+def start_gateway(data_dir: Path, **settings_kw: Any) -> tuple[Runtime, int]:
+    port = free_port()
+    settings = Settings(data_dir=data_dir, port=port, **settings_kw)
+    return Runtime(settings, connectors=simulated_connectors()), port  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    runtime, port = start_gateway(tmp_path_factory.mktemp("gateway"))
+    app = create_app(runtime=runtime)
+    with serve(app, port) as base:
+        gw = Gateway(base=base, runtime=runtime)
+        for agency in AGENCIES:
+            gw.register(f"{agency}-system", agency, "agency_system")
+            gw.register(f"{agency}-fg", agency, "privacy_officer")
+        gw.register("auditor", "veilig_thuis", "auditor")
+        gw.register("author", "veilig_thuis", "policy_author")
+        yield gw
+        gw.http.close()
+    runtime.close()
