@@ -20,7 +20,7 @@ DELIVERIES_PATH = "/veilig-delen/deliveries"
 FETCH_PATH = "/veilig-delen/fetch"
 HEALTH_PATH = "/veilig-delen/health"
 
-_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 

@@ -50,9 +50,17 @@ def test_delivery_is_deduplicated_by_message_id(vt: SimulatedAgencySystem) -> No
     assert vt.received[0].payload == {"aanleiding": "GEHEIME-INHOUD"}
 
 
-def test_malformed_traceparent_is_ignored(vt: SimulatedAgencySystem) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        "nonsense",
+        "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+        TRACEPARENT.replace("00f067aa0ba902b7", "0" * 16),
+    ],
+)
+def test_malformed_traceparent_is_ignored(vt: SimulatedAgencySystem, header: str) -> None:
     with serve(make_agency_app(vt)) as url:
-        httpx.post(url + "/veilig-delen/deliveries", json=DELIVERY, headers={"traceparent": "nonsense"})
+        httpx.post(url + "/veilig-delen/deliveries", json=DELIVERY, headers={"traceparent": header})
     assert vt.received[0].trace_parent == ""
 
 
