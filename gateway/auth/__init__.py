@@ -10,7 +10,14 @@ Routes then take ``caller: ExchangeCaller`` (or ``Caller``, ``AuditCaller``, ``P
 """
 
 from gateway.auth.assertions import generate_keypair, make_client_assertion
-from gateway.auth.clients import ClientRegistry, key_alg_for_public_key
+from gateway.auth.clients import (
+    ClientAlreadyRegistered,
+    ClientError,
+    ClientRegistry,
+    InvalidClientRegistration,
+    UnknownClient,
+    key_alg_for_public_key,
+)
 from gateway.auth.deps import (
     AuditCaller,
     AuthServiceDep,
@@ -28,6 +35,9 @@ from gateway.auth.server import TokenResponse
 from gateway.auth.service import AuthService
 from gateway.auth.tokens import Principal, authenticate
 
+#: The authorization server's routes, under the name the app gathers routers by.
+auth_router = router
+
 __all__ = [
     "AGENCIES",
     "ROLES",
@@ -37,13 +47,18 @@ __all__ = [
     "AuthService",
     "AuthServiceDep",
     "Caller",
+    "ClientAlreadyRegistered",
+    "ClientError",
     "ClientRegistry",
     "ExchangeCaller",
+    "InvalidClientRegistration",
     "PolicyCaller",
     "Principal",
     "SigningKey",
     "SigningKeyError",
     "TokenResponse",
+    "UnknownClient",
+    "auth_router",
     "authenticate",
     "current_principal",
     "generate_keypair",

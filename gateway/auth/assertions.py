@@ -20,7 +20,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 KeyKind = Literal["Ed25519", "ES256", "RS256"]
 
 
-def generate_keypair(kind: KeyKind = "Ed25519") -> tuple[str, str]:
+def generate_keypair(kind: KeyKind = "Ed25519") -> tuple[bytes, bytes]:
     """A new key pair as ``(private_pem, public_pem)`` (PKCS#8 and SubjectPublicKeyInfo)."""
     private: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
     if kind == "Ed25519":
@@ -33,11 +33,9 @@ def generate_keypair(kind: KeyKind = "Ed25519") -> tuple[str, str]:
         raise ValueError(f"unknown key kind {kind!r}; use Ed25519, ES256 or RS256")
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return private_pem, public_pem
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.roles import AGENCIES, ROLES
 from gateway.db import transaction, utcnow
-from gateway.errors import Conflict, InvalidInput, NotFound
+from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound
 from gateway.models import Client
 
 #: Client ids: short, printable, and free of ':' (the replay store keys on ``client_id:jti``).
@@ -35,38 +35,60 @@ ASSERTION_ALGORITHMS: Final[dict[str, tuple[str, ...]]] = {
 MIN_RSA_BITS: Final = 2048
 
 
-def key_alg_for_public_key(public_key_pem: str) -> str:
+class ClientError(GatewayError):
+    """A registry operation refused; the subclasses carry the HTTP status of each case."""
+
+
+class InvalidClientRegistration(ClientError, InvalidInput):
+    """Bad client id, agency, role or public key (400, naming the field)."""
+
+
+def _refused(field: str, message: str) -> InvalidClientRegistration:
+    return InvalidClientRegistration(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+class ClientAlreadyRegistered(ClientError, Conflict):
+    """The client id is taken (409)."""
+
+
+class UnknownClient(ClientError, NotFound):
+    """No client with that id (404)."""
+
+
+def key_alg_for_public_key(public_key_pem: str | bytes) -> str:
     """The JWS algorithm for a PEM public key: ``Ed25519``, ``ES256`` (P-256) or ``RS256`` (>= 2048 bits).
 
-    Raises ``InvalidInput`` for a private key, an unreadable PEM or any other kind of key.
+    Raises ``InvalidClientRegistration`` for a private key, an unreadable PEM or any other kind of key.
     """
-    if "PRIVATE KEY" in public_key_pem:
-        raise InvalidInput.field(
+    pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
+    if b"PRIVATE KEY" in pem:
+        raise _refused(
             "publicKey", "this is a private key; register the public key and keep the private key secret"
         )
     try:
-        key = serialization.load_pem_public_key(public_key_pem.encode())
+        key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as e:
-        raise InvalidInput.field("publicKey", "not a PEM public key (SubjectPublicKeyInfo)") from e
+        raise _refused("publicKey", "not a PEM public key (SubjectPublicKeyInfo)") from e
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "Ed25519"
     if isinstance(key, ec.EllipticCurvePublicKey):
         if isinstance(key.curve, ec.SECP256R1):
             return "ES256"
-        raise InvalidInput.field("publicKey", f"EC curve {key.curve.name} is not supported; use P-256")
+        raise _refused("publicKey", f"EC curve {key.curve.name} is not supported; use P-256")
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size >= MIN_RSA_BITS:
             return "RS256"
-        raise InvalidInput.field(
+        raise _refused(
             "publicKey", f"RSA key of {key.key_size} bits is too short; use at least {MIN_RSA_BITS}"
         )
-    raise InvalidInput.field(
+    raise _refused(
         "publicKey", f"{type(key).__name__} is not supported; use Ed25519, EC P-256 or RSA >= 2048 bits"
     )
 
 
-def _normalised_pem(public_key_pem: str) -> str:
-    key = serialization.load_pem_public_key(public_key_pem.encode())
+def _normalised_pem(public_key_pem: str | bytes) -> str:
+    pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
+    key = serialization.load_pem_public_key(pem)
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
@@ -78,16 +100,16 @@ class ClientRegistry:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def register(self, client_id: str, agency: str, role: str, public_key_pem: str) -> Client:
+    def register(self, client_id: str, agency: str, role: str, public_key_pem: str | bytes) -> Client:
         """Register a client with its public key; the key type decides the assertion algorithm."""
         if not CLIENT_ID_PATTERN.fullmatch(client_id):
-            raise InvalidInput.field(
+            raise _refused(
                 "clientId", "1 to 64 characters: letters, digits, '.', '_' or '-', starting alphanumeric"
             )
         if agency not in AGENCIES:
-            raise InvalidInput.field("agency", f"unknown agency; one of {', '.join(sorted(AGENCIES))}")
+            raise _refused("agency", f"unknown agency; one of {', '.join(sorted(AGENCIES))}")
         if role not in ROLES:
-            raise InvalidInput.field("role", f"unknown role; one of {', '.join(sorted(ROLES))}")
+            raise _refused("role", f"unknown role; one of {', '.join(sorted(ROLES))}")
         key_alg = key_alg_for_public_key(public_key_pem)
         client = Client(
             client_id=client_id,
@@ -100,10 +122,10 @@ class ClientRegistry:
         try:
             with transaction(self._sessions) as session:
                 if session.get(Client, client_id) is not None:
-                    raise Conflict(f"client {client_id} is already registered")
+                    raise ClientAlreadyRegistered(f"client {client_id} is already registered")
                 session.add(client)
         except IntegrityError as e:  # registered concurrently
-            raise Conflict(f"client {client_id} is already registered") from e
+            raise ClientAlreadyRegistered(f"client {client_id} is already registered") from e
         return client
 
     def list(self) -> builtins.list[Client]:
@@ -116,7 +138,7 @@ class ClientRegistry:
         with transaction(self._sessions) as session:
             client = session.get(Client, client_id)
             if client is None:
-                raise NotFound(f"no client {client_id}")
+                raise UnknownClient(f"no client {client_id}")
             if client.revoked_at is None:
                 client.revoked_at = utcnow()
             return client

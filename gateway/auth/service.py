@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from authlib.common.security import is_secure_transport
+from joserfc import jwt
+from joserfc.errors import JoseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
@@ -65,6 +67,16 @@ class AuthService:
         return authenticate(
             authorization_header, key=self.signing_key, issuer=self.issuer, clients=self.clients
         )
+
+    def ready(self) -> bool:
+        """Whether the signing key can sign and verify (for ``/readyz``)."""
+        try:
+            probe = jwt.encode({"alg": self.signing_key.alg}, {"probe": True}, self.signing_key.key)
+            jwt.decode(probe, self.signing_key.key, algorithms=[self.signing_key.alg])
+        except JoseError:
+            log.exception("token-signing key cannot sign")
+            return False
+        return True
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 authorization server metadata."""
