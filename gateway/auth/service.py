@@ -71,8 +71,9 @@ class AuthService:
     def ready(self) -> bool:
         """Whether the signing key can sign and verify (for ``/readyz``)."""
         try:
-            probe = jwt.encode({"alg": self.signing_key.alg}, {"probe": True}, self.signing_key.key)
-            jwt.decode(probe, self.signing_key.key, algorithms=[self.signing_key.alg])
+            alg = self.signing_key.alg
+            probe = jwt.encode({"alg": alg}, {"probe": True}, self.signing_key.key, algorithms=[alg])
+            jwt.decode(probe, self.signing_key.key, algorithms=[alg])
         except JoseError:
             log.exception("token-signing key cannot sign")
             return False
