@@ -1,0 +1,1 @@
+"""Implementation of the audit log; import from ``audit``, not from here."""

@@ -1,0 +1,40 @@
+"""One error root for the audit package, with precise subclasses.
+
+The package does not depend on the gateway: the gateway maps these to its own problem documents
+(``AuditWriteError`` to a 503 "no audit, no exchange", ``EntryNotFound`` to a 404, ...).
+"""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """Root of every error raised by the audit package."""
+
+    @property
+    def reason(self) -> str:
+        """The human-readable reason, as given when raised."""
+        return str(self)
+
+
+class InvalidEntry(AuditError, ValueError):
+    """An entry cannot be logged: not a JSON object, or not representable in RFC 8785 JSON."""
+
+
+class InvalidProof(AuditError):
+    """An inclusion or consistency proof does not verify."""
+
+
+class InvalidNote(AuditError):
+    """A signed note, checkpoint or verifier key is malformed, or its signatures do not verify."""
+
+
+class AuditWriteError(AuditError):
+    """Entries could not be committed to the log; nothing of the failed batch was written."""
+
+
+class EntryNotFound(AuditError, LookupError):
+    """An index or tree size beyond what the log holds."""
+
+
+class LogCorrupted(AuditError):
+    """The stored log contradicts itself or a checkpoint it signed earlier; the log refuses to sign."""

@@ -1,0 +1,567 @@
+"""The audit log on SQLAlchemy: one linear log, durable appends with group commit, proofs, search."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import Connection, Engine, exists, func, insert, select, text, tuple_
+
+from audit._internal.canonical import canonical_json
+from audit._internal.columns import EntryColumns, extract
+from audit._internal.errors import (
+    AuditWriteError,
+    EntryNotFound,
+    InvalidEntry,
+    InvalidNote,
+    InvalidProof,
+    LogCorrupted,
+)
+from audit._internal.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    NodeKey,
+    NodeReader,
+    consistency_ranges,
+    frontier_nodes,
+    hashes_for_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    verify_consistency,
+)
+from audit._internal.note import LogSigner, verify_checkpoint
+from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+"""The largest page ``search`` returns."""
+
+# One constant advisory lock serialises appends across every process sharing the PostgreSQL database.
+_PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"veilig-delen/audit/append").digest()[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One leaf of the log: its index and the exact canonical JSON bytes that were hashed."""
+
+    index: int
+    leaf_data: bytes
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        """The leaf bytes parsed as JSON."""
+        parsed: dict[str, Any] = json.loads(self.leaf_data)
+        return parsed
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """RFC 6962 leaf hash of the bytes."""
+        return leaf_hash(self.leaf_data)
+
+    def export_line(self) -> str:
+        """The NDJSON export line ``{"index":i,"leafData":"<base64>"}`` with its newline."""
+        data = base64.b64encode(self.leaf_data).decode("ascii")
+        return f'{{"index":{self.index},"leafData":"{data}"}}\n'
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchFilters:
+    """Search criteria; every one that is set must hold.
+
+    ``agency`` and ``visible_to`` both mean "the entry names this agency as actor or counterpart": the
+    first is the searcher's filter, the second the access rule (a privacy officer sees entries that
+    name their own agency), so both can apply at once. ``time_from`` is inclusive, ``time_to``
+    exclusive. ``subject`` is a BSN pseudonym, never a BSN.
+    """
+
+    case_id: str | None = None
+    agency: str | None = None
+    visible_to: str | None = None
+    purpose: str | None = None
+    type: str | None = None
+    information_type: str | None = None
+    trace_id: str | None = None
+    subject: str | None = None
+    time_from: dt.datetime | None = None
+    time_to: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A checkpoint the log signed: its size, root, signed note text and when it was made."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: dt.datetime
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """The tamper-evident audit log as the gateway uses it."""
+
+    def append(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Durably log entries; returns their indexes once committed."""
+        ...
+
+    def size(self) -> int:
+        """Number of committed entries."""
+        ...
+
+    def root(self, size: int | None = None) -> bytes:
+        """RFC 6962 root hash at ``size`` (default: now)."""
+        ...
+
+    def entry(self, index: int) -> LogEntry:
+        """One entry; ``EntryNotFound`` beyond the log."""
+        ...
+
+    def entries(self, start: int, end: int) -> list[LogEntry]:
+        """Entries with ``start <= index < end``."""
+        ...
+
+    def iter_entries(self, start: int = 0, end: int | None = None) -> Iterator[LogEntry]:
+        """Entries in index order, read in batches (for export)."""
+        ...
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of ``index`` in the tree of ``tree_size``."""
+        ...
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes."""
+        ...
+
+    def checkpoint(self) -> str:
+        """A signed checkpoint covering every committed entry."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The newest signed checkpoint, if any."""
+        ...
+
+    def verifier_key(self) -> str:
+        """The note verifier key of the log's signer."""
+        ...
+
+    def search(
+        self, filters: SearchFilters | None = None, limit: int = 100, cursor: int | None = None
+    ) -> tuple[list[LogEntry], int | None]:
+        """A page of matching entries in index order, and the cursor of the next page."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    leaf_data: bytes
+    leaf_hash: bytes
+    columns: EntryColumns
+
+
+@dataclass
+class _Pending:
+    """One ``append`` call waiting in the group-commit queue."""
+
+    items: list[_Prepared]
+    indexes: list[int] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _prepare(entry: Mapping[str, Any]) -> _Prepared:
+    if not isinstance(entry, Mapping):
+        raise InvalidEntry(f"an audit entry is a JSON object, not {type(entry).__name__}")
+    data = canonical_json(entry)
+    # Columns come from the canonical bytes, not the caller's object, so that the verifier, which
+    # only has the bytes, derives exactly the same columns (a tuple becomes a list, and so on).
+    return _Prepared(leaf_data=data, leaf_hash=leaf_hash(data), columns=extract(json.loads(data)))
+
+
+@dataclass
+class _GroupCommit:
+    """Leader/follower group commit: whoever finds no leader commits everything queued."""
+
+    cv: threading.Condition = field(default_factory=threading.Condition)
+    queue: list[_Pending] = field(default_factory=list)
+    leading: bool = False
+
+
+class SqlAuditStore:
+    """``AuditStore`` on SQLite (WAL) or PostgreSQL through a SQLAlchemy engine.
+
+    The tables must exist (``audit.metadata``), ideally with ``install_append_only_triggers``.
+    Appends are serialised in-process by a group-commit queue and across processes by the database:
+    ``BEGIN IMMEDIATE`` on SQLite, ``pg_advisory_xact_lock`` on PostgreSQL.
+    """
+
+    def __init__(self, engine: Engine, signer: LogSigner, *, max_batch: int = 2000) -> None:
+        self._engine = engine
+        self._signer = signer
+        self._max_batch = max_batch
+        self._group = _GroupCommit()
+        # The tree's right edge after our last commit; only the group-commit leader touches it.
+        self._frontier: CompactRange | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the log lives in."""
+        return self._engine
+
+    @property
+    def signer(self) -> LogSigner:
+        """The checkpoint signer."""
+        return self._signer
+
+    def verifier_key(self) -> str:
+        """The note verifier key of the log's signer."""
+        return self._signer.verifier_key()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Canonicalise and durably log ``entries``; returns their consecutive indexes after the commit.
+
+        Concurrent callers are batched into one transaction (group commit); each gets its indexes only
+        once that transaction has committed. If this raises, none of these entries were written:
+        ``InvalidEntry`` before anything is queued, ``AuditWriteError`` when the commit failed.
+        """
+        if not entries:
+            return []
+        pending = _Pending(items=[_prepare(e) for e in entries])
+        group = self._group
+        with group.cv:
+            group.queue.append(pending)
+            while not pending.done:
+                if group.leading:
+                    group.cv.wait()
+                    continue
+                group.leading = True
+                batch = self._take_batch()
+                group.cv.release()
+                try:
+                    self._commit_batch(batch)
+                finally:
+                    group.cv.acquire()
+                    group.leading = False
+                    for p in batch:
+                        p.done = True
+                    group.cv.notify_all()
+        if pending.error is not None or pending.indexes is None:
+            raise AuditWriteError("the audit log could not commit the entries") from pending.error
+        return pending.indexes
+
+    def _take_batch(self) -> list[_Pending]:
+        queue = self._group.queue
+        taken, rows = 0, 0
+        while taken < len(queue) and (taken == 0 or rows + len(queue[taken].items) <= self._max_batch):
+            rows += len(queue[taken].items)
+            taken += 1
+        batch = queue[:taken]
+        del queue[:taken]
+        return batch
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Write one batch in one transaction; record the outcome on every pending call, never raise."""
+        try:
+            assigned = self._write(batch)
+        except Exception as e:
+            log.exception("audit append of %d entries failed", sum(len(p.items) for p in batch))
+            for p in batch:
+                p.error = e
+            return
+        except BaseException as e:
+            for p in batch:
+                p.error = e
+            raise
+        for p, indexes in zip(batch, assigned, strict=True):
+            p.indexes = indexes
+
+    def _write(self, batch: list[_Pending]) -> list[list[int]]:
+        with self._engine.connect() as conn:
+            _lock_log(conn)
+            size = _read_size(conn)
+            cached = self._frontier
+            frontier = (
+                cached.copy() if cached is not None and cached.size == size else _load_frontier(conn, size)
+            )
+            entry_rows: list[dict[str, Any]] = []
+            agency_rows: list[dict[str, Any]] = []
+            subject_rows: list[dict[str, Any]] = []
+            node_rows: list[dict[str, Any]] = []
+            assigned: list[list[int]] = []
+            for pending in batch:
+                indexes = []
+                for item in pending.items:
+                    index = frontier.size
+                    for level, node_index, h in frontier.append(item.leaf_hash):
+                        node_rows.append({"level": level, "idx": node_index, "hash": h})
+                    entry_rows.append(
+                        {
+                            "idx": index,
+                            "leaf_data": item.leaf_data,
+                            "leaf_hash": item.leaf_hash,
+                            **item.columns.row,
+                        }
+                    )
+                    agency_rows.extend(
+                        {"idx": index, "agency": a, "role": r} for a, r in sorted(item.columns.agencies)
+                    )
+                    subject_rows.extend({"idx": index, "pseudonym": s} for s in sorted(item.columns.subjects))
+                    indexes.append(index)
+                assigned.append(indexes)
+            conn.execute(insert(entries), entry_rows)
+            if agency_rows:
+                conn.execute(insert(entry_agencies), agency_rows)
+            if subject_rows:
+                conn.execute(insert(entry_subjects), subject_rows)
+            if node_rows:
+                conn.execute(insert(nodes), node_rows)
+            conn.commit()
+        # Only after the commit: a failed batch must not leave its leaves in our idea of the tree.
+        self._frontier = frontier
+        return assigned
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """Number of committed entries."""
+        with self._engine.connect() as conn:
+            return _read_size(conn)
+
+    def root(self, size: int | None = None) -> bytes:
+        """RFC 6962 root hash of the first ``size`` entries (default: all committed)."""
+        with self._engine.connect() as conn:
+            current = _read_size(conn)
+            size = current if size is None else size
+            if not 0 <= size <= current:
+                raise EntryNotFound(f"tree size {size} is beyond the log's {current} entries")
+            return _root(conn, size)
+
+    def entry(self, index: int) -> LogEntry:
+        """The entry at ``index``; ``EntryNotFound`` when there is none."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(entries.c.leaf_data).where(entries.c.idx == index)).first()
+        if row is None:
+            raise EntryNotFound(f"no audit entry {index}")
+        return LogEntry(index, bytes(row.leaf_data))
+
+    def entries(self, start: int, end: int) -> list[LogEntry]:
+        """Entries with ``start <= index < end``, in index order (fewer if the log is shorter)."""
+        if start < 0 or end < start:
+            raise ValueError(f"bad entry range [{start}, {end})")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(entries.c.idx, entries.c.leaf_data)
+                .where(entries.c.idx >= start, entries.c.idx < end)
+                .order_by(entries.c.idx)
+            )
+            return [LogEntry(r.idx, bytes(r.leaf_data)) for r in rows]
+
+    def iter_entries(
+        self, start: int = 0, end: int | None = None, *, batch_size: int = 1000
+    ) -> Iterator[LogEntry]:
+        """Entries ``start <= index < end`` (default: the size when called), read in batches.
+
+        Each batch uses its own short transaction, so a slow export holds no lock; entries never change,
+        so the batches add up to a consistent view.
+        """
+        stop = self.size() if end is None else end
+        position = start
+        while position < stop:
+            batch = self.entries(position, min(position + batch_size, stop))
+            if not batch:
+                return
+            yield from batch
+            position = batch[-1].index + 1
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of the first ``tree_size`` entries."""
+        with self._engine.connect() as conn:
+            current = _read_size(conn)
+            if not 0 <= index < tree_size <= current:
+                raise EntryNotFound(f"no entry {index} in a tree of size {tree_size} (log size {current})")
+            return hashes_for_ranges(inclusion_ranges(index, tree_size), _reader(conn))
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 consistency proof that the tree of ``size1`` entries is a prefix of that of ``size2``."""
+        with self._engine.connect() as conn:
+            current = _read_size(conn)
+            if not 0 <= size1 <= size2 <= current:
+                raise EntryNotFound(f"no consistency proof from {size1} to {size2} (log size {current})")
+            return hashes_for_ranges(consistency_ranges(size1, size2), _reader(conn))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def checkpoint(self) -> str:
+        """A signed checkpoint of every entry committed so far; recorded in ``audit_checkpoints``.
+
+        Reuses the latest checkpoint when the log has not grown. Before signing a new one it proves,
+        from the stored tree, that the new tree extends the latest checkpoint this key signed, and
+        raises ``LogCorrupted`` otherwise: a log must never sign two inconsistent checkpoints.
+        """
+        with self._engine.connect() as conn:
+            size = _read_size(conn)
+            latest = _latest_checkpoint(conn)
+            previous = self._own(latest)
+            if previous is not None and latest is not None and previous.size == size:
+                return latest.note
+            root = _root(conn, size)
+            if previous is not None:
+                if previous.size > size:
+                    raise LogCorrupted(f"the log has {size} entries but a checkpoint signed {previous.size}")
+                proof = hashes_for_ranges(consistency_ranges(previous.size, size), _reader(conn))
+                try:
+                    verify_consistency(previous.size, size, proof, previous.root, root)
+                except InvalidProof as e:
+                    raise LogCorrupted(
+                        f"the stored tree does not extend the checkpoint of size {previous.size}: {e}"
+                    ) from e
+            note = self._signer.sign_checkpoint(size, root)
+            conn.execute(
+                insert(checkpoints).values(
+                    tree_size=size, root_hash=root, note=note, created_at=dt.datetime.now(dt.UTC)
+                )
+            )
+            conn.commit()
+        return note
+
+    def _own(self, stored: StoredCheckpoint | None) -> StoredCheckpoint | None:
+        """``stored`` if this signer's key signed it (after a key rotation the old ones are not ours)."""
+        if stored is None:
+            return None
+        try:
+            cp = verify_checkpoint(stored.note, self._signer.verifier)
+        except InvalidNote:
+            return None
+        return StoredCheckpoint(cp.size, cp.root, stored.note, stored.created_at)
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint with the largest tree size (newest among equals), or None."""
+        with self._engine.connect() as conn:
+            return _latest_checkpoint(conn)
+
+    # -- search ----------------------------------------------------------------------------------
+
+    def search(
+        self, filters: SearchFilters | None = None, limit: int = 100, cursor: int | None = None
+    ) -> tuple[list[LogEntry], int | None]:
+        """Entries matching every filter set, in index order, from index ``cursor`` on.
+
+        Returns at most ``limit`` (capped at ``MAX_PAGE``) entries and the cursor of the next page, or
+        None when this is the last page.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        limit = min(limit, MAX_PAGE)
+        f = filters or SearchFilters()
+        query = select(entries.c.idx, entries.c.leaf_data)
+        for column, value in (
+            (entries.c.case_id, f.case_id),
+            (entries.c.purpose, f.purpose),
+            (entries.c.entry_type, f.type),
+            (entries.c.information_type, f.information_type),
+            (entries.c.trace_id, f.trace_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        for agency in (f.agency, f.visible_to):
+            if agency is not None:
+                query = query.where(
+                    exists().where(entry_agencies.c.idx == entries.c.idx, entry_agencies.c.agency == agency)
+                )
+        if f.subject is not None:
+            query = query.where(
+                exists().where(entry_subjects.c.idx == entries.c.idx, entry_subjects.c.pseudonym == f.subject)
+            )
+        if f.time_from is not None:
+            query = query.where(entries.c.entry_time >= f.time_from)
+        if f.time_to is not None:
+            query = query.where(entries.c.entry_time < f.time_to)
+        if cursor is not None:
+            query = query.where(entries.c.idx >= cursor)
+        query = query.order_by(entries.c.idx).limit(limit + 1)
+        with self._engine.connect() as conn:
+            found = [LogEntry(r.idx, bytes(r.leaf_data)) for r in conn.execute(query)]
+        if len(found) > limit:
+            return found[:limit], found[limit].index
+        return found, None
+
+
+# -- shared SQL helpers (also used by the verifier) --------------------------------------------------
+
+
+def _lock_log(conn: Connection) -> None:
+    """Start the append transaction holding the log's write lock, so the size read next stays true."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        dbapi = conn.connection.dbapi_connection
+        # pysqlite opens transactions lazily at the first write; take the write lock now instead. If an
+        # engine hook already began a transaction, the primary key still refuses a duplicate index.
+        if not getattr(dbapi, "in_transaction", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+
+
+def _read_size(conn: Connection) -> int:
+    highest = conn.execute(select(func.max(entries.c.idx))).scalar()
+    return 0 if highest is None else int(highest) + 1
+
+
+def read_nodes(conn: Connection, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+    """Perfect-node hashes by ``(level, index)``: level 0 from the leaves, the rest from ``audit_nodes``.
+
+    Raises ``LogCorrupted`` if one is missing: the tree is stored in full up to the log's size.
+    """
+    wanted = set(keys)
+    found: dict[NodeKey, bytes] = {}
+    leaves = [i for level, i in wanted if level == 0]
+    inner = [(level, i) for level, i in wanted if level > 0]
+    if leaves:
+        for r in conn.execute(select(entries.c.idx, entries.c.leaf_hash).where(entries.c.idx.in_(leaves))):
+            found[(0, r.idx)] = bytes(r.leaf_hash)
+    if inner:
+        rows = conn.execute(
+            select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
+                tuple_(nodes.c.level, nodes.c.idx).in_(inner)
+            )
+        )
+        for node in rows:
+            found[(node.level, node.idx)] = bytes(node.hash)
+    missing = wanted - found.keys()
+    if missing:
+        raise LogCorrupted(f"stored tree nodes are missing: {sorted(missing)[:5]}")
+    return found
+
+
+def _reader(conn: Connection) -> NodeReader:
+    return lambda keys: read_nodes(conn, keys)
+
+
+def _load_frontier(conn: Connection, size: int) -> CompactRange:
+    keys = frontier_nodes(size)
+    found = read_nodes(conn, keys)
+    return CompactRange(size, [found[k] for k in keys])
+
+
+def _root(conn: Connection, size: int) -> bytes:
+    if size == 0:
+        return EMPTY_ROOT
+    return hashes_for_ranges([(0, size)], _reader(conn))[0]
+
+
+def _latest_checkpoint(conn: Connection) -> StoredCheckpoint | None:
+    row = conn.execute(
+        select(checkpoints).order_by(checkpoints.c.tree_size.desc(), checkpoints.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return StoredCheckpoint(row.tree_size, bytes(row.root_hash), row.note, row.created_at)

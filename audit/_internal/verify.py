@@ -1,0 +1,336 @@
+"""Whole-log verification: the stored log, an offline export, and checkpoint consistency for witnesses."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, tuple_
+
+from audit._internal.columns import extract_from_leaf
+from audit._internal.errors import InvalidNote
+from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, leaf_hash, verify_consistency
+from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
+from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
+from audit._internal.store import LogEntry, SqlAuditStore, _read_size
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` while a verification runs."""
+
+VerifierKeys = str | NoteVerifier | Sequence[str | NoteVerifier]
+"""One verifier key, or several (the current key and earlier, rotated-out ones)."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of a verification, with the reason.
+
+    ``first_bad_index`` is the lowest index that cannot be vouched for: exact when an entry's bytes,
+    stored hash or search columns are wrong or it is missing; the first leaf of the subtree when only a
+    stored tree node is wrong; and the size of the last checkpoint that still matches when the log was
+    rewritten consistently (only a signed checkpoint can show that). None when no index is to blame.
+    """
+
+    ok: bool
+    size: int
+    first_bad_index: int | None
+    reason: str
+    root: bytes | None = None
+    checkpoints: int = 0
+    problems: tuple[str, ...] = field(default=())
+
+
+def _verifiers(keys: VerifierKeys) -> list[NoteVerifier]:
+    items: Sequence[str | NoteVerifier] = [keys] if isinstance(keys, str | NoteVerifier) else keys
+    return [k if isinstance(k, NoteVerifier) else parse_verifier_key(k) for k in items]
+
+
+def _open_checkpoint(note: str, verifiers: Sequence[NoteVerifier]) -> Checkpoint:
+    text, signed_by = open_note(note, verifiers)
+    checkpoint = parse_checkpoint(text)
+    if checkpoint.origin not in {v.name for v in signed_by}:
+        raise InvalidNote(
+            f"checkpoint origin {checkpoint.origin!r} is not the name of the key that signed it"
+        )
+    return checkpoint
+
+
+class _Findings:
+    """Problems found so far; the verdict names the one with the lowest index."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int | None, str]] = []
+
+    def add(self, index: int | None, reason: str) -> None:
+        self.items.append((index, reason))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def result(self, size: int, root: bytes | None, checked: int, ok_reason: str) -> VerifyResult:
+        if not self.items:
+            return VerifyResult(True, size, None, ok_reason, root, checked)
+        indexed = [item for item in self.items if item[0] is not None]
+        first_index, reason = min(indexed, key=lambda item: item[0] or 0) if indexed else self.items[0]
+        return VerifyResult(False, size, first_index, reason, None, checked, tuple(r for _, r in self.items))
+
+
+def verify_log(
+    source: SqlAuditStore | Engine,
+    verifier_key: VerifierKeys,
+    *,
+    trusted_checkpoints: Iterable[str] = (),
+    batch_size: int = 2000,
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Check the stored log from its leaf bytes up, and against every checkpoint it signed.
+
+    Recomputes each leaf hash from ``leaf_data`` and compares it with the stored one; re-derives the
+    search columns (an edited index could hide entries from a privacy officer's search); recomputes
+    every perfect subtree and compares it with the stored node; and checks that each checkpoint, stored
+    or in ``trusted_checkpoints`` (notes kept outside the database, e.g. by a witness), carries a valid
+    signature and signs the recomputed root at its size. Only those outside checkpoints catch a log that
+    was rewritten together with its stored checkpoints.
+    """
+    engine = source.engine if isinstance(source, SqlAuditStore) else source
+    verifiers = _verifiers(verifier_key)
+    findings = _Findings()
+
+    with engine.connect() as conn:
+        size = _read_size(conn)
+        node_count = int(conn.execute(select(func.count()).select_from(nodes)).scalar_one())
+        stored = conn.execute(
+            select(
+                checkpoints.c.id, checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note
+            ).order_by(checkpoints.c.id)
+        ).all()
+
+    claims: list[tuple[int, bytes, str]] = []
+    for row in stored:
+        label = f"stored checkpoint #{row.id}"
+        try:
+            cp = _open_checkpoint(row.note, verifiers)
+        except InvalidNote as e:
+            findings.add(None, f"{label} does not verify: {e}")
+            continue
+        if cp.size != row.tree_size or cp.root != bytes(row.root_hash):
+            findings.add(None, f"{label}: its size or root columns differ from its signed note")
+        claims.append((cp.size, cp.root, label))
+    for n, note in enumerate(trusted_checkpoints, 1):
+        label = f"trusted checkpoint {n}"
+        try:
+            cp = _open_checkpoint(note, verifiers)
+        except InvalidNote as e:
+            findings.add(None, f"{label} does not verify: {e}")
+            continue
+        claims.append((cp.size, cp.root, label))
+
+    wanted = {s for s, _, _ in claims}
+    roots_at: dict[int, bytes] = {0: EMPTY_ROOT}
+    frontier = CompactRange()
+    stopped = False
+    low = 0
+    while low < size and not stopped:
+        high = min(low + batch_size, size)
+        with engine.connect() as conn:
+            bad_entry, produced = _check_batch(conn, low, high, frontier, wanted, roots_at, findings)
+            bad_node = _check_nodes(conn, produced, findings)
+        stopped = bad_entry or bad_node
+        low = high
+        if progress is not None:
+            progress(frontier.size, size)
+
+    verified = frontier.size
+    if not stopped and node_count != size - size.bit_count():
+        findings.add(
+            None,
+            f"audit_nodes holds {node_count} rows; a tree of {size} leaves has {size - size.bit_count()}",
+        )
+
+    matched: list[int] = [0]
+    for claim_size, claim_root, label in sorted(claims, key=lambda c: c[0]):
+        if claim_size > verified:
+            if not stopped:
+                findings.add(verified, f"{label} covers {claim_size} entries but the log holds {size}")
+            continue
+        if roots_at[claim_size] == claim_root:
+            matched.append(claim_size)
+            continue
+        good = max(s for s in matched if s < claim_size) if claim_size > 0 else 0
+        findings.add(
+            good,
+            f"{label}: the root of the first {claim_size} entries differs from the signed root; "
+            f"an entry in [{good}, {claim_size}) was changed or the log was rewritten",
+        )
+
+    root = frontier.root() if not stopped else None
+    return findings.result(size, root, len(claims), f"{size} entries and {len(claims)} checkpoints verify")
+
+
+def _check_batch(
+    conn: Connection,
+    low: int,
+    high: int,
+    frontier: CompactRange,
+    wanted: set[int],
+    roots_at: dict[int, bytes],
+    findings: _Findings,
+) -> tuple[bool, list[tuple[int, int, bytes]]]:
+    """Check entries ``[low, high)``; extend ``frontier``. Returns (stopped at a bad entry, new nodes)."""
+    rows = conn.execute(
+        select(entries).where(entries.c.idx >= low, entries.c.idx < high).order_by(entries.c.idx)
+    )
+    agencies: dict[int, set[tuple[str, str]]] = {}
+    for r in conn.execute(
+        select(entry_agencies).where(entry_agencies.c.idx >= low, entry_agencies.c.idx < high)
+    ):
+        agencies.setdefault(r.idx, set()).add((r.agency, r.role))
+    subjects: dict[int, set[str]] = {}
+    for r in conn.execute(
+        select(entry_subjects).where(entry_subjects.c.idx >= low, entry_subjects.c.idx < high)
+    ):
+        subjects.setdefault(r.idx, set()).add(r.pseudonym)
+
+    produced: list[tuple[int, int, bytes]] = []
+    for row in rows:
+        index = frontier.size
+        if row.idx != index:
+            findings.add(index, f"entry {index} is missing (the next stored entry is {row.idx})")
+            return True, produced
+        data = bytes(row.leaf_data)
+        h = leaf_hash(data)
+        if h != bytes(row.leaf_hash):
+            findings.add(index, f"entry {index}: its stored leaf hash does not match its data")
+            return True, produced
+        derived = extract_from_leaf(data)
+        wrong = sorted(col for col, value in derived.row.items() if row._mapping[col] != value)
+        if derived.agencies != agencies.get(index, set()):
+            wrong.append("agencies")
+        if derived.subjects != subjects.get(index, set()):
+            wrong.append("subjects")
+        if wrong:
+            findings.add(
+                index, f"entry {index}: its search columns ({', '.join(wrong)}) do not match its data"
+            )
+            return True, produced
+        produced.extend(frontier.append(h))
+        if frontier.size in wanted:
+            roots_at[frontier.size] = frontier.root()
+    if frontier.size < high:
+        # Rows stop short of the batch end although the log goes on: the rest are missing.
+        findings.add(frontier.size, f"entry {frontier.size} is missing")
+        return True, produced
+    return False, produced
+
+
+def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findings: _Findings) -> bool:
+    """Compare recomputed perfect subtrees with the stored ``audit_nodes`` rows; True if one is wrong."""
+    expected: dict[NodeKey, bytes] = {(level, i): h for level, i, h in produced}
+    keys = list(expected)
+    stored: dict[NodeKey, bytes] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for r in conn.execute(
+            select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
+                tuple_(nodes.c.level, nodes.c.idx).in_(chunk)
+            )
+        ):
+            stored[(r.level, r.idx)] = bytes(r.hash)
+    for level, i in keys:
+        got = stored.get((level, i))
+        if got != expected[(level, i)]:
+            first, last = i << level, ((i + 1) << level) - 1
+            what = "is missing" if got is None else "does not match the entries"
+            findings.add(first, f"stored tree node over entries {first}..{last} {what}")
+            return True
+    return False
+
+
+def export_lines(items: Iterable[LogEntry]) -> Iterator[str]:
+    """NDJSON export lines ``{"index":i,"leafData":"<base64>"}\\n`` for ``verify_export``."""
+    for item in items:
+        yield item.export_line()
+
+
+def _parse_line(line: str | bytes) -> tuple[int, bytes]:
+    obj: Any = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    index, data = obj.get("index"), obj.get("leafData")
+    if not isinstance(index, int) or isinstance(index, bool) or not isinstance(data, str):
+        raise ValueError("needs an integer index and a base64 leafData")
+    return index, base64.b64decode(data, validate=True)
+
+
+def verify_export(
+    lines: Iterable[str | bytes],
+    checkpoint_text: str,
+    verifier_key: VerifierKeys,
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Check an NDJSON export offline: its first entries must hash to the signed checkpoint's root.
+
+    Lines are ``{"index": i, "leafData": "<base64>"}``, indexes counting from 0 without gaps; blank
+    lines are skipped. Lines past the checkpoint's size are allowed (the export may be newer) but are
+    not covered by it, and the reason says so.
+    """
+    try:
+        cp = _open_checkpoint(checkpoint_text, _verifiers(verifier_key))
+    except InvalidNote as e:
+        return VerifyResult(False, 0, None, f"the checkpoint does not verify: {e}")
+    findings = _Findings()
+    frontier = CompactRange()
+    beyond = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if frontier.size >= cp.size:
+            beyond += 1
+            continue
+        try:
+            index, data = _parse_line(line)
+        except (ValueError, binascii.Error) as e:
+            findings.add(frontier.size, f"line {number} is not an export line: {e}")
+            break
+        if index != frontier.size:
+            findings.add(
+                frontier.size, f"line {number} holds entry {index} where entry {frontier.size} belongs"
+            )
+            break
+        frontier.append(leaf_hash(data))
+        if progress is not None and frontier.size % 10_000 == 0:
+            progress(frontier.size, cp.size)
+    if not findings and frontier.size < cp.size:
+        findings.add(
+            frontier.size, f"the export ends after {frontier.size} entries; the checkpoint covers {cp.size}"
+        )
+    root = frontier.root()
+    if not findings and root != cp.root:
+        findings.add(None, f"the {cp.size} exported entries do not hash to the checkpoint's root")
+    if progress is not None:
+        progress(frontier.size, cp.size)
+    note = f"; {beyond} later entries are not covered by the checkpoint" if beyond else ""
+    return findings.result(
+        cp.size, root if not findings else None, 1, f"{cp.size} entries match the checkpoint{note}"
+    )
+
+
+def check_consistency(
+    old_checkpoint: str, new_checkpoint: str, proof: Sequence[bytes], verifier_key: VerifierKeys
+) -> Checkpoint:
+    """For a witness: verify both signed checkpoints and that the new one extends the old one.
+
+    Returns the new checkpoint. Raises ``InvalidNote`` (bad signature, other origin) or ``InvalidProof``
+    (the log was forked or rewritten between the two, or the proof is wrong).
+    """
+    verifiers = _verifiers(verifier_key)
+    old = _open_checkpoint(old_checkpoint, verifiers)
+    new = _open_checkpoint(new_checkpoint, verifiers)
+    if old.origin != new.origin:
+        raise InvalidNote(f"checkpoints of different logs: {old.origin!r} and {new.origin!r}")
+    verify_consistency(old.size, new.size, proof, old.root, new.root)
+    return new
