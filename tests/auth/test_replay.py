@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,3 +52,20 @@ def test_purging_happens_along_the_way(sessions: sessionmaker[Session]) -> None:
         s.add(UsedAssertion(jti_key="a:stale", expires_at=later(-10)))
     assert guard.spend("a", "fresh", later(60)) is True  # the first spend purges
     assert count(sessions) == 1
+
+
+def test_concurrent_spends_of_one_jti_admit_exactly_one(sessions: sessionmaker[Session]) -> None:
+    guard = ReplayGuard(sessions)
+    barrier = threading.Barrier(8)
+    results: list[bool] = []
+
+    def spend() -> None:
+        barrier.wait()
+        results.append(guard.spend("a", "raced", later(60)))
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]

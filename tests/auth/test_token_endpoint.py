@@ -260,3 +260,19 @@ def test_errors_do_not_echo_the_assertion(gateway: LiveGateway) -> None:
     for part in assertion.split("."):
         assert part not in r.text
     assert "s3cr3t-value" not in r.text
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_authlibs_own_private_key_jwt_client_gets_a_token(gateway: LiveGateway) -> None:
+    # What an agency system in Python would run. Authlib's assertions live an hour by default, which
+    # the gateway refuses, so the client sets a short exp.
+    from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT
+    from joserfc.jwk import OKPKey
+
+    pem = gateway.register("politie-1")
+    method = PrivateKeyJWT(gateway.token_url, alg="Ed25519", claims={"exp": int(time.time()) + 60})
+    with OAuth2Client("politie-1", OKPKey.import_key(pem), token_endpoint_auth_method=method) as client:
+        token = client.fetch_token(gateway.token_url, grant_type="client_credentials")
+    assert token["scope"] == "exchange"
+    assert gateway.ping(token["access_token"]).status_code == 200
