@@ -64,6 +64,16 @@ _KEY_CLASSES: Final[dict[str, type[OKPKey] | type[ECKey] | type[RSAKey]]] = {
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
+# RFC 6749 section 5.2: error_description characters are %x20-21 / %x23-5B / %x5D-7E.
+_NOT_DESCRIPTION_CHAR: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _refusal(reason: str) -> InvalidClientError:
+    """An ``invalid_client`` error; a reason quoting the assertion (an ``alg``, a header name) is made
+    safe, since Authlib raises ValueError, a 500, on a description outside the RFC's character set."""
+    reason = _NOT_DESCRIPTION_CHAR.sub("?", reason)[:200]
+    return InvalidClientError(description=f"client assertion refused: {reason}")
+
 
 @dataclass(frozen=True)
 class TokenResponse:
@@ -180,33 +190,30 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         except BadSignatureError as e:
             raise InvalidClientError(description="client assertion signature does not verify") from e
         except JoseError as e:
-            reason = e.description or e.error
-            raise InvalidClientError(description=f"client assertion refused: {reason}") from e
+            raise _refusal(e.description or e.error) from e
         self.verify_claims(token.claims)
         return token.claims
 
     def verify_claims(self, claims: dict[str, Any]) -> None:
         exp = claims.get("exp")
         if exp is None:
-            raise InvalidClientError(description="client assertion refused: missing claim 'exp'")
+            raise _refusal("missing claim 'exp'")
         if not _is_number(exp):
-            raise InvalidClientError(description="client assertion refused: 'exp' must be a NumericDate")
+            raise _refusal("'exp' must be a NumericDate")
         now = time.time()
         if exp > now + MAX_ASSERTION_LIFETIME + ASSERTION_LEEWAY:
-            raise InvalidClientError(
-                description=f"client assertion refused: 'exp' is more than {MAX_ASSERTION_LIFETIME} s ahead"
-            )
+            raise _refusal(f"'exp' is more than {MAX_ASSERTION_LIFETIME} s ahead")
         for name in ("iat", "nbf"):
             value = claims.get(name)
             if value is not None and _is_number(value) and value > exp:
-                raise InvalidClientError(description=f"client assertion refused: '{name}' is after 'exp'")
+                raise _refusal(f"'{name}' is after 'exp'")
         try:
             super().verify_claims(claims)  # iss, sub, aud, exp, nbf, iat; sub == iss
         except InvalidClientError as e:
-            raise InvalidClientError(description=f"client assertion refused: {e.description}") from e
+            raise _refusal(e.description) from e
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
-            raise InvalidClientError(description="client assertion refused: missing claim 'jti'")
+            raise _refusal("missing claim 'jti'")
         # Keep the jti until the assertion could no longer pass the 'exp' check, leeway included.
         keep_until = dt.datetime.fromtimestamp(float(exp) + ASSERTION_LEEWAY, dt.UTC)
         if not self._replay.spend(claims["sub"], jti, keep_until):

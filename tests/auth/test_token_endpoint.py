@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
@@ -181,9 +183,23 @@ def test_an_unsigned_assertion_is_refused(gateway: LiveGateway) -> None:
     refused(gateway.post_token(unsigned))
 
 
-@pytest.mark.parametrize("garbage", ["not-a-jwt", "a.b.c", "e30.e30.", "W10.W10.AA"])
+@pytest.mark.parametrize("garbage", ["not-a-jwt", "a.b.c", "e30.e30.", "W10.W10.AA", "é.é.é"])
 def test_a_garbage_assertion_is_a_400_not_a_500(gateway: LiveGateway, garbage: str) -> None:
     refused(gateway.post_token(garbage))
+
+
+@pytest.mark.parametrize("header", [{"alg": 'R"S256\u00e9'}, {"alg": "Ed25519", "x\u00e9\\": 1}])
+def test_odd_characters_in_an_assertion_are_not_echoed_raw(
+    gateway: LiveGateway, header: dict[str, object]
+) -> None:
+    # Authlib refuses to build an error whose description holds '"', '\\' or non-ASCII: that was a 500.
+    gateway.register("politie-1")
+    _header, payload, signature = gateway.assertion("politie-1").split(".")
+    forged = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    description = refused(gateway.post_token(f"{forged}.{payload}.{signature}"))
+    assert description.startswith("client assertion refused: ")
+    assert '"' not in description
+    assert "\\" not in description
 
 
 def test_a_scope_outside_the_role_is_refused(gateway: LiveGateway) -> None:
