@@ -14,9 +14,38 @@ def canonical_json(obj: Any) -> bytes:
 
     These exact bytes are what the log hashes, so two producers of the same entry always produce the
     same leaf. Raises ``InvalidEntry`` for values JSON cannot carry exactly: NaN or infinite floats,
-    integers beyond +-(2**53 - 1), non-string keys, lone surrogates, or non-JSON types.
+    integers that an IEEE 754 double would round, non-string keys, lone surrogates, or non-JSON types.
     """
     try:
         return rfc8785.dumps(obj)
+    except rfc8785.IntegerDomainError:
+        # rfc8785 refuses every integer beyond 2**53 - 1, but JSON numbers are doubles, and parsing our
+        # own output of a large float (1e20) gives back such an integer: without this, the log's bytes
+        # could not always be re-canonicalised from the parsed entry.
+        try:
+            return rfc8785.dumps(_as_doubles(obj))
+        except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
+            raise InvalidEntry(f"not representable as canonical JSON: {e}") from e
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
         raise InvalidEntry(f"not representable as canonical JSON: {e}") from e
+
+
+def _as_doubles(obj: Any) -> Any:
+    """``obj`` with every integer that is the canonical text of a double turned into that double."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str | float):
+        return obj
+    if isinstance(obj, int):
+        try:
+            as_float = float(obj)
+        except OverflowError as e:
+            raise InvalidEntry(f"{obj} is too large for a JSON number") from e
+        # Accept the integer only if it is the canonical text of a double, so nothing is silently
+        # rounded: 2**53 + 1 is refused, the 17-digit text of a large float is accepted.
+        if rfc8785.dumps(as_float) != str(obj).encode("ascii"):
+            raise InvalidEntry(f"{obj} cannot be held exactly by a JSON number")
+        return as_float
+    if isinstance(obj, list | tuple):
+        return [_as_doubles(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _as_doubles(v) for k, v in obj.items()}
+    return obj

@@ -9,13 +9,13 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Connection, Engine, exists, func, insert, select, text, tuple_
 
 from audit._internal.canonical import canonical_json
-from audit._internal.columns import EntryColumns, extract
+from audit._internal.columns import EntryColumns, extract, parse_time
 from audit._internal.errors import (
     AuditWriteError,
     EntryNotFound,
@@ -93,6 +93,31 @@ class SearchFilters:
     time_from: dt.datetime | None = None
     time_to: dt.datetime | None = None
 
+    @classmethod
+    def coerce(cls, value: SearchFilters | Mapping[str, Any] | None) -> SearchFilters:
+        """Filters from a ``SearchFilters``, a mapping of its field names, or None (no filter)."""
+        if value is None:
+            return cls()
+        if isinstance(value, SearchFilters):
+            return value
+        unknown = set(value) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown search filters: {sorted(unknown)}")
+        given = {k: v for k, v in value.items() if v is not None}
+        for name in ("time_from", "time_to"):
+            if isinstance(given.get(name), str):
+                parsed = parse_time(given[name])
+                if parsed is None:
+                    raise ValueError(f"{name} is not an RFC 3339 time with an offset")
+                given[name] = parsed
+        for name, v in given.items():
+            if name.startswith("time_"):
+                if not isinstance(v, dt.datetime) or v.tzinfo is None:
+                    raise ValueError(f"{name} must be a timezone-aware datetime")
+            elif not isinstance(v, str):
+                raise ValueError(f"{name} must be a string")
+        return cls(**given)
+
 
 @dataclass(frozen=True)
 class StoredCheckpoint:
@@ -120,8 +145,8 @@ class AuditStore(Protocol):
         """RFC 6962 root hash at ``size`` (default: now)."""
         ...
 
-    def entry(self, index: int) -> LogEntry:
-        """One entry; ``EntryNotFound`` beyond the log."""
+    def entry(self, index: int) -> LogEntry | None:
+        """One entry, or None beyond the log."""
         ...
 
     def entries(self, start: int, end: int) -> list[LogEntry]:
@@ -153,8 +178,11 @@ class AuditStore(Protocol):
         ...
 
     def search(
-        self, filters: SearchFilters | None = None, limit: int = 100, cursor: int | None = None
-    ) -> tuple[list[LogEntry], int | None]:
+        self,
+        filters: SearchFilters | Mapping[str, Any] | None = None,
+        limit: int = 100,
+        cursor: str | int | None = None,
+    ) -> tuple[list[LogEntry], str | None]:
         """A page of matching entries in index order, and the cursor of the next page."""
         ...
 
@@ -345,13 +373,11 @@ class SqlAuditStore:
                 raise EntryNotFound(f"tree size {size} is beyond the log's {current} entries")
             return _root(conn, size)
 
-    def entry(self, index: int) -> LogEntry:
-        """The entry at ``index``; ``EntryNotFound`` when there is none."""
+    def entry(self, index: int) -> LogEntry | None:
+        """The entry at ``index``, or None when the log has none there."""
         with self._engine.connect() as conn:
             row = conn.execute(select(entries.c.leaf_data).where(entries.c.idx == index)).first()
-        if row is None:
-            raise EntryNotFound(f"no audit entry {index}")
-        return LogEntry(index, bytes(row.leaf_data))
+        return None if row is None else LogEntry(index, bytes(row.leaf_data))
 
     def entries(self, start: int, end: int) -> list[LogEntry]:
         """Entries with ``start <= index < end``, in index order (fewer if the log is shorter)."""
@@ -451,17 +477,23 @@ class SqlAuditStore:
     # -- search ----------------------------------------------------------------------------------
 
     def search(
-        self, filters: SearchFilters | None = None, limit: int = 100, cursor: int | None = None
-    ) -> tuple[list[LogEntry], int | None]:
-        """Entries matching every filter set, in index order, from index ``cursor`` on.
+        self,
+        filters: SearchFilters | Mapping[str, Any] | None = None,
+        limit: int = 100,
+        cursor: str | int | None = None,
+    ) -> tuple[list[LogEntry], str | None]:
+        """Entries matching every filter set, in index order, starting at the page ``cursor`` names.
 
-        Returns at most ``limit`` (capped at ``MAX_PAGE``) entries and the cursor of the next page, or
-        None when this is the last page.
+        ``filters`` is a ``SearchFilters`` or a mapping with the same keys (times as datetimes or
+        RFC 3339 strings). Returns at most ``limit`` (capped at ``MAX_PAGE``) entries and the cursor of
+        the next page (the decimal index it starts at), or None on the last page. A malformed filter
+        or cursor raises ``ValueError``.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         limit = min(limit, MAX_PAGE)
-        f = filters or SearchFilters()
+        f = SearchFilters.coerce(filters)
+        start = _parse_cursor(cursor)
         query = select(entries.c.idx, entries.c.leaf_data)
         for column, value in (
             (entries.c.case_id, f.case_id),
@@ -485,13 +517,13 @@ class SqlAuditStore:
             query = query.where(entries.c.entry_time >= f.time_from)
         if f.time_to is not None:
             query = query.where(entries.c.entry_time < f.time_to)
-        if cursor is not None:
-            query = query.where(entries.c.idx >= cursor)
+        if start:
+            query = query.where(entries.c.idx >= start)
         query = query.order_by(entries.c.idx).limit(limit + 1)
         with self._engine.connect() as conn:
             found = [LogEntry(r.idx, bytes(r.leaf_data)) for r in conn.execute(query)]
         if len(found) > limit:
-            return found[:limit], found[limit].index
+            return found[:limit], str(found[limit].index)
         return found, None
 
 
@@ -509,6 +541,16 @@ def _lock_log(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+
+
+def _parse_cursor(cursor: str | int | None) -> int:
+    if cursor is None or cursor == "":
+        return 0
+    if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0:
+        return cursor
+    if isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) <= 19:
+        return int(cursor)
+    raise ValueError("not a search cursor")
 
 
 def _read_size(conn: Connection) -> int:

@@ -18,8 +18,8 @@ from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_chec
 from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
 from audit._internal.store import LogEntry, SqlAuditStore, _read_size
 
-Progress = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` while a verification runs."""
+Progress = Callable[[int], None]
+"""Called as ``progress(entries_checked)`` while a verification runs, and once at the end."""
 
 VerifierKeys = str | NoteVerifier | Sequence[str | NoteVerifier]
 """One verifier key, or several (the current key and earlier, rotated-out ones)."""
@@ -142,7 +142,7 @@ def verify_log(
         stopped = bad_entry or bad_node
         low = high
         if progress is not None:
-            progress(frontier.size, size)
+            progress(frontier.size)
 
     verified = frontier.size
     if not stopped and node_count != size - size.bit_count():
@@ -303,7 +303,7 @@ def verify_export(
             break
         frontier.append(leaf_hash(data))
         if progress is not None and frontier.size % 10_000 == 0:
-            progress(frontier.size, cp.size)
+            progress(frontier.size)
     if not findings and frontier.size < cp.size:
         findings.add(
             frontier.size, f"the export ends after {frontier.size} entries; the checkpoint covers {cp.size}"
@@ -312,7 +312,7 @@ def verify_export(
     if not findings and root != cp.root:
         findings.add(None, f"the {cp.size} exported entries do not hash to the checkpoint's root")
     if progress is not None:
-        progress(frontier.size, cp.size)
+        progress(frontier.size)
     note = f"; {beyond} later entries are not covered by the checkpoint" if beyond else ""
     return findings.result(
         cp.size, root if not findings else None, 1, f"{cp.size} entries match the checkpoint{note}"
