@@ -25,10 +25,8 @@ GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iU
 GO_TEXT = (
     "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
 )
-GO_NOTE = (
-    GO_TEXT
-    + "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
-)
+GO_SIG = "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM="
+GO_NOTE = GO_TEXT + "\n— PeterNeumann " + GO_SIG + "\n"
 
 
 def go_signer() -> LogSigner:
