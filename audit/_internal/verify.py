@@ -31,8 +31,9 @@ class VerifyResult:
 
     ``first_bad_index`` is the lowest index that cannot be vouched for: exact when an entry's bytes,
     stored hash or search columns are wrong or it is missing; the first leaf of the subtree when only a
-    stored tree node is wrong; and the size of the last checkpoint that still matches when the log was
-    rewritten consistently (only a signed checkpoint can show that). None when no index is to blame.
+    stored tree node is wrong; and, when the log was rewritten with every hash fixed (only a signed
+    checkpoint shows that), the size of the last checkpoint that still matches. None when no index is
+    to blame. ``reason`` explains the verdict; ``problems`` lists everything found.
     """
 
     ok: bool
@@ -151,6 +152,10 @@ def verify_log(
             f"audit_nodes holds {node_count} rows; a tree of {size} leaves has {size - size.bit_count()}",
         )
 
+    # A bad entry or node pinpoints more than a checkpoint can; a checkpoint mismatch only sets the
+    # verdict when nothing found below its size explains it (e.g. a rewrite that fixed every hash).
+    local = [i for i, _ in findings.items if i is not None]
+    first_local = min(local) if local else None
     matched: list[int] = [0]
     for claim_size, claim_root, label in sorted(claims, key=lambda c: c[0]):
         if claim_size > verified:
@@ -161,8 +166,9 @@ def verify_log(
             matched.append(claim_size)
             continue
         good = max(s for s in matched if s < claim_size) if claim_size > 0 else 0
+        explained = first_local is not None and first_local < claim_size
         findings.add(
-            good,
+            None if explained else good,
             f"{label}: the root of the first {claim_size} entries differs from the signed root; "
             f"an entry in [{good}, {claim_size}) was changed or the log was rewritten",
         )

@@ -1,0 +1,328 @@
+"""Tamper evidence: edit the stored log behind the store's back and expect the verifier to say where.
+
+The triggers are dropped first (an operator with table-owner rights can do that): the triggers make
+tampering harder, the tree and the signed checkpoints make it evident.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine
+
+import audit
+from audit import (
+    InvalidNote,
+    InvalidProof,
+    LogCorrupted,
+    LogSigner,
+    SqlAuditStore,
+    check_consistency,
+    export_lines,
+    leaf_hash,
+    root_hash,
+    verify_export,
+    verify_log,
+)
+from tests.audit.conftest import ORIGIN, create_log, make_entry, sqlite_engine
+
+
+@pytest.fixture
+def log(sqlite_log: Engine, signer: LogSigner) -> Iterator[SqlAuditStore]:
+    """20 entries with checkpoints at sizes 10 and 20, triggers removed so the test can tamper."""
+    store = SqlAuditStore(sqlite_log, signer)
+    store.append([make_entry(i) for i in range(10)])
+    store.checkpoint()
+    store.append([make_entry(i) for i in range(10, 20)])
+    store.checkpoint()
+    assert verify_log(store, signer.verifier_key()).ok
+    with sqlite_log.begin() as conn:
+        audit.remove_append_only_triggers(conn)
+    yield store
+
+
+def sql(store: SqlAuditStore, statement: str, **params: object) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+
+
+def leaf(store: SqlAuditStore, index: int) -> bytes:
+    with store.engine.connect() as conn:
+        data = conn.execute(
+            sa.text("SELECT leaf_data FROM audit_entries WHERE idx = :i"), {"i": index}
+        ).scalar()
+    assert isinstance(data, bytes)
+    return data
+
+
+def rebuild_tree(store: SqlAuditStore) -> None:
+    """What a careful forger does after editing leaf_data: fix every leaf hash and stored node."""
+    with store.engine.begin() as conn:
+        rows = conn.execute(sa.text("SELECT idx, leaf_data FROM audit_entries ORDER BY idx")).all()
+        hashes = [leaf_hash(r.leaf_data) for r in rows]
+        for r, h in zip(rows, hashes, strict=True):
+            conn.execute(
+                sa.text("UPDATE audit_entries SET leaf_hash = :h WHERE idx = :i"), {"h": h, "i": r.idx}
+            )
+        conn.execute(sa.text("DELETE FROM audit_nodes"))
+        level = 1
+        while 1 << level <= len(hashes):
+            for i in range(len(hashes) >> level):
+                h = root_hash(hashes[i << level : (i + 1) << level])
+                conn.execute(
+                    sa.text("INSERT INTO audit_nodes (level, idx, hash) VALUES (:l, :i, :h)"),
+                    {"l": level, "i": i, "h": h},
+                )
+            level += 1
+
+
+def check(store: SqlAuditStore, **kwargs: object) -> audit.VerifyResult:
+    return verify_log(store, store.verifier_key(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_edited_entry_is_named(log: SqlAuditStore) -> None:
+    sql(
+        log,
+        "UPDATE audit_entries SET leaf_data = :d WHERE idx = 5",
+        d=leaf(log, 5).replace(b"delivered", b"withdrawn"),
+    )
+    result = check(log)
+    assert not result.ok
+    assert result.first_bad_index == 5
+    assert "leaf hash does not match its data" in result.reason
+
+
+def test_a_deleted_entry_is_named(log: SqlAuditStore) -> None:
+    for table in ("audit_entry_agencies", "audit_entry_subjects", "audit_entries"):
+        sql(log, f"DELETE FROM {table} WHERE idx = 7")
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 7)
+    assert "entry 7 is missing" in result.reason
+
+
+def test_reordered_entries_are_named(log: SqlAuditStore) -> None:
+    three, five = leaf(log, 3), leaf(log, 5)
+    sql(log, "UPDATE audit_entries SET leaf_data = :d WHERE idx = 3", d=five)
+    sql(log, "UPDATE audit_entries SET leaf_data = :d WHERE idx = 5", d=three)
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 3)
+
+
+def test_swapped_rows_with_their_hashes_are_caught_by_the_stored_nodes(log: SqlAuditStore) -> None:
+    with log.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or SQLite ignores it
+        conn.commit()
+        for table in ("audit_entries", "audit_entry_agencies", "audit_entry_subjects"):
+            conn.exec_driver_sql(f"UPDATE {table} SET idx = 1000 WHERE idx = 3")
+            conn.exec_driver_sql(f"UPDATE {table} SET idx = 3 WHERE idx = 5")
+            conn.exec_driver_sql(f"UPDATE {table} SET idx = 5 WHERE idx = 1000")
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.commit()
+    result = check(log)
+    assert not result.ok
+    # Each row is self-consistent; only the subtree over entries 2..3 shows the change, and a hash
+    # cannot say which of its two leaves moved: the verdict is the subtree's first entry.
+    assert result.first_bad_index == 2
+    assert "entries 2..3" in result.reason
+
+
+def test_an_edited_search_column_is_named(log: SqlAuditStore) -> None:
+    """Hiding an entry from a privacy officer's search by editing the index is tampering too."""
+    sql(log, "UPDATE audit_entries SET case_id = 'other' WHERE idx = 9")
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 9)
+    assert "case_id" in result.reason
+    sql(log, "UPDATE audit_entries SET case_id = :c WHERE idx = 9", c=make_entry(9)["caseId"])
+    sql(log, "DELETE FROM audit_entry_subjects WHERE idx = 11")
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 11)
+    assert "subjects" in result.reason
+
+
+def test_a_truncated_log_is_caught_by_its_checkpoint(log: SqlAuditStore) -> None:
+    for table in ("audit_entry_agencies", "audit_entry_subjects", "audit_entries"):
+        sql(log, f"DELETE FROM {table} WHERE idx >= 15")
+    sql(log, "DELETE FROM audit_nodes WHERE ((idx + 1) << level) > 15")
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 15)
+    assert "covers 20 entries" in result.reason
+
+
+def test_a_consistent_rewrite_is_caught_by_the_stored_checkpoints(log: SqlAuditStore) -> None:
+    entry = make_entry(12, outcome="withdrawn")
+    sql(log, "UPDATE audit_entries SET leaf_data = :d WHERE idx = 12", d=audit.canonical_json(entry))
+    rebuild_tree(log)
+    result = check(log)
+    assert not result.ok
+    # The checkpoint of 10 entries still matches, that of 20 does not: the change is in [10, 20).
+    assert result.first_bad_index == 10
+    assert "[10, 20)" in result.reason
+    # And the log refuses to sign a checkpoint that contradicts what it signed before.
+    log.append([make_entry(20)])
+    with pytest.raises(LogCorrupted):
+        log.checkpoint()
+
+
+def test_a_rewrite_that_also_drops_the_checkpoints_needs_an_outside_checkpoint(log: SqlAuditStore) -> None:
+    kept_by_a_witness = log.latest_checkpoint()
+    assert kept_by_a_witness is not None
+    sql(
+        log,
+        "UPDATE audit_entries SET leaf_data = :d WHERE idx = 3",
+        d=audit.canonical_json(make_entry(3, v=2)),
+    )
+    rebuild_tree(log)
+    sql(log, "DELETE FROM audit_checkpoints")
+    # With nothing signed left inside the database, the database agrees with itself...
+    assert check(log).ok
+    # ...but not with the checkpoint the witness kept.
+    result = check(log, trusted_checkpoints=[kept_by_a_witness.note])
+    assert (result.ok, result.first_bad_index) == (False, 0)
+    assert "trusted checkpoint 1" in result.reason
+    # A compromised gateway (it has the key) can sign the forged tree; the witness still catches it.
+    forged = log.checkpoint()
+    proof = log.consistency_proof(kept_by_a_witness.size, log.size())
+    with pytest.raises(InvalidProof):
+        check_consistency(kept_by_a_witness.note, forged, proof, log.verifier_key())
+
+
+def test_forged_or_edited_checkpoint_rows_are_reported(log: SqlAuditStore) -> None:
+    forger = LogSigner(Ed25519PrivateKey.generate(), ORIGIN)
+    note = forger.sign_checkpoint(20, log.root())
+    sql(
+        log,
+        "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_at) "
+        "VALUES (20, :r, :n, '2026-01-01')",
+        r=log.root(),
+        n=note,
+    )
+    result = check(log)
+    assert not result.ok and result.first_bad_index is None
+    assert "does not verify" in result.reason
+    sql(log, "DELETE FROM audit_checkpoints WHERE note = :n", n=note)
+    sql(log, "UPDATE audit_checkpoints SET tree_size = 3 WHERE tree_size = 10")
+    result = check(log)
+    assert not result.ok and "differ from its signed note" in result.reason
+
+
+def test_a_stored_node_edit_is_named(log: SqlAuditStore) -> None:
+    sql(log, "UPDATE audit_nodes SET hash = :h WHERE level = 2 AND idx = 3", h=bytes(32))
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 12)
+    assert "entries 12..15" in result.reason
+
+
+def test_rotated_keys_verify_with_both_keys(log: SqlAuditStore, signer: LogSigner) -> None:
+    rotated = SqlAuditStore(log.engine, LogSigner(Ed25519PrivateKey.generate(), ORIGIN))
+    rotated.append([make_entry(20)])
+    rotated.checkpoint()
+    assert not verify_log(rotated, rotated.verifier_key()).ok  # old checkpoints: another key
+    assert verify_log(rotated, [signer.verifier_key(), rotated.verifier_key()]).ok
+
+
+def test_tampering_is_found_on_each_database(store: SqlAuditStore) -> None:
+    store.append([make_entry(i) for i in range(12)])
+    store.checkpoint()
+    with store.engine.begin() as conn:
+        audit.remove_append_only_triggers(conn)
+        conn.execute(
+            sa.text("UPDATE audit_entries SET leaf_data = :d WHERE idx = 8"),
+            {"d": audit.canonical_json(make_entry(8, outcome="withdrawn"))},
+        )
+    result = verify_log(store.engine, store.verifier_key())
+    assert (result.ok, result.first_bad_index) == (False, 8)
+
+
+# -- offline export ----------------------------------------------------------------------------------
+
+
+def exported(store: SqlAuditStore) -> tuple[list[str], str]:
+    note = store.checkpoint()
+    return list(export_lines(store.iter_entries())), note
+
+
+def test_export_round_trip(store: SqlAuditStore) -> None:
+    store.append([make_entry(i) for i in range(25)])
+    lines, note = exported(store)
+    assert json.loads(lines[3]) == {
+        "index": 3,
+        "leafData": base64.b64encode(audit.canonical_json(make_entry(3))).decode(),
+    }
+    seen: list[int] = []
+    result = verify_export(lines, note, store.verifier_key(), progress=seen.append)
+    assert result.ok and result.size == 25 and result.root == store.root(), result.reason
+    assert seen[-1] == 25
+    # bytes lines, blank lines and lines newer than the checkpoint are fine
+    store.append([make_entry(25)])
+    newer = [line.encode() for line in export_lines(store.iter_entries())] + [b"\n"]
+    result = verify_export(newer, note, store.verifier_key())
+    assert result.ok and "1 later entries are not covered" in result.reason
+
+
+def test_export_tampering(sqlite_log: Engine, signer: LogSigner) -> None:
+    store = SqlAuditStore(sqlite_log, signer)
+    store.append([make_entry(i) for i in range(25)])
+    lines, note = exported(store)
+    key = signer.verifier_key()
+
+    edited = list(lines)
+    edited[4] = json.dumps({"index": 4, "leafData": base64.b64encode(b'{"v":2}').decode()})
+    result = verify_export(edited, note, key)
+    assert not result.ok and "do not hash to the checkpoint's root" in result.reason
+
+    result = verify_export(lines[:6] + lines[7:], note, key)
+    assert (result.ok, result.first_bad_index) == (False, 6)
+
+    result = verify_export(lines[:20], note, key)
+    assert (result.ok, result.first_bad_index) == (False, 20)
+    assert "ends after 20 entries" in result.reason
+
+    result = verify_export([*lines[:2], "not json", *lines[3:]], note, key)
+    assert (result.ok, result.first_bad_index) == (False, 2)
+
+    other = LogSigner(Ed25519PrivateKey.generate(), ORIGIN)
+    result = verify_export(lines, note, other.verifier_key())
+    assert not result.ok and "checkpoint does not verify" in result.reason
+
+
+# -- witnesses ---------------------------------------------------------------------------------------
+
+
+def test_check_consistency_between_checkpoints(sqlite_log: Engine, signer: LogSigner) -> None:
+    store = SqlAuditStore(sqlite_log, signer)
+    store.append([make_entry(i) for i in range(10)])
+    old = store.checkpoint()
+    store.append([make_entry(i) for i in range(10, 23)])
+    new = store.checkpoint()
+    key = signer.verifier_key()
+    assert check_consistency(old, new, store.consistency_proof(10, 23), key).size == 23
+    assert check_consistency(old, old, [], key).size == 10
+    with pytest.raises(InvalidProof):
+        check_consistency(new, old, [], key)  # a log never shrinks
+    with pytest.raises(InvalidProof):
+        check_consistency(old, new, store.consistency_proof(9, 23), key)
+    elsewhere = LogSigner(Ed25519PrivateKey.generate(), "other.example/log")
+    with pytest.raises(InvalidNote):
+        check_consistency(old, new, store.consistency_proof(10, 23), elsewhere.verifier_key())
+
+
+def test_a_forked_log_is_caught_by_a_witness(tmp_path: Path, signer: LogSigner, sqlite_log: Engine) -> None:
+    honest = SqlAuditStore(sqlite_log, signer)
+    fork = SqlAuditStore(create_log(sqlite_engine(tmp_path / "fork.db")), signer)
+    shared = [make_entry(i) for i in range(6)]
+    honest.append([*shared, *[make_entry(i) for i in range(6, 12)]])
+    fork.append([*shared, *[make_entry(i, outcome="withdrawn") for i in range(6, 16)]])
+    seen_by_witness = honest.checkpoint()
+    shown_later = fork.checkpoint()
+    with pytest.raises(InvalidProof):
+        check_consistency(seen_by_witness, shown_later, fork.consistency_proof(12, 16), signer.verifier_key())
+    # Up to the fork the two agree.
+    early_honest = signer.sign_checkpoint(6, honest.root(6))
+    check_consistency(early_honest, shown_later, fork.consistency_proof(6, 16), signer.verifier_key())
