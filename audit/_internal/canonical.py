@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import rfc8785
 
 from audit._internal.errors import InvalidEntry
+
+_MAX_SAFE_INT = 2**53 - 1
+_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -16,6 +20,14 @@ def canonical_json(obj: Any) -> bytes:
     same leaf. Raises ``InvalidEntry`` for values JSON cannot carry exactly: NaN or infinite floats,
     integers that an IEEE 754 double would round, non-string keys, lone surrogates, or non-JSON types.
     """
+    if _plain(obj, 0):
+        # Without floats, and with keys whose code-point order equals RFC 8785's UTF-16 order, the
+        # standard library's C encoder writes exactly the RFC 8785 bytes (same escapes, sorted keys, no
+        # whitespace), about three times faster than the reference implementation.
+        try:
+            return _FAST.encode(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: let the reference implementation refuse it with its reason
     try:
         return rfc8785.dumps(obj)
     except rfc8785.IntegerDomainError:
@@ -28,6 +40,28 @@ def canonical_json(obj: Any) -> bytes:
             raise InvalidEntry(f"not representable as canonical JSON: {e}") from e
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
         raise InvalidEntry(f"not representable as canonical JSON: {e}") from e
+
+
+def _plain(obj: Any, depth: int) -> bool:
+    """True when ``obj`` holds only what the fast path encodes exactly like RFC 8785."""
+    if depth > 100:
+        return False
+    if obj is None or isinstance(obj, bool | str):
+        return True
+    if isinstance(obj, int):
+        return -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            # ASCII keys sort the same by code point and by UTF-16 code unit.
+            if not (isinstance(k, str) and k.isascii() and _plain(v, depth + 1)):
+                return False
+        return True
+    if isinstance(obj, list):
+        for v in obj:
+            if not _plain(v, depth + 1):
+                return False
+        return True
+    return False  # floats (ECMAScript number formatting), tuples, and anything else: the reference path
 
 
 def _as_doubles(obj: Any) -> Any:

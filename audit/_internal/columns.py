@@ -28,8 +28,11 @@ def _length(table: Table, column: str) -> int:
     return length
 
 
+_LIMITS = {c.name: _length(entries, c.name) for c in entries.c if getattr(c.type, "length", None) is not None}
+
+
 def _limit(column: str) -> int:
-    return _length(entries, column)
+    return _LIMITS[column]
 
 
 _AGENCY_LIMIT = _length(entry_agencies, "agency")

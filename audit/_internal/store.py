@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import Connection, Engine, exists, func, insert, select, text, tuple_
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, text
 
 from audit._internal.canonical import canonical_json
 from audit._internal.columns import EntryColumns, extract, parse_time
@@ -571,12 +571,13 @@ def read_nodes(conn: Connection, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes
         for r in conn.execute(select(entries.c.idx, entries.c.leaf_hash).where(entries.c.idx.in_(leaves))):
             found[(0, r.idx)] = bytes(r.leaf_hash)
     if inner:
-        rows = conn.execute(
-            select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
-                tuple_(nodes.c.level, nodes.c.idx).in_(inner)
-            )
-        )
-        for node in rows:
+        by_level: dict[int, list[int]] = {}
+        for level, i in inner:
+            by_level.setdefault(level, []).append(i)
+        # One "level = ? AND idx IN (...)" per level: SQLite answers a row-value IN with a full scan,
+        # but an OR of primary-key prefixes with index searches.
+        where = or_(*(and_(nodes.c.level == lv, nodes.c.idx.in_(ids)) for lv, ids in by_level.items()))
+        for node in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(where)):
             found[(node.level, node.idx)] = bytes(node.hash)
     missing = wanted - found.keys()
     if missing:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, tuple_
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from audit._internal.columns import extract_from_leaf
 from audit._internal.errors import InvalidNote
@@ -235,20 +235,23 @@ def _check_batch(
 
 def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findings: _Findings) -> bool:
     """Compare recomputed perfect subtrees with the stored ``audit_nodes`` rows; True if one is wrong."""
+    if not produced:
+        return False
     expected: dict[NodeKey, bytes] = {(level, i): h for level, i, h in produced}
-    keys = list(expected)
-    stored: dict[NodeKey, bytes] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        for r in conn.execute(
-            select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
-                tuple_(nodes.c.level, nodes.c.idx).in_(chunk)
-            )
-        ):
-            stored[(r.level, r.idx)] = bytes(r.hash)
-    for level, i in keys:
+    # A batch of leaves completes a contiguous run of nodes on each level: one range per level.
+    spans: dict[int, tuple[int, int]] = {}
+    for level, i in expected:
+        low, high = spans.get(level, (i, i))
+        spans[level] = (min(low, i), max(high, i))
+    where = or_(*(and_(nodes.c.level == lv, nodes.c.idx.between(lo, hi)) for lv, (lo, hi) in spans.items()))
+    stored = {
+        (r.level, r.idx): bytes(r.hash)
+        for r in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(where))
+    }
+    # In the order the tree grew: the smallest wrong subtree is the one that says most about where.
+    for (level, i), h in sorted(expected.items(), key=lambda kv: ((kv[0][1] + 1) << kv[0][0], kv[0][0])):
         got = stored.get((level, i))
-        if got != expected[(level, i)]:
+        if got != h:
             first, last = i << level, ((i + 1) << level) - 1
             what = "is missing" if got is None else "does not match the entries"
             findings.add(first, f"stored tree node over entries {first}..{last} {what}")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +52,12 @@ json_values = st.recursive(
     | st.integers(-(2**53) + 1, 2**53 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(
+            st.text(max_size=8) | st.from_regex(r"[a-zA-Z]{0,8}", fullmatch=True), inner, max_size=5
+        )
+    ),
     max_leaves=20,
 )
 
@@ -69,3 +75,33 @@ def test_large_integers_a_double_holds_exactly_are_numbers() -> None:
     assert (
         canonical_json({"n": [10**20]}) == canonical_json({"n": [1e20]}) == b'{"n":[100000000000000000000]}'
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_fast_path_writes_the_reference_bytes(value: Any) -> None:
+    """Whatever path canonical_json takes, its bytes are those of the reference implementation."""
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        return
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {
+            "b": 1,
+            "a": {
+                "\u00e9": "\x00\x1f\x7f\u2028\ud7ff\ue000\U0001f600",
+                "z": [True, False, None, -(2**53) + 1],
+            },
+        },
+        {"\u00e9": 1, "e": 2, "\ue000": 3, "\U0001f600": 4},  # non-ASCII keys take the reference path
+        ['"\\\b\f\n\r\t', 0, -0, 2**53 - 1],
+        (1, 2),
+    ],
+)
+def test_escapes_and_key_order_match_the_reference(value: Any) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
