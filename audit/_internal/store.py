@@ -394,7 +394,7 @@ class SqlAuditStore:
     def iter_entries(
         self, start: int = 0, end: int | None = None, *, batch_size: int = 1000
     ) -> Iterator[LogEntry]:
-        """Entries ``start <= index < end`` (default: the size when called), read in batches.
+        """Entries ``start <= index < end`` (default: the size when iteration starts), read in batches.
 
         Each batch uses its own short transaction, so a slow export holds no lock; entries never change,
         so the batches add up to a consistent view.

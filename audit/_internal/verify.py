@@ -102,13 +102,21 @@ def verify_log(
     findings = _Findings()
 
     with engine.connect() as conn:
-        size = _read_size(conn)
-        node_count = int(conn.execute(select(func.count()).select_from(nodes)).scalar_one())
+        # Checkpoints first, then the size: appends may go on meanwhile, and this order guarantees every
+        # checkpoint read is within the size read. Nodes are counted up to that size for the same reason.
         stored = conn.execute(
             select(
                 checkpoints.c.id, checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note
             ).order_by(checkpoints.c.id)
         ).all()
+        size = _read_size(conn)
+        node_count = int(
+            conn.execute(
+                select(func.count())
+                .select_from(nodes)
+                .where(((nodes.c.idx + 1).op("<<")(nodes.c.level)) <= size)
+            ).scalar_one()
+        )
 
     claims: list[tuple[int, bytes, str]] = []
     for row in stored:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,3 +327,53 @@ def test_a_forked_log_is_caught_by_a_witness(tmp_path: Path, signer: LogSigner, 
     # Up to the fork the two agree.
     early_honest = signer.sign_checkpoint(6, honest.root(6))
     check_consistency(early_honest, shown_later, fork.consistency_proof(6, 16), signer.verifier_key())
+
+
+def test_verify_while_the_log_grows(store: SqlAuditStore) -> None:
+    store.append([make_entry(i) for i in range(50)])
+    store.checkpoint()
+    stop = threading.Event()
+
+    def grow() -> None:
+        n = 50
+        while not stop.is_set():
+            store.append([make_entry(n)])
+            if n % 7 == 0:
+                store.checkpoint()
+            n += 1
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    try:
+        results = [verify_log(store, store.verifier_key(), batch_size=16) for _ in range(5)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
+    assert results[-1].size > 50
+
+
+def test_an_append_between_the_verifiers_reads_is_no_false_alarm(
+    sqlite_log: Engine, signer: LogSigner
+) -> None:
+    store = SqlAuditStore(sqlite_log, signer)
+    store.append([make_entry(i) for i in range(9)])
+    store.checkpoint()
+    armed = [True]
+
+    def append_right_after_the_size_is_read(
+        conn: object, cursor: object, statement: str, *args: object
+    ) -> None:
+        if armed[0] and statement.startswith("SELECT max(audit_entries.idx)"):
+            armed[0] = False
+            store.append([make_entry(9), make_entry(10), make_entry(11)])  # completes nodes over 8..11
+            store.checkpoint()
+
+    sa.event.listen(sqlite_log, "after_cursor_execute", append_right_after_the_size_is_read)
+    try:
+        result = verify_log(store, signer.verifier_key())
+    finally:
+        sa.event.remove(sqlite_log, "after_cursor_execute", append_right_after_the_size_is_read)
+    assert not armed[0]
+    assert result.ok, result.reason
+    assert result.size == 9
