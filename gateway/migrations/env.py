@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Engine, text
 
 import audit
+import gateway.models  # noqa: F401  (registers the tables on Base.metadata)
 from gateway.db import Base, make_engine
 from gateway.settings import get_settings
 
