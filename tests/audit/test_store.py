@@ -197,15 +197,23 @@ def test_group_commit_batches_concurrent_callers(sqlite_log: Engine, signer: aud
 def test_two_stores_on_one_database_serialise(tmp_path: Path, signer: audit.LogSigner) -> None:
     """Like two gateway processes on one SQLite file: the database lock orders them, not the Python one."""
     path = tmp_path / "shared.db"
-    create_log(sqlite_engine(path))
+    create_log(sqlite_engine(path)).dispose()
     stores = [SqlAuditStore(sqlite_engine(path), signer) for _ in range(2)]
-    _hammer_two(stores)
+    try:
+        _hammer_two(stores)
+    finally:
+        for s in stores:
+            s.engine.dispose()
 
 
 def test_two_stores_on_one_postgresql_serialise(pg_schema: str, signer: audit.LogSigner) -> None:
-    create_log(pg_engine(pg_schema))
+    create_log(pg_engine(pg_schema)).dispose()
     stores = [SqlAuditStore(pg_engine(pg_schema), signer) for _ in range(2)]
-    _hammer_two(stores)
+    try:
+        _hammer_two(stores)
+    finally:
+        for s in stores:
+            s.engine.dispose()
 
 
 def _hammer_two(stores: list[SqlAuditStore]) -> None:

@@ -316,7 +316,8 @@ def test_check_consistency_between_checkpoints(sqlite_log: Engine, signer: LogSi
 
 def test_a_forked_log_is_caught_by_a_witness(tmp_path: Path, signer: LogSigner, sqlite_log: Engine) -> None:
     honest = SqlAuditStore(sqlite_log, signer)
-    fork = SqlAuditStore(create_log(sqlite_engine(tmp_path / "fork.db")), signer)
+    fork_engine = create_log(sqlite_engine(tmp_path / "fork.db"))
+    fork = SqlAuditStore(fork_engine, signer)
     shared = [make_entry(i) for i in range(6)]
     honest.append([*shared, *[make_entry(i) for i in range(6, 12)]])
     fork.append([*shared, *[make_entry(i, outcome="withdrawn") for i in range(6, 16)]])
@@ -327,6 +328,7 @@ def test_a_forked_log_is_caught_by_a_witness(tmp_path: Path, signer: LogSigner, 
     # Up to the fork the two agree.
     early_honest = signer.sign_checkpoint(6, honest.root(6))
     check_consistency(early_honest, shown_later, fork.consistency_proof(6, 16), signer.verifier_key())
+    fork_engine.dispose()
 
 
 def test_verify_while_the_log_grows(store: SqlAuditStore) -> None:
