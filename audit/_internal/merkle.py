@@ -210,9 +210,10 @@ def _require_hash(what: str, value: bytes) -> None:
         raise InvalidProof(f"{what} is {len(value)} bytes, not {HASH_SIZE}")
 
 
-def verify_inclusion(leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes) -> None:
-    """Check an RFC 9162 §2.1.3.2 inclusion proof; raises ``InvalidProof`` with the reason if it fails.
+def verify_inclusion(leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes) -> bool:
+    """Check an RFC 9162 §2.1.3.2 inclusion proof: True, or ``InvalidProof`` with the reason.
 
+    Never returns False, so both ``assert verify_inclusion(...)`` and a bare call fail closed.
     ``leaf`` is the leaf *hash* (``leaf_hash(leaf_data)``), not the data.
     """
     _require_hash("leaf hash", leaf)
@@ -249,10 +250,13 @@ def verify_inclusion(leaf: bytes, index: int, tree_size: int, proof: Sequence[by
         raise InvalidProof("inclusion proof is shorter than the tree is tall")
     if r != root:
         raise InvalidProof("inclusion proof does not lead to the root hash")
+    return True
 
 
-def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> None:
-    """Check an RFC 9162 §2.1.4.2 consistency proof; raises ``InvalidProof`` with the reason if it fails.
+def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> bool:
+    """Check an RFC 9162 §2.1.4.2 consistency proof: True, or ``InvalidProof`` with the reason.
+
+    Never returns False, so both ``assert verify_consistency(...)`` and a bare call fail closed.
 
     Edge cases the RFC leaves to the caller: equal sizes need an empty proof and equal roots; size 0
     needs an empty proof and ``root1 == EMPTY_ROOT`` (stricter than accepting any root1).
@@ -270,13 +274,13 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
             raise InvalidProof("root1 of the empty tree is not SHA-256 of the empty string")
         if size2 == 0 and root2 != EMPTY_ROOT:
             raise InvalidProof("root2 of the empty tree is not SHA-256 of the empty string")
-        return
+        return True
     if size1 == size2:
         if proof:
             raise InvalidProof("a consistency proof between equal sizes must be empty")
         if root1 != root2:
             raise InvalidProof("equal tree sizes with different roots")
-        return
+        return True
     # 1. an empty path fails.
     if not proof:
         raise InvalidProof("consistency proof is empty")
@@ -317,3 +321,4 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
         raise InvalidProof("consistency proof does not lead to root1")
     if sr != root2:
         raise InvalidProof("consistency proof does not lead to root2")
+    return True

@@ -219,7 +219,7 @@ def test_reference_tree_roots() -> None:
 def test_inclusion_vectors(leaf: int, size: int, proof: list[bytes]) -> None:
     index, root = leaf - 1, ROOTS[size - 1]
     assert inclusion_proof(HASHES, index, size) == proof
-    verify_inclusion(HASHES[index], index, size, proof, root)
+    assert verify_inclusion(HASHES[index], index, size, proof, root) is True
     # The corruption probes of corruptInclusionProof: each one must fail.
     probes: list[tuple[int, int, bytes, list[bytes], bytes]] = [
         (index - 1, size, HASHES[index], proof, root),
@@ -248,7 +248,7 @@ def test_inclusion_vectors(leaf: int, size: int, proof: list[bytes]) -> None:
 def test_consistency_vectors(size1: int, size2: int, proof: list[bytes]) -> None:
     root1, root2 = ROOTS[size1 - 1], ROOTS[size2 - 1]
     assert consistency_proof(HASHES, size1, size2) == proof
-    verify_consistency(size1, size2, proof, root1, root2)
+    assert verify_consistency(size1, size2, proof, root1, root2) is True
     if not proof:
         return
     probes: list[tuple[int, int, bytes, bytes, list[bytes]]] = [
