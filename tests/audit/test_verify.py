@@ -147,6 +147,20 @@ def test_an_edited_search_column_is_named(log: SqlAuditStore) -> None:
     assert "subjects" in result.reason
 
 
+def test_a_row_outside_the_tree_is_reported(log: SqlAuditStore) -> None:
+    fake = audit.canonical_json(make_entry(99))
+    with log.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+        conn.execute(
+            sa.text("INSERT INTO audit_entries (idx, leaf_data, leaf_hash) VALUES (-1, :d, :h)"),
+            {"d": fake, "h": leaf_hash(fake)},
+        )
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
+    result = check(log)
+    assert not result.ok and "negative index" in result.reason
+
+
 def test_a_truncated_log_is_caught_by_its_checkpoint(log: SqlAuditStore) -> None:
     for table in ("audit_entry_agencies", "audit_entry_subjects", "audit_entries"):
         sql(log, f"DELETE FROM {table} WHERE idx >= 15")
