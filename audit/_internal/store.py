@@ -212,7 +212,7 @@ class _Pending:
 def _prepare(entry: Mapping[str, Any]) -> _Prepared:
     if not isinstance(entry, Mapping):
         raise InvalidEntry(f"an audit entry is a JSON object, not {type(entry).__name__}")
-    data = canonical_json(entry)
+    data = canonical_json(entry if isinstance(entry, dict) else dict(entry))
     # Columns come from the canonical bytes, not the caller's object, so that the verifier, which
     # only has the bytes, derives exactly the same columns (a tuple becomes a list, and so on).
     return _Prepared(leaf_data=data, leaf_hash=leaf_hash(data), columns=extract(json.loads(data)))

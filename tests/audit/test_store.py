@@ -144,7 +144,11 @@ def test_concurrent_appends_get_consecutive_indexes(store: SqlAuditStore) -> Non
         got: list[int] = []
         try:
             for i in range(50):
-                got += store.append([make_entry(t * 100 + i)])
+                indexes = store.append([make_entry(t * 100 + i)])
+                if i % 10 == 0:
+                    # Returned only after the commit: another connection sees the entry at once.
+                    assert store.entry(indexes[0]) is not None
+                got += indexes
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
         results[t] = got
