@@ -47,6 +47,6 @@ class ProcessFacts:
         out: dict[str, list[str]] = {}
         if isinstance(flows, Mapping):
             for name, spec in flows.items():
-                steps = spec.get("steps", spec) if isinstance(spec, Mapping) else spec
+                steps = spec.get("order", spec.get("steps", [])) if isinstance(spec, Mapping) else spec
                 out[str(name)] = [str(s["id"]) if isinstance(s, Mapping) else str(s) for s in steps]
         return out

@@ -27,16 +27,12 @@ def item(index: int, leaf_data: bytes) -> dict[str, Any]:
 
 def scoped_filters(ctx: CallContext, filters: AuditFilters, pseudonym: str | None = None) -> dict[str, Any]:
     """The store's filters; a privacy officer (scope ``audit``) sees only entries naming their agency."""
-    agency = filters.agency
-    if "audit:all" not in ctx.principal.scopes:
-        if agency is not None and agency != ctx.principal.agency:
-            raise Forbidden("a privacy officer sees only entries that name their own agency")
-        agency = ctx.principal.agency  # type: ignore[assignment]
     if filters.from_ and filters.to and filters.from_ > filters.to:
         raise InvalidInput.field("from", "must not be after 'to'")
     out: dict[str, Any] = {
         "case_id": filters.case_id,
-        "agency": agency,
+        "agency": filters.agency,
+        "visible_to": None if "audit:all" in ctx.principal.scopes else ctx.principal.agency,
         "purpose": filters.purpose,
         "type": filters.type,
         "information_type": filters.information_type,

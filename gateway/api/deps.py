@@ -1,20 +1,18 @@
-"""Dependencies as ``Annotated`` aliases, so routes read like a sentence."""
+"""Dependencies as ``Annotated`` aliases, so routes read like a sentence.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must see the closure's ``Depends`` objects.
+"""
+
 
 from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.auth import Principal
-from gateway.errors import Forbidden
+from gateway.auth import Principal, require_scope
 from gateway.runtime import Runtime
 from gateway.trail import CallContext
 from gateway.tracing import TraceContext, from_header
-
-_bearer = HTTPBearer(auto_error=False, description="RFC 9068 access token from /oauth2/token")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -33,23 +31,11 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TraceDep = Annotated[TraceContext, Depends(get_trace)]
 
 
-def get_principal(
-    rt: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    """The authenticated caller; 401 when the token is missing or invalid."""
-    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    return rt.auth.authenticate(header)
-
-
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
 def requires(*scopes: str) -> Callable[..., CallContext]:
-    """A dependency that admits callers holding any of ``scopes`` and yields their call context."""
+    """A dependency admitting callers with any of ``scopes`` (401/403 otherwise), as a call context."""
+    scoped = require_scope(*scopes)
 
-    def dependency(principal: PrincipalDep, trace: TraceDep) -> CallContext:
-        if not principal.scopes.intersection(scopes):
-            raise Forbidden(f"this call needs scope {' or '.join(scopes)}")
+    def dependency(principal: Annotated[Principal, Depends(scoped)], trace: TraceDep) -> CallContext:
         return CallContext(principal=principal, trace=trace)
 
     return dependency

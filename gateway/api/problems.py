@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from audit import LogCorrupted
 from gateway.errors import GatewayError
 
 log = logging.getLogger("gateway.api")
@@ -52,6 +53,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
         return problem_response(exc.status, exc.problem(), exc.headers)
+
+    @app.exception_handler(LogCorrupted)
+    async def _corrupted(_request: Request, exc: LogCorrupted) -> JSONResponse:
+        # Fail closed: never sign or serve a view of a log that contradicts its own checkpoints.
+        log.critical("audit log integrity failure: %s", type(exc).__name__)
+        return problem_response(
+            503,
+            {
+                "type": "https://veilig-delen.example/problems/audit-integrity",
+                "title": "Audit log integrity failure",
+                "status": 503,
+                "detail": "the audit log contradicts an earlier checkpoint; run `gateway audit verify`",
+            },
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
