@@ -112,7 +112,9 @@ class CaseService:
     def read(self, ctx: CallContext, case_id: str) -> Case:
         """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
         case = self.load(case_id)
-        decision = self.rt.decide({"action": "case.read", "actor": actor_facts(ctx), "case": case_facts(case)})
+        decision = self.rt.decide(
+            {"action": "case.read", "actor": actor_facts(ctx), "case": case_facts(case)}
+        )
         self.rt.audit_append(
             [
                 make_entry(
@@ -159,7 +161,12 @@ class CaseService:
                     step=f"{case.flow}/{case.step}",
                     subjects=pseudonyms(case),
                     decision=decision_record(decision),
-                    refs={"fromFlow": case.flow, "fromStep": case.step, "toFlow": target_flow, "toStep": step},
+                    refs={
+                        "fromFlow": case.flow,
+                        "fromStep": case.step,
+                        "toFlow": target_flow,
+                        "toStep": step,
+                    },
                 )
             ]
         )

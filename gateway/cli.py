@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+from gateway.auth import ClientRegistry
 from gateway.settings import Settings
 
 app = typer.Typer(help="Veilig Delen gateway", no_args_is_help=True, add_completion=False)
@@ -93,12 +95,13 @@ def _read_pem(value: str) -> str:
         return value
     path = Path(value)
     if not path.is_file():
-        raise typer.BadParameter("give a PEM file, '-' for standard input, or the PEM text", param_hint="--public-key")
+        raise typer.BadParameter(
+            "give a PEM file, '-' for standard input, or the PEM text", param_hint="--public-key"
+        )
     return path.read_text()
 
 
-def _registry(data_dir: Path | None) -> object:
-    from gateway.auth import ClientRegistry
+def _registry(data_dir: Path | None) -> ClientRegistry:
     from gateway.db import make_engine, make_sessionmaker
     from gateway.migrations import upgrade
 
@@ -122,7 +125,7 @@ def clients_register(
 
     registry = _registry(data_dir)
     try:
-        client = registry.register(client_id, agency, role, _read_pem(public_key))  # type: ignore[attr-defined]
+        client = registry.register(client_id, agency, role, _read_pem(public_key))
     except ClientError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
@@ -144,7 +147,7 @@ def clients_list(
         typer.echo(f"{r['clientId']:<28} {r['agency']:<13} {r['role']:<16} {r['keyAlg']:<8} {status}")
 
 
-def registry_rows(registry: object) -> list[dict[str, object]]:
+def registry_rows(registry: ClientRegistry) -> list[dict[str, object]]:
     """Clients as plain rows."""
     return [
         {
@@ -155,7 +158,7 @@ def registry_rows(registry: object) -> list[dict[str, object]]:
             "createdAt": c.created_at.isoformat(),
             "revokedAt": c.revoked_at.isoformat() if c.revoked_at else None,
         }
-        for c in registry.list()  # type: ignore[attr-defined]
+        for c in registry.list()
     ]
 
 
@@ -168,7 +171,7 @@ def clients_revoke(
     from gateway.auth import ClientError
 
     try:
-        _registry(data_dir).revoke(client_id)  # type: ignore[attr-defined]
+        _registry(data_dir).revoke(client_id)
     except ClientError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
@@ -178,8 +181,7 @@ def clients_revoke(
 # -- audit ---------------------------------------------------------------------------------------------
 
 
-def _audit_parts(data_dir: Path | None) -> tuple[object, object]:
-    from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+def _audit_parts(data_dir: Path | None) -> tuple[SqlAuditStore, LogSigner]:
     from gateway.db import make_engine
     from gateway.migrations import upgrade
 
@@ -196,7 +198,7 @@ def audit_verify(data_dir: DataDir = None) -> None:
     from audit import verify_log
 
     store, signer = _audit_parts(data_dir)
-    result = verify_log(store, signer.verifier_key())  # type: ignore[attr-defined]
+    result = verify_log(store, signer.verifier_key())
     if result.ok:
         typer.echo(f"audit log OK: {result.size} entries, root and checkpoints verified")
         return
@@ -208,7 +210,7 @@ def audit_verify(data_dir: DataDir = None) -> None:
 def audit_checkpoint(data_dir: DataDir = None) -> None:
     """Sign and print a checkpoint of the log as it is now."""
     store, _ = _audit_parts(data_dir)
-    typer.echo(store.checkpoint(), nl=False)  # type: ignore[attr-defined]
+    typer.echo(store.checkpoint(), nl=False)
 
 
 @audit_app.command("export")
@@ -220,14 +222,14 @@ def audit_export(
     import base64
 
     store, signer = _audit_parts(data_dir)
-    note = store.checkpoint()  # type: ignore[attr-defined]
+    note = store.checkpoint()
     size = int(note.splitlines()[1])
     with out.open("w") as f:
-        for e in store.iter_entries(0, size):  # type: ignore[attr-defined]
+        for e in store.iter_entries(0, size):
             f.write(json.dumps({"index": e.index, "leafData": base64.b64encode(e.leaf_data).decode()}) + "\n")
     Path(str(out) + ".checkpoint").write_text(note)
     typer.echo(f"wrote {size} entries to {out}; checkpoint in {out}.checkpoint")
-    typer.echo(f"verifier key: {signer.verifier_key()}")  # type: ignore[attr-defined]
+    typer.echo(f"verifier key: {signer.verifier_key()}")
 
 
 @audit_app.command("verify-export")

@@ -49,68 +49,170 @@ class Step:
 
 SCENARIO: list[Step] = [
     # Acuut onveilig 1: fysieke veiligheid
-    Step("politie", "share", {"informationType": "melding", "purpose": "veiligheid_herstellen",
-         "recipients": ["veilig_thuis"], "payload": {
-             "datumTijd": "2026-11-28T02:14:00Z", "locatie": "woning (fictief adres)",
-             "aard": "fysiek geweld, kind aanwezig", "politieRegistratienummer": "PL-2026-000123",
-             "meldingstekst": "Buren melden geschreeuw en slaan.", "interneOpmerking": "niet voor derden"}},
-         "politie restores physical safety and reports to Veilig Thuis"),
+    Step(
+        "politie",
+        "share",
+        {
+            "informationType": "melding",
+            "purpose": "veiligheid_herstellen",
+            "recipients": ["veilig_thuis"],
+            "payload": {
+                "datumTijd": "2026-11-28T02:14:00Z",
+                "locatie": "woning (fictief adres)",
+                "aard": "fysiek geweld, kind aanwezig",
+                "politieRegistratienummer": "PL-2026-000123",
+                "meldingstekst": "Buren melden geschreeuw en slaan.",
+                "interneOpmerking": "niet voor derden",
+            },
+        },
+        "politie restores physical safety and reports to Veilig Thuis",
+    ),
     Step("veilig_thuis", "track", {"track": "zorg", "open": True}, "Veilig Thuis opens the care track"),
     # 2: motorkapoverleg
     Step("politie", "transition", {"step": "motorkapoverleg"}, "on to the motorkapoverleg"),
-    Step("veilig_thuis", "request", {"informationType": "strafrechtelijke_informatie",
-         "purpose": "veiligheid_beoordelen", "holder": "politie"},
-         "Veilig Thuis asks politie what it knows, for the first safety assessment"),
-    Step("veilig_thuis", "request", {"informationType": "reclasseringsinformatie",
-         "purpose": "veiligheid_beoordelen", "holder": "reclassering"},
-         "Veilig Thuis consults reclassering (a consulted party answers the one who asked)"),
-    Step("reclassering", "share", {"informationType": "reclasseringsinformatie", "purpose": "veiligheid_beoordelen",
-         "recipients": ["om"], "payload": {"toezicht": "lopend"}},
-         "reclassering tries to share on its own initiative", expect="refused"),
+    Step(
+        "veilig_thuis",
+        "request",
+        {
+            "informationType": "strafrechtelijke_informatie",
+            "purpose": "veiligheid_beoordelen",
+            "holder": "politie",
+        },
+        "Veilig Thuis asks politie what it knows, for the first safety assessment",
+    ),
+    Step(
+        "veilig_thuis",
+        "request",
+        {
+            "informationType": "reclasseringsinformatie",
+            "purpose": "veiligheid_beoordelen",
+            "holder": "reclassering",
+        },
+        "Veilig Thuis consults reclassering (a consulted party answers the one who asked)",
+    ),
+    Step(
+        "reclassering",
+        "share",
+        {
+            "informationType": "reclasseringsinformatie",
+            "purpose": "veiligheid_beoordelen",
+            "recipients": ["om"],
+            "payload": {"toezicht": "lopend"},
+        },
+        "reclassering tries to share on its own initiative",
+        expect="refused",
+    ),
     # 3: (gezamenlijk) onderzoek
     Step("veilig_thuis", "transition", {"step": "onderzoek"}, "on to the (joint) investigation"),
-    Step("veilig_thuis", "share", {"informationType": "onderzoeksbevindingen",
-         "purpose": "onderzoek_kinderbescherming", "recipients": ["rvdk", "politie"], "payload": {
-             "veiligheidsrisicos": "hoog", "kindSignalen": "angstig, slaapproblemen",
-             "gezinssamenstelling": "2 ouders, 1 kind", "medischeGegevensSlachtoffer": "kneuzingen",
-             "werkhypothese": "escalerend partnergeweld"}},
-         "Veilig Thuis shares findings with the RvdK and politie"),
+    Step(
+        "veilig_thuis",
+        "share",
+        {
+            "informationType": "onderzoeksbevindingen",
+            "purpose": "onderzoek_kinderbescherming",
+            "recipients": ["rvdk", "politie"],
+            "payload": {
+                "veiligheidsrisicos": "hoog",
+                "kindSignalen": "angstig, slaapproblemen",
+                "gezinssamenstelling": "2 ouders, 1 kind",
+                "medischeGegevensSlachtoffer": "kneuzingen",
+                "werkhypothese": "escalerend partnergeweld",
+            },
+        },
+        "Veilig Thuis shares findings with the RvdK and politie",
+    ),
     # 4: veiligheidsmaatregelen
     Step("politie", "transition", {"step": "veiligheidsmaatregelen"}, "on to the safety measures"),
-    Step("politie", "share", {"informationType": "maatregel", "purpose": "maatregelen_afstemmen",
-         "recipients": ["om", "reclassering", "rvdk", "veilig_thuis"], "payload": {
-             "soort": "tijdelijk huisverbod", "ingangsdatum": "2026-11-28", "duurDagen": 10,
-             "contactverbod": True, "betrokkenPersoon": "pleger", "toelichting": "RiHG hoog"}},
-         "politie coordinates a tijdelijk huisverbod with the partners"),
+    Step(
+        "politie",
+        "share",
+        {
+            "informationType": "maatregel",
+            "purpose": "maatregelen_afstemmen",
+            "recipients": ["om", "reclassering", "rvdk", "veilig_thuis"],
+            "payload": {
+                "soort": "tijdelijk huisverbod",
+                "ingangsdatum": "2026-11-28",
+                "duurDagen": 10,
+                "contactverbod": True,
+                "betrokkenPersoon": "pleger",
+                "toelichting": "RiHG hoog",
+            },
+        },
+        "politie coordinates a tijdelijk huisverbod with the partners",
+    ),
     # 5: niet meer acuut: overdracht
     Step("veilig_thuis", "transition", {"step": "overdracht"}, "no longer acute: hand-over"),
-    Step("veilig_thuis", "share", {"informationType": "overdrachtsdossier", "purpose": "overdracht",
-         "recipients": ["politie"], "payload": {
-             "samenvatting": "acute fase afgerond", "afspraken": "dagelijks contact",
-             "vervolg": "structurele aanpak", "contactpersoon": "casusregisseur VT"}},
-         "the partners hand over for follow-up"),
+    Step(
+        "veilig_thuis",
+        "share",
+        {
+            "informationType": "overdrachtsdossier",
+            "purpose": "overdracht",
+            "recipients": ["politie"],
+            "payload": {
+                "samenvatting": "acute fase afgerond",
+                "afspraken": "dagelijks contact",
+                "vervolg": "structurele aanpak",
+                "contactpersoon": "casusregisseur VT",
+            },
+        },
+        "the partners hand over for follow-up",
+    ),
     # Structureel onveilig
-    Step("veilig_thuis", "transition", {"flow": "structureel", "step": "melding"},
-         "the case moves to the structural flow"),
-    Step("veilig_thuis", "transition", {"step": "informatie_combineren"}, "Veilig Thuis combines information"),
-    Step("veilig_thuis", "request", {"informationType": "justitiele_informatie",
-         "purpose": "veiligheid_beoordelen", "holder": "om"},
-         "Veilig Thuis asks the OM"),
+    Step(
+        "veilig_thuis",
+        "transition",
+        {"flow": "structureel", "step": "melding"},
+        "the case moves to the structural flow",
+    ),
+    Step(
+        "veilig_thuis", "transition", {"step": "informatie_combineren"}, "Veilig Thuis combines information"
+    ),
+    Step(
+        "veilig_thuis",
+        "request",
+        {"informationType": "justitiele_informatie", "purpose": "veiligheid_beoordelen", "holder": "om"},
+        "Veilig Thuis asks the OM",
+    ),
     Step("veilig_thuis", "transition", {"step": "veiligheidsbeoordeling"}, "Veilig Thuis assesses safety"),
     Step("veilig_thuis", "transition", {"step": "veiligheidsplan"}, "on to the safety plan"),
-    Step("veilig_thuis", "share", {"informationType": "veiligheidsbeoordeling",
-         "purpose": "zorg_en_straf_afstemmen", "recipients": ["om", "reclassering", "rvdk"], "payload": {
-             "conclusie": "structureel onveilig", "risicofactoren": "eerdere incidenten",
-             "beschermendeFactoren": "netwerk grootouders", "veiligheidsvoorwaarden": "geen geweld, geen contact",
-             "medischeGegevensSlachtoffer": "kneuzingen"}},
-         "only zorg is open: the assessment may not go to OM, 3RO and RvdK", expect="refused"),
+    Step(
+        "veilig_thuis",
+        "share",
+        {
+            "informationType": "veiligheidsbeoordeling",
+            "purpose": "zorg_en_straf_afstemmen",
+            "recipients": ["om", "reclassering", "rvdk"],
+            "payload": {
+                "conclusie": "structureel onveilig",
+                "risicofactoren": "eerdere incidenten",
+                "beschermendeFactoren": "netwerk grootouders",
+                "veiligheidsvoorwaarden": "geen geweld, geen contact",
+                "medischeGegevensSlachtoffer": "kneuzingen",
+            },
+        },
+        "only zorg is open: the assessment may not go to OM, 3RO and RvdK",
+        expect="refused",
+    ),
     Step("politie", "track", {"track": "straf", "open": True}, "politie opens the criminal track: samenloop"),
-    Step("veilig_thuis", "share", {"informationType": "veiligheidsbeoordeling",
-         "purpose": "zorg_en_straf_afstemmen", "recipients": ["om", "reclassering", "rvdk"], "payload": {
-             "conclusie": "structureel onveilig", "risicofactoren": "eerdere incidenten",
-             "beschermendeFactoren": "netwerk grootouders", "veiligheidsvoorwaarden": "geen geweld, geen contact",
-             "medischeGegevensSlachtoffer": "kneuzingen"}},
-         "zorg and straf overlap: the assessment goes to OM, 3RO and RvdK"),
+    Step(
+        "veilig_thuis",
+        "share",
+        {
+            "informationType": "veiligheidsbeoordeling",
+            "purpose": "zorg_en_straf_afstemmen",
+            "recipients": ["om", "reclassering", "rvdk"],
+            "payload": {
+                "conclusie": "structureel onveilig",
+                "risicofactoren": "eerdere incidenten",
+                "beschermendeFactoren": "netwerk grootouders",
+                "veiligheidsvoorwaarden": "geen geweld, geen contact",
+                "medischeGegevensSlachtoffer": "kneuzingen",
+            },
+        },
+        "zorg and straf overlap: the assessment goes to OM, 3RO and RvdK",
+    ),
 ]
 
 
@@ -129,7 +231,9 @@ def _free_port() -> int:
 
 @contextmanager
 def _serving(app: Any, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -202,7 +306,9 @@ def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
     print_trail(trail, out if verbose else print)
     result = verify_log(rt.audit, rt.signer.verifier_key())
     size = int(checkpoint.splitlines()[1])
-    print(f"\nAudit log: {result.size} entries; signed checkpoint at size {size}: {checkpoint.splitlines()[2]}")
+    print(
+        f"\nAudit log: {result.size} entries; signed checkpoint at size {size}: {checkpoint.splitlines()[2]}"
+    )
     print("Audit log verified: OK" if result.ok else f"Audit log verification FAILED: {result.reason}")
     for s in run.surprises:
         print(f"UNEXPECTED: {s}")
@@ -210,7 +316,9 @@ def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
     return result.ok and not run.surprises
 
 
-def _play(http: httpx.Client, base: str, agency: _Agency, step: Step, case_id: str, run: DemoRun, out: Any) -> None:
+def _play(
+    http: httpx.Client, base: str, agency: _Agency, step: Step, case_id: str, run: DemoRun, out: Any
+) -> None:
     actor = agency.client_id.removesuffix("-system")
     headers = agency.headers()
     if step.kind == "share":
@@ -218,7 +326,9 @@ def _play(http: httpx.Client, base: str, agency: _Agency, step: Step, case_id: s
         body = r.json()
         results = body.get("results", [])
         allowed = [x for x in results if x["allowed"]]
-        outcome = "allowed" if results and len(allowed) == len(results) else "refused" if not allowed else "partly"
+        outcome = (
+            "allowed" if results and len(allowed) == len(results) else "refused" if not allowed else "partly"
+        )
         out(f"\n[{actor}] {step.says}")
         for x in results:
             verdict = "ALLOWED" if x["allowed"] else "REFUSED"
@@ -231,11 +341,15 @@ def _play(http: httpx.Client, base: str, agency: _Agency, step: Step, case_id: s
         outcome = "allowed" if r.status_code == 200 else "refused"
         out(f"\n[{actor}] {step.says}")
         if r.status_code == 200:
-            out(f"    request {step.args['informationType']} from {step.args['holder']}: ALLOWED "
-                f"({body['legalBasis']}) fields={body['fields']}")
+            out(
+                f"    request {step.args['informationType']} from {step.args['holder']}: ALLOWED "
+                f"({body['legalBasis']}) fields={body['fields']}"
+            )
         else:
-            out(f"    request {step.args['informationType']} from {step.args['holder']}: REFUSED "
-                f"({', '.join(c['code'] for c in body.get('reasons', []))}) [{r.status_code}]")
+            out(
+                f"    request {step.args['informationType']} from {step.args['holder']}: REFUSED "
+                f"({', '.join(c['code'] for c in body.get('reasons', []))}) [{r.status_code}]"
+            )
     elif step.kind == "transition":
         r = http.post(f"{base}/v1/cases/{case_id}/transitions", json=step.args, headers=headers)
         outcome = "allowed" if r.status_code == 200 else "refused"
@@ -243,7 +357,9 @@ def _play(http: httpx.Client, base: str, agency: _Agency, step: Step, case_id: s
         out(f"\n[{actor}] {step.says} -> {r.json().get('flow', '')}/{where}")
     else:
         r = http.put(
-            f"{base}/v1/cases/{case_id}/tracks/{step.args['track']}", json={"open": step.args["open"]}, headers=headers
+            f"{base}/v1/cases/{case_id}/tracks/{step.args['track']}",
+            json={"open": step.args["open"]},
+            headers=headers,
         )
         outcome = "allowed" if r.status_code == 200 else "refused"
         out(f"\n[{actor}] {step.says}: {'done' if r.status_code == 200 else r.json().get('detail')}")
@@ -270,11 +386,15 @@ def _trail(http: httpx.Client, base: str, auditor: _Agency, case_id: str) -> lis
 def print_trail(entries: list[dict[str, Any]], out: Any = print) -> None:
     """The trail as a privacy officer reads it: step, who, what, to whom, decision, legal basis."""
     out("\nTrail of the case (from the audit log):")
-    out(f"{'#':>4}  {'step':<36} {'who':<13} {'action':<16} {'what':<28} {'to/from':<13} {'decision':<9} basis / reason")
+    out(
+        f"{'#':>4}  {'step':<36} {'who':<13} {'action':<16} {'what':<28} {'to/from':<13} {'decision':<9} basis / reason"
+    )
     for e in entries:
         d = e.get("decision") or {}
         verdict = "allowed" if d.get("allowed") else "refused" if d else "-"
-        basis = d.get("legalBasis") if d.get("allowed") else ", ".join(r["code"] for r in d.get("reasons", []))
+        basis = (
+            d.get("legalBasis") if d.get("allowed") else ", ".join(r["code"] for r in d.get("reasons", []))
+        )
         out(
             f"{e['index']:>4}  {e.get('step', '-'):<36} {e['actor']['agency']:<13} {e['action']:<16} "
             f"{e.get('informationType', '-'):<28} {e.get('counterpart', '-'):<13} {verdict:<9} {basis or ''}"

@@ -356,7 +356,11 @@ class ExchangeService:
         """Evaluate a decision without changing anything (the evaluation itself is audited)."""
         self._check_identifiers(body.information_type, body.purpose)
         case = self.cases.load(body.case_id)
-        policy_input: dict[str, Any] = {"action": body.action, "actor": actor_facts(ctx), "case": case_facts(case)}
+        policy_input: dict[str, Any] = {
+            "action": body.action,
+            "actor": actor_facts(ctx),
+            "case": case_facts(case),
+        }
         if body.information_type is not None:
             policy_input["informationType"] = body.information_type
         if body.purpose is not None:
@@ -371,7 +375,7 @@ class ExchangeService:
         if body.action == "case.track" and body.track:
             policy_input["track"] = {"name": body.track, "open": True if body.open is None else body.open}
         decision = self.rt.decide(policy_input)
-        focus = body.recipient if body.action == "share" else None
+        focus: str | None = body.recipient if body.action == "share" else None
         if body.action == "request":
             focus = ctx.principal.agency if ctx.principal.agency in decision.recipients else None
         record = decision_record(decision, focus)

@@ -38,7 +38,11 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
             )
         _audit(rt, ctx, old.revision, candidate.revision, "loaded")
         rt.policy.swap(candidate)
-        return {"revision": candidate.revision, "previousRevision": old.revision, "testsPassed": report.passed}
+        return {
+            "revision": candidate.revision,
+            "previousRevision": old.revision,
+            "testsPassed": report.passed,
+        }
 
 
 def _audit(rt: Runtime, ctx: CallContext, old: str, new: str | None, outcome: str) -> None:

@@ -74,7 +74,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5),
             registry=self.registry,
         )
-        self.audit_failures = Counter("gateway_audit_failures", "Failed audit appends", registry=self.registry)
+        self.audit_failures = Counter(
+            "gateway_audit_failures", "Failed audit appends", registry=self.registry
+        )
 
 
 class Runtime:

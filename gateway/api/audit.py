@@ -138,7 +138,10 @@ def consistency(
 
 def _export_lines(rt: Runtime, start: int, end: int) -> Iterator[bytes]:
     for e in rt.audit.iter_entries(start, end):
-        yield json.dumps({"index": e.index, "leafData": base64.b64encode(e.leaf_data).decode()}).encode() + b"\n"
+        yield (
+            json.dumps({"index": e.index, "leafData": base64.b64encode(e.leaf_data).decode()}).encode()
+            + b"\n"
+        )
 
 
 @router.get("/export")

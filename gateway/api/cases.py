@@ -36,13 +36,13 @@ def open_case(body: CaseCreate, ctx: Exchange, rt: RuntimeDep) -> CaseOut:
 
 
 @router.get("/{caseId}", response_model=CaseOut, response_model_by_alias=True)
-def read_case(ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:  # noqa: N803
+def read_case(ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
     """The case, to agencies that take part in it."""
     return case_out(CaseService(rt).read(ctx, caseId))
 
 
 @router.post("/{caseId}/transitions", response_model=CaseOut, response_model_by_alias=True)
-def move_case(body: TransitionIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:  # noqa: N803
+def move_case(body: TransitionIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
     """Move the case to another step; 409 when the process does not allow the move."""
     return case_out(CaseService(rt).transition(ctx, caseId, body.flow, body.step))
 
@@ -53,7 +53,7 @@ def set_track(
     body: TrackIn,
     ctx: Exchange,
     rt: RuntimeDep,
-    caseId: str = CaseId,  # noqa: N803
+    caseId: str = CaseId,
 ) -> CaseOut:
     """Open or close the zorg or straf track."""
     return case_out(CaseService(rt).set_track(ctx, caseId, track, body.open))

@@ -3,7 +3,6 @@
 No ``from __future__ import annotations`` here: FastAPI must see the closure's ``Depends`` objects.
 """
 
-
 from collections.abc import Callable
 from typing import Annotated
 
@@ -11,8 +10,8 @@ from fastapi import Depends, Request
 
 from gateway.auth import Principal, require_scope
 from gateway.runtime import Runtime
-from gateway.trail import CallContext
 from gateway.tracing import TraceContext, from_header
+from gateway.trail import CallContext
 
 
 def get_runtime(request: Request) -> Runtime:

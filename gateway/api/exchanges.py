@@ -15,7 +15,7 @@ CaseId = Path(min_length=1, max_length=64)
 
 
 @router.post("/cases/{caseId}/shares", response_model=ShareOut, response_model_by_alias=True)
-def share(body: ShareIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> Any:  # noqa: N803
+def share(body: ShareIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> Any:
     """Share information with recipients; each recipient is decided on its own."""
     return ExchangeService(rt).share(ctx, caseId, body)
 
@@ -27,14 +27,14 @@ def inbox(ctx: Exchange, rt: RuntimeDep, limit: int = Query(100, ge=1, le=1000))
 
 
 @router.post("/inbox/{messageId}/ack", status_code=204)
-def ack(ctx: Exchange, rt: RuntimeDep, messageId: str = Path(min_length=1, max_length=64)) -> Response:  # noqa: N803
+def ack(ctx: Exchange, rt: RuntimeDep, messageId: str = Path(min_length=1, max_length=64)) -> Response:
     """Acknowledge a message."""
     ExchangeService(rt).ack(ctx, messageId)
     return Response(status_code=204)
 
 
 @router.post("/cases/{caseId}/requests", response_model=RequestOut, response_model_by_alias=True)
-def request_information(body: RequestIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> Any:  # noqa: N803
+def request_information(body: RequestIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> Any:
     """Ask the holder's system for information; answered minimised, or refused with reasons."""
     return ExchangeService(rt).request(ctx, caseId, body)
 

@@ -36,7 +36,9 @@ def readyz(rt: RuntimeDep) -> JSONResponse:
         checks["policy"] = f"failed: {type(e).__name__}"
     checks["signingKey"] = "ok" if rt.auth.ready() and rt.signer.verifier_key() else "missing"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics")

@@ -17,7 +17,9 @@ log = logging.getLogger("gateway.api")
 PROBLEM = "application/problem+json"
 
 
-def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
     """A problem document response."""
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -102,5 +104,6 @@ def install(app: FastAPI) -> None:
         # Logged by type only: a message could carry case content.
         log.exception("unexpected error: %s", type(exc).__name__)
         return problem_response(
-            500, {"type": "about:blank", "title": "Internal error", "status": 500, "detail": "unexpected error"}
+            500,
+            {"type": "about:blank", "title": "Internal error", "status": 500, "detail": "unexpected error"},
         )

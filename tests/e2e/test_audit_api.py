@@ -14,9 +14,15 @@ from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway
 def shared_case(gw: Gateway) -> str:
     case_id = gw.open_case()
     with gw.agency("politie") as c:
-        r = c.post(f"/v1/cases/{case_id}/shares", json={
-            "informationType": "melding", "purpose": "veiligheid_herstellen",
-            "recipients": ["veilig_thuis", "rvdk"], "payload": {"aard": "fysiek geweld"}})
+        r = c.post(
+            f"/v1/cases/{case_id}/shares",
+            json={
+                "informationType": "melding",
+                "purpose": "veiligheid_herstellen",
+                "recipients": ["veilig_thuis", "rvdk"],
+                "payload": {"aard": "fysiek geweld"},
+            },
+        )
     assert r.status_code == 200
     return case_id
 
@@ -30,7 +36,16 @@ def test_entries_are_the_exact_hashed_bytes(gateway: Gateway) -> None:
         raw = base64.b64decode(item["leafData"])
         assert json.loads(raw) == item["entry"]
         assert canonical_json(item["entry"]) == raw  # RFC 8785: parsing and re-canonicalising is stable
-        for field in ["time", "type", "traceId", "spanId", "actor", "action", "outcome", "processingActivity"]:
+        for field in [
+            "time",
+            "type",
+            "traceId",
+            "spanId",
+            "actor",
+            "action",
+            "outcome",
+            "processingActivity",
+        ]:
             assert field in item["entry"], field
     indexes = [i["index"] for i in page["entries"]]
     assert indexes == sorted(indexes)
@@ -117,11 +132,15 @@ def test_checkpoint_and_proofs_verify(gateway: Gateway) -> None:
         proof = a.get("/v1/audit/proofs/inclusion", params={"index": index, "treeSize": cp2.size}).json()
         assert proof["index"] == index and proof["treeSize"] == cp2.size
         hashes = [base64.b64decode(h) for h in proof["hashes"]]
-        assert verify_inclusion(leaf_hash(base64.b64decode(item["leafData"])), index, cp2.size, hashes, cp2.root)
+        assert verify_inclusion(
+            leaf_hash(base64.b64decode(item["leafData"])), index, cp2.size, hashes, cp2.root
+        )
         cons = a.get("/v1/audit/proofs/consistency", params={"from": cp1.size, "to": cp2.size}).json()
         assert verify_consistency(
             cp1.size, cp2.size, [base64.b64decode(h) for h in cons["hashes"]], cp1.root, cp2.root
         )
         assert a.get("/v1/audit/proofs/inclusion", params={"index": 5, "treeSize": 2}).status_code == 400
-        assert a.get("/v1/audit/proofs/consistency", params={"from": 10**9, "to": 10**9 + 1}).status_code == 400
+        assert (
+            a.get("/v1/audit/proofs/consistency", params={"from": 10**9, "to": 10**9 + 1}).status_code == 400
+        )
     assert httpx.get(f"{gateway.base}/v1/audit/checkpoint").status_code == 401

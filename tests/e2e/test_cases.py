@@ -31,12 +31,17 @@ def test_invalid_bsn_is_a_400_naming_the_field(gateway: Gateway) -> None:
             "/v1/cases",
             json={
                 "flow": "acuut",
-                "subjects": [{"role": "slachtoffer", "bsn": "999990019"}, {"role": "kind", "bsn": "123456789"}],
+                "subjects": [
+                    {"role": "slachtoffer", "bsn": "999990019"},
+                    {"role": "kind", "bsn": "123456789"},
+                ],
             },
         )
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("application/problem+json")
-    assert r.json()["errors"] == [{"field": "subjects[1].bsn", "message": "not a valid BSN (nine digits, elfproef)"}]
+    assert r.json()["errors"] == [
+        {"field": "subjects[1].bsn", "message": "not a valid BSN (nine digits, elfproef)"}
+    ]
     assert "123456789" not in r.text
 
 
@@ -46,7 +51,8 @@ def test_unknown_flow_and_step_are_400(gateway: Gateway) -> None:
         assert r.status_code == 400
         assert r.json()["errors"][0]["field"] == "flow"
         r = c.post(
-            "/v1/cases", json={"flow": "acuut", "step": "melding", "subjects": [{"role": "kind", "bsn": BSN_KIND}]}
+            "/v1/cases",
+            json={"flow": "acuut", "step": "melding", "subjects": [{"role": "kind", "bsn": BSN_KIND}]},
         )
         assert r.status_code == 400
         assert r.json()["errors"][0]["field"] == "step"

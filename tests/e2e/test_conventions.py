@@ -95,7 +95,7 @@ def test_traceparent_is_taken_in_and_recorded(gateway: Gateway) -> None:
 
 def test_a_trace_is_started_when_none_comes_in(gateway: Gateway) -> None:
     r = httpx.get(f"{gateway.base}/healthz")
-    version, trace_id, span_id, flags = r.headers["traceparent"].split("-")
+    version, trace_id, span_id, _flags = r.headers["traceparent"].split("-")
     assert version == "00" and len(trace_id) == 32 and len(span_id) == 16 and trace_id != "0" * 32
 
 

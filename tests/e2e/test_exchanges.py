@@ -47,8 +47,13 @@ def structural_plan_case(gw: Gateway, *, kind: bool = True) -> str:
 def test_share_is_minimised_delivered_and_audited(gateway: Gateway) -> None:
     case_id = gateway.open_case()
     r = share(
-        gateway, "politie", case_id,
-        informationType="melding", purpose="veiligheid_herstellen", recipients=["veilig_thuis"], payload=MELDING,
+        gateway,
+        "politie",
+        case_id,
+        informationType="melding",
+        purpose="veiligheid_herstellen",
+        recipients=["veilig_thuis"],
+        payload=MELDING,
     )
     assert r.status_code == 200, r.text
     body = r.json()
@@ -58,7 +63,9 @@ def test_share_is_minimised_delivered_and_audited(gateway: Gateway) -> None:
     assert vt["legalBasis"]
     assert "nietBestaandVeld" not in vt["fields"]
     assert set(vt["fields"]) <= set(MELDING)
-    received = [d for d in gateway.runtime.connectors["veilig_thuis"].received if d.message_id == vt["messageId"]]
+    received = [
+        d for d in gateway.runtime.connectors["veilig_thuis"].received if d.message_id == vt["messageId"]
+    ]
     assert len(received) == 1
     assert set(received[0].payload) == set(vt["fields"])
     assert received[0].purpose == "veiligheid_herstellen"
@@ -75,8 +82,13 @@ def test_share_is_minimised_delivered_and_audited(gateway: Gateway) -> None:
 def test_inbox_and_ack(gateway: Gateway) -> None:
     case_id = gateway.open_case()
     r = share(
-        gateway, "politie", case_id,
-        informationType="melding", purpose="veiligheid_herstellen", recipients=["veilig_thuis"], payload=MELDING,
+        gateway,
+        "politie",
+        case_id,
+        informationType="melding",
+        purpose="veiligheid_herstellen",
+        recipients=["veilig_thuis"],
+        payload=MELDING,
     )
     message_id = result_for(r, "veilig_thuis")["messageId"]
     with gateway.agency("veilig_thuis") as vt:
@@ -98,8 +110,12 @@ def test_inbox_and_ack(gateway: Gateway) -> None:
 
 def test_samenloop_rule(gateway: Gateway) -> None:
     case_id = structural_plan_case(gateway)
-    kwargs = dict(informationType="veiligheidsbeoordeling", purpose="zorg_en_straf_afstemmen",
-                  recipients=["om", "reclassering", "rvdk"], payload=BEOORDELING)
+    kwargs = dict(
+        informationType="veiligheidsbeoordeling",
+        purpose="zorg_en_straf_afstemmen",
+        recipients=["om", "reclassering", "rvdk"],
+        payload=BEOORDELING,
+    )
     refused = share(gateway, "veilig_thuis", case_id, **kwargs)
     assert refused.status_code == 200
     for recipient in ["om", "reclassering", "rvdk"]:
@@ -118,8 +134,15 @@ def test_samenloop_rule(gateway: Gateway) -> None:
 def test_rvdk_only_with_a_minor(gateway: Gateway) -> None:
     case_id = structural_plan_case(gateway, kind=False)
     gateway.track(case_id, "straf")
-    r = share(gateway, "veilig_thuis", case_id, informationType="veiligheidsbeoordeling",
-              purpose="zorg_en_straf_afstemmen", recipients=["rvdk", "om"], payload=BEOORDELING)
+    r = share(
+        gateway,
+        "veilig_thuis",
+        case_id,
+        informationType="veiligheidsbeoordeling",
+        purpose="zorg_en_straf_afstemmen",
+        recipients=["rvdk", "om"],
+        payload=BEOORDELING,
+    )
     assert "no_minor_in_case" in codes(result_for(r, "rvdk"))
     assert result_for(r, "om")["allowed"] is True
     assert all(d.case_id != case_id for d in gateway.runtime.connectors["rvdk"].received)
@@ -127,8 +150,15 @@ def test_rvdk_only_with_a_minor(gateway: Gateway) -> None:
 
 def test_purpose_binding(gateway: Gateway) -> None:
     case_id = gateway.open_case()
-    r = share(gateway, "politie", case_id, informationType="melding", purpose="overdracht",
-              recipients=["veilig_thuis"], payload=MELDING)
+    r = share(
+        gateway,
+        "politie",
+        case_id,
+        informationType="melding",
+        purpose="overdracht",
+        recipients=["veilig_thuis"],
+        payload=MELDING,
+    )
     result = result_for(r, "veilig_thuis")
     assert result["allowed"] is False
     assert "purpose_not_allowed" in codes(result)
@@ -136,24 +166,45 @@ def test_purpose_binding(gateway: Gateway) -> None:
 
 def test_recipient_must_take_part_in_the_step(gateway: Gateway) -> None:
     case_id = gateway.open_case()  # fysieke_veiligheid: politie and veilig_thuis only
-    r = share(gateway, "politie", case_id, informationType="melding", purpose="veiligheid_herstellen",
-              recipients=["reclassering", "veilig_thuis"], payload=MELDING)
+    r = share(
+        gateway,
+        "politie",
+        case_id,
+        informationType="melding",
+        purpose="veiligheid_herstellen",
+        recipients=["reclassering", "veilig_thuis"],
+        payload=MELDING,
+    )
     assert "recipient_not_a_participant" in codes(result_for(r, "reclassering"))
     assert result_for(r, "veilig_thuis")["allowed"] is True
 
 
 def test_sender_must_take_part_in_the_step(gateway: Gateway) -> None:
     case_id = gateway.open_case()
-    r = share(gateway, "om", case_id, informationType="justitiele_informatie", purpose="maatregelen_afstemmen",
-              recipients=["politie"], payload={"zaaknummer": "fictief"})
+    r = share(
+        gateway,
+        "om",
+        case_id,
+        informationType="justitiele_informatie",
+        purpose="maatregelen_afstemmen",
+        recipients=["politie"],
+        payload={"zaaknummer": "fictief"},
+    )
     assert "not_a_participant" in codes(result_for(r, "politie"))
 
 
 def test_consulted_party_does_not_share_on_its_own(gateway: Gateway) -> None:
     case_id = gateway.open_case()
     gateway.move(case_id, "motorkapoverleg", by="politie")
-    r = share(gateway, "reclassering", case_id, informationType="reclasseringsinformatie",
-              purpose="veiligheid_beoordelen", recipients=["veilig_thuis"], payload={"toezicht": "lopend"})
+    r = share(
+        gateway,
+        "reclassering",
+        case_id,
+        informationType="reclasseringsinformatie",
+        purpose="veiligheid_beoordelen",
+        recipients=["veilig_thuis"],
+        payload={"toezicht": "lopend"},
+    )
     assert result_for(r, "veilig_thuis")["allowed"] is False
     assert codes(result_for(r, "veilig_thuis")) & {"consulted_party_cannot_share", "not_a_participant"}
 
@@ -174,24 +225,45 @@ def test_unknown_identifiers_are_400(gateway: Gateway, field: str, body: dict[st
 
 def test_malformed_share_is_400_naming_fields(gateway: Gateway) -> None:
     case_id = gateway.open_case()
-    r = share(gateway, "politie", case_id, informationType="melding", purpose="veiligheid_herstellen",
-              recipients=["interpol"], payload="tekst")
+    r = share(
+        gateway,
+        "politie",
+        case_id,
+        informationType="melding",
+        purpose="veiligheid_herstellen",
+        recipients=["interpol"],
+        payload="tekst",
+    )
     assert r.status_code == 400
     fields = {e["field"] for e in r.json()["errors"]}
     assert {"recipients[0]", "payload"} <= fields
     with gateway.agency("politie") as c:
-        assert c.post("/v1/cases/nope/shares", json={
-            "informationType": "melding", "purpose": "veiligheid_herstellen",
-            "recipients": ["veilig_thuis"], "payload": {}}).status_code == 404
+        assert (
+            c.post(
+                "/v1/cases/nope/shares",
+                json={
+                    "informationType": "melding",
+                    "purpose": "veiligheid_herstellen",
+                    "recipients": ["veilig_thuis"],
+                    "payload": {},
+                },
+            ).status_code
+            == 404
+        )
 
 
 def test_request_is_answered_minimised_from_the_holder(gateway: Gateway) -> None:
     case_id = gateway.open_case(flow="structureel")
     gateway.move(case_id, "informatie_combineren")
     with gateway.agency("veilig_thuis") as vt:
-        r = vt.post(f"/v1/cases/{case_id}/requests", json={
-            "informationType": "strafrechtelijke_informatie", "purpose": "veiligheid_beoordelen",
-            "holder": "politie"})
+        r = vt.post(
+            f"/v1/cases/{case_id}/requests",
+            json={
+                "informationType": "strafrechtelijke_informatie",
+                "purpose": "veiligheid_beoordelen",
+                "holder": "politie",
+            },
+        )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["allowed"] is True
@@ -204,9 +276,14 @@ def test_request_is_answered_minimised_from_the_holder(gateway: Gateway) -> None
 def test_request_refused_with_reasons(gateway: Gateway) -> None:
     case_id = gateway.open_case()  # acuut/fysieke_veiligheid: rvdk takes no part
     with gateway.agency("rvdk") as c:
-        r = c.post(f"/v1/cases/{case_id}/requests", json={
-            "informationType": "strafrechtelijke_informatie", "purpose": "onderzoek_kinderbescherming",
-            "holder": "politie"})
+        r = c.post(
+            f"/v1/cases/{case_id}/requests",
+            json={
+                "informationType": "strafrechtelijke_informatie",
+                "purpose": "onderzoek_kinderbescherming",
+                "holder": "politie",
+            },
+        )
     assert r.status_code == 403
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "not_a_participant" in {x["code"] for x in r.json()["reasons"]}
@@ -216,16 +293,25 @@ def test_what_if_changes_nothing(gateway: Gateway) -> None:
     case_id = structural_plan_case(gateway)
     before = len(gateway.runtime.connectors["om"].received)
     with gateway.agency("veilig_thuis") as vt:
-        r = vt.post("/v1/decisions", json={
-            "action": "share", "caseId": case_id, "informationType": "veiligheidsbeoordeling",
-            "purpose": "zorg_en_straf_afstemmen", "recipient": "om"})
+        r = vt.post(
+            "/v1/decisions",
+            json={
+                "action": "share",
+                "caseId": case_id,
+                "informationType": "veiligheidsbeoordeling",
+                "purpose": "zorg_en_straf_afstemmen",
+                "recipient": "om",
+            },
+        )
         assert r.status_code == 200
         body = r.json()
         assert body["allowed"] is False
         assert "samenloop_required" in {x["code"] for x in body["reasons"]}
         assert body["policyRevision"].startswith("sha256:")
         assert vt.get(f"/v1/cases/{case_id}").json()["tracks"]["straf"] is False
-        move = vt.post("/v1/decisions", json={"action": "case.transition", "caseId": case_id, "step": "melding"})
+        move = vt.post(
+            "/v1/decisions", json={"action": "case.transition", "caseId": case_id, "step": "melding"}
+        )
         assert move.json()["allowed"] is False
         assert "illegal_transition" in {x["code"] for x in move.json()["reasons"]}
     assert len(gateway.runtime.connectors["om"].received) == before
@@ -239,8 +325,15 @@ def test_no_audit_no_exchange(gateway: Gateway, monkeypatch: pytest.MonkeyPatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(gateway.runtime.audit, "append", broken)
-    r = share(gateway, "politie", case_id, informationType="melding", purpose="veiligheid_herstellen",
-              recipients=["veilig_thuis"], payload=MELDING)
+    r = share(
+        gateway,
+        "politie",
+        case_id,
+        informationType="melding",
+        purpose="veiligheid_herstellen",
+        recipients=["veilig_thuis"],
+        payload=MELDING,
+    )
     monkeypatch.undo()
     assert r.status_code == 503
     assert r.headers["content-type"].startswith("application/problem+json")
