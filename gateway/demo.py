@@ -47,171 +47,166 @@ class Step:
     expect: str = "allowed"  # allowed | refused (for shares: per-recipient outcome as a whole)
 
 
+def _share(
+    actor: str, info: str, purpose: str, to: list[str], payload: dict[str, Any], says: str, **kw: Any
+) -> Step:
+    args = {"informationType": info, "purpose": purpose, "recipients": to, "payload": payload}
+    return Step(actor, "share", args, says, **kw)
+
+
+def _request(actor: str, info: str, purpose: str, holder: str, says: str) -> Step:
+    return Step(actor, "request", {"informationType": info, "purpose": purpose, "holder": holder}, says)
+
+
+def _move(actor: str, step: str, says: str, flow: str | None = None) -> Step:
+    return Step(actor, "transition", {"step": step} | ({"flow": flow} if flow else {}), says)
+
+
+# Payloads hold more than any recipient may see: the gateway strips what the policy does not list.
+MELDING = {
+    "datumTijd": "2026-11-28T02:14:00Z",
+    "locatie": "Voorbeeldstad (fictief adres)",
+    "aard": "fysiek geweld, kind aanwezig",
+    "meldingstekst": "Buren melden geschreeuw en slaan.",
+    "politieRegistratienummer": "SIM-PL-2026-000123",
+    "interneOpmerking": "niet voor derden",
+}
+FINDINGS = {
+    "onderzoeksperiode": "28-11-2026 t/m 02-12-2026",
+    "bevindingen": "escalerend partnergeweld, kind getuige",
+    "gesprekken": "moeder, school, huisarts",
+    "getuigenverklaringen": "buren (via politie)",
+    "risicofactoren": "eerdere incidenten, alcohol",
+    "beschermendeFactoren": "grootouders betrokken",
+    "werkhypothese": "interne werkaantekening",
+}
+HUISVERBOD = {
+    "soort": "tijdelijk huisverbod",
+    "omschrijving": "huisverbod en contactverbod voor de pleger",
+    "ingangsdatum": "2026-11-28",
+    "einddatum": "2026-12-08",
+    "voorwaarden": "geen contact met slachtoffer en kind",
+    "betrokkenen": "pleger",
+    "uitvoerder": "burgemeester",
+    "risicotaxatieToelichting": "RiHG: hoog risico (intern)",
+}
+OVERDRACHT = {
+    "samenvatting": "acute fase afgerond, huisverbod loopt",
+    "afspraken": "dagelijks contact met moeder",
+    "openstaandeActies": "structurele aanpak starten",
+    "contactpersonen": "casusregisseur Veilig Thuis",
+    "dossierHistorie": "eerdere meldingen 2024 (intern)",
+}
+BEOORDELING = {
+    "beoordelingsdatum": "2026-12-03",
+    "conclusie": "structureel onveilig",
+    "risicofactoren": "eerdere incidenten",
+    "beschermendeFactoren": "netwerk grootouders",
+    "veiligheidsvoorwaarden": "geen geweld, geen contact zonder toezicht",
+    "hulpverleningsgeschiedenis": "jeugdhulp 2023-2024",
+    "medischeGegevensSlachtoffer": "kneuzingen (huisarts)",
+}
+ASSESSMENT_TO = ["om", "reclassering", "rvdk"]
+
 SCENARIO: list[Step] = [
     # Acuut onveilig 1: fysieke veiligheid
-    Step(
+    _share(
         "politie",
-        "share",
-        {
-            "informationType": "melding",
-            "purpose": "veiligheid_herstellen",
-            "recipients": ["veilig_thuis"],
-            "payload": {
-                "datumTijd": "2026-11-28T02:14:00Z",
-                "locatie": "woning (fictief adres)",
-                "aard": "fysiek geweld, kind aanwezig",
-                "politieRegistratienummer": "PL-2026-000123",
-                "meldingstekst": "Buren melden geschreeuw en slaan.",
-                "interneOpmerking": "niet voor derden",
-            },
-        },
+        "melding",
+        "veiligheid_herstellen",
+        ["veilig_thuis"],
+        MELDING,
         "politie restores physical safety and reports to Veilig Thuis",
     ),
     Step("veilig_thuis", "track", {"track": "zorg", "open": True}, "Veilig Thuis opens the care track"),
     # 2: motorkapoverleg
-    Step("politie", "transition", {"step": "motorkapoverleg"}, "on to the motorkapoverleg"),
-    Step(
+    _move("politie", "motorkapoverleg", "on to the motorkapoverleg"),
+    _request(
         "veilig_thuis",
-        "request",
-        {
-            "informationType": "strafrechtelijke_informatie",
-            "purpose": "veiligheid_beoordelen",
-            "holder": "politie",
-        },
-        "Veilig Thuis asks politie what it knows, for the first safety assessment",
+        "strafrechtelijke_informatie",
+        "veiligheid_beoordelen",
+        "politie",
+        "Veilig Thuis asks politie what it knows, for its first safety assessment",
     ),
-    Step(
+    _request(
         "veilig_thuis",
-        "request",
-        {
-            "informationType": "reclasseringsinformatie",
-            "purpose": "veiligheid_beoordelen",
-            "holder": "reclassering",
-        },
-        "Veilig Thuis consults reclassering (a consulted party answers the one who asked)",
-    ),
-    Step(
+        "reclasseringsinformatie",
+        "veiligheid_beoordelen",
         "reclassering",
-        "share",
-        {
-            "informationType": "reclasseringsinformatie",
-            "purpose": "veiligheid_beoordelen",
-            "recipients": ["om"],
-            "payload": {"toezicht": "lopend"},
-        },
-        "reclassering tries to share on its own initiative",
+        "Veilig Thuis consults reclassering, which answers the one who asked",
+    ),
+    _share(
+        "reclassering",
+        "reclasseringsinformatie",
+        "veiligheid_beoordelen",
+        ["om"],
+        {"toezicht": "lopend"},
+        "reclassering tries to share on its own initiative: a consulted party does not",
         expect="refused",
     ),
     # 3: (gezamenlijk) onderzoek
-    Step("veilig_thuis", "transition", {"step": "onderzoek"}, "on to the (joint) investigation"),
-    Step(
+    _move("veilig_thuis", "onderzoek", "on to the (joint) investigation"),
+    _share(
         "veilig_thuis",
-        "share",
-        {
-            "informationType": "onderzoeksbevindingen",
-            "purpose": "onderzoek_kinderbescherming",
-            "recipients": ["rvdk", "politie"],
-            "payload": {
-                "veiligheidsrisicos": "hoog",
-                "kindSignalen": "angstig, slaapproblemen",
-                "gezinssamenstelling": "2 ouders, 1 kind",
-                "medischeGegevensSlachtoffer": "kneuzingen",
-                "werkhypothese": "escalerend partnergeweld",
-            },
-        },
-        "Veilig Thuis shares findings with the RvdK and politie",
+        "onderzoeksbevindingen",
+        "onderzoek_kinderbescherming",
+        ["rvdk"],
+        FINDINGS,
+        "Veilig Thuis asks the RvdK to look into a child protection measure",
+    ),
+    _share(
+        "veilig_thuis",
+        "onderzoeksbevindingen",
+        "veiligheid_herstellen",
+        ["politie"],
+        FINDINGS,
+        "Veilig Thuis shares its findings with politie (witness statements stay out)",
     ),
     # 4: veiligheidsmaatregelen
-    Step("politie", "transition", {"step": "veiligheidsmaatregelen"}, "on to the safety measures"),
-    Step(
+    _move("politie", "veiligheidsmaatregelen", "on to the safety measures"),
+    _share(
         "politie",
-        "share",
-        {
-            "informationType": "maatregel",
-            "purpose": "maatregelen_afstemmen",
-            "recipients": ["om", "reclassering", "rvdk", "veilig_thuis"],
-            "payload": {
-                "soort": "tijdelijk huisverbod",
-                "ingangsdatum": "2026-11-28",
-                "duurDagen": 10,
-                "contactverbod": True,
-                "betrokkenPersoon": "pleger",
-                "toelichting": "RiHG hoog",
-            },
-        },
-        "politie coordinates a tijdelijk huisverbod with the partners",
+        "maatregel",
+        "maatregelen_afstemmen",
+        ["om", "reclassering", "veilig_thuis"],
+        HUISVERBOD,
+        "politie agrees a tijdelijk huisverbod with OM, reclassering and Veilig Thuis",
     ),
-    # 5: niet meer acuut: overdracht
-    Step("veilig_thuis", "transition", {"step": "overdracht"}, "no longer acute: hand-over"),
-    Step(
+    # 5: niet meer acuut
+    _move("veilig_thuis", "overdracht", "no longer acute: hand-over"),
+    _share(
         "veilig_thuis",
-        "share",
-        {
-            "informationType": "overdrachtsdossier",
-            "purpose": "overdracht",
-            "recipients": ["politie"],
-            "payload": {
-                "samenvatting": "acute fase afgerond",
-                "afspraken": "dagelijks contact",
-                "vervolg": "structurele aanpak",
-                "contactpersoon": "casusregisseur VT",
-            },
-        },
+        "overdrachtsdossier",
+        "overdracht",
+        ["politie"],
+        OVERDRACHT,
         "the partners hand over for follow-up",
     ),
     # Structureel onveilig
-    Step(
-        "veilig_thuis",
-        "transition",
-        {"flow": "structureel", "step": "melding"},
-        "the case moves to the structural flow",
+    _move("veilig_thuis", "melding", "the case moves to the structural flow", flow="structureel"),
+    _move("veilig_thuis", "informatie_combineren", "Veilig Thuis combines information"),
+    _request(
+        "veilig_thuis", "justitiele_informatie", "veiligheid_beoordelen", "om", "Veilig Thuis asks the OM"
     ),
-    Step(
-        "veilig_thuis", "transition", {"step": "informatie_combineren"}, "Veilig Thuis combines information"
-    ),
-    Step(
+    _move("veilig_thuis", "veiligheidsbeoordeling", "Veilig Thuis assesses safety"),
+    _move("veilig_thuis", "veiligheidsplan", "on to the safety plan"),
+    _share(
         "veilig_thuis",
-        "request",
-        {"informationType": "justitiele_informatie", "purpose": "veiligheid_beoordelen", "holder": "om"},
-        "Veilig Thuis asks the OM",
-    ),
-    Step("veilig_thuis", "transition", {"step": "veiligheidsbeoordeling"}, "Veilig Thuis assesses safety"),
-    Step("veilig_thuis", "transition", {"step": "veiligheidsplan"}, "on to the safety plan"),
-    Step(
-        "veilig_thuis",
-        "share",
-        {
-            "informationType": "veiligheidsbeoordeling",
-            "purpose": "zorg_en_straf_afstemmen",
-            "recipients": ["om", "reclassering", "rvdk"],
-            "payload": {
-                "conclusie": "structureel onveilig",
-                "risicofactoren": "eerdere incidenten",
-                "beschermendeFactoren": "netwerk grootouders",
-                "veiligheidsvoorwaarden": "geen geweld, geen contact",
-                "medischeGegevensSlachtoffer": "kneuzingen",
-            },
-        },
+        "veiligheidsbeoordeling",
+        "zorg_en_straf_afstemmen",
+        ASSESSMENT_TO,
+        BEOORDELING,
         "only zorg is open: the assessment may not go to OM, 3RO and RvdK",
         expect="refused",
     ),
     Step("politie", "track", {"track": "straf", "open": True}, "politie opens the criminal track: samenloop"),
-    Step(
+    _share(
         "veilig_thuis",
-        "share",
-        {
-            "informationType": "veiligheidsbeoordeling",
-            "purpose": "zorg_en_straf_afstemmen",
-            "recipients": ["om", "reclassering", "rvdk"],
-            "payload": {
-                "conclusie": "structureel onveilig",
-                "risicofactoren": "eerdere incidenten",
-                "beschermendeFactoren": "netwerk grootouders",
-                "veiligheidsvoorwaarden": "geen geweld, geen contact",
-                "medischeGegevensSlachtoffer": "kneuzingen",
-            },
-        },
-        "zorg and straf overlap: the assessment goes to OM, 3RO and RvdK",
+        "veiligheidsbeoordeling",
+        "zorg_en_straf_afstemmen",
+        ASSESSMENT_TO,
+        BEOORDELING,
+        "zorg and straf overlap: the assessment goes to OM, 3RO and RvdK, each minimised",
     ),
 ]
 
@@ -332,7 +327,9 @@ def _play(
         out(f"\n[{actor}] {step.says}")
         for x in results:
             verdict = "ALLOWED" if x["allowed"] else "REFUSED"
-            why = x["legalBasis"] if x["allowed"] else ", ".join(c["code"] for c in x["reasons"])
+            why = (
+                x["legalBasis"] if x["allowed"] else ", ".join(dict.fromkeys(c["code"] for c in x["reasons"]))
+            )
             fields = f" fields={x.get('fields')}" if x["allowed"] else ""
             out(f"    share {step.args['informationType']} -> {x['recipient']}: {verdict} ({why}){fields}")
     elif step.kind == "request":
@@ -386,16 +383,24 @@ def _trail(http: httpx.Client, base: str, auditor: _Agency, case_id: str) -> lis
 def print_trail(entries: list[dict[str, Any]], out: Any = print) -> None:
     """The trail as a privacy officer reads it: step, who, what, to whom, decision, legal basis."""
     out("\nTrail of the case (from the audit log):")
-    out(
-        f"{'#':>4}  {'step':<36} {'who':<13} {'action':<16} {'what':<28} {'to/from':<13} {'decision':<9} basis / reason"
-    )
+    header = ("#", "step", "who", "action", "what", "to/from", "decision", "outcome", "legal basis / reason")
+    row = "{:>3}  {:<34} {:<12} {:<15} {:<27} {:<12} {:<8} {:<10} {}"
+    out(row.format(*header))
     for e in entries:
         d = e.get("decision") or {}
-        verdict = "allowed" if d.get("allowed") else "refused" if d else "-"
-        basis = (
-            d.get("legalBasis") if d.get("allowed") else ", ".join(r["code"] for r in d.get("reasons", []))
-        )
+        verdict = ("allowed" if d.get("allowed") else "refused") if d else "-"
+        codes = dict.fromkeys(r["code"] for r in d.get("reasons", []) if r["code"] != "allowed")
+        why = d.get("legalBasis") if d.get("allowed") else ", ".join(codes)
         out(
-            f"{e['index']:>4}  {e.get('step', '-'):<36} {e['actor']['agency']:<13} {e['action']:<16} "
-            f"{e.get('informationType', '-'):<28} {e.get('counterpart', '-'):<13} {verdict:<9} {basis or ''}"
+            row.format(
+                e["index"],
+                e.get("step", "-"),
+                e["actor"]["agency"],
+                e["action"],
+                e.get("informationType", "-"),
+                e.get("counterpart", "-"),
+                verdict,
+                e.get("outcome", "-"),
+                why or "",
+            )
         )
