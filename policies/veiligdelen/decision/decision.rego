@@ -5,708 +5,579 @@
 #   child-abuse case (share, request) and whether a case may change (open, read, transition,
 #   track). Deny by default; every allow names its legal basis and purpose. The facts (who takes
 #   part in which step, legal bases, purposes, field lists) live in data.veiligdelen.facts.
+#
+#   The decision is a function of its input, decide(inp), computed as a pipeline of functions that
+#   each run once. Two regopy 1.5.2 properties shape this: `with` recompiles every rule a tested
+#   rule depends on, once per reference (exponential in shared rules), and calls are not cached.
+#   Tests therefore call decide({...}) with a literal input, and no rule is evaluated twice.
 package veiligdelen.decision
 
 # METADATA
 # title: Decision
 # description: >-
-#   The one entrypoint the gateway queries (veiligdelen/decision/result). Always defined, so an
-#   undefined answer from the engine means an engine failure, never a decision.
+#   The entrypoint the gateway queries (veiligdelen/decision/result): decide(input). Defined for
+#   every object input, so an undefined answer means an engine failure, never a decision.
 # entrypoint: true
-result := {
-	"allowed": allowed,
-	"reasons": reasons,
-	"legalBasis": legal_basis,
-	"obligations": obligations,
-	"recipients": recipients,
-}
-
-_facts := data.veiligdelen.facts
-
-# ---------------------------------------------------------------------------------------------
-# Outcome
-# ---------------------------------------------------------------------------------------------
+result := decide(input)
 
 # METADATA
-# title: Allowed
+# title: Decide
 # description: >-
-#   Deny by default. An exchange is allowed when at least one receiver is; a case action when no
-#   rule denies it and its positive condition holds.
-default allowed := false
-
-allowed if {
-	_exchange
-	some r in _receivers
-	_receiver_ok(r)
+#   The whole decision for one input: {allowed, reasons, legalBasis, obligations, recipients}.
+decide(inp) := decision if {
+	ctx := _context(inp)
+	decision := _decision(inp, ctx, _denials(inp, ctx))
 }
 
-allowed if {
-	_case_action
-	count(_deny) == 0
-	_case_action_ok
-}
-
-# METADATA
-# title: Reasons
-# description: Every decision carries at least one reason, most fundamental first.
-default reasons := []
-
-reasons := _render_all(_top_items) if count(_top_items) > 0
-
-reasons := _render_all({_item("denied_by_default", "denied_by_default", [])}) if count(_top_items) == 0
-
-# METADATA
-# title: Legal basis
-# description: The legal bases of everything allowed, joined; null when nothing is allowed.
-default legal_basis := null
-
-legal_basis := concat(" | ", _sorted(_allowed_bases)) if {
-	allowed
-	count(_allowed_bases) > 0
-}
-
-# METADATA
-# title: Obligations
-# description: >-
-#   What the gateway must do with each allowed delivery: strip the payload to the allowed fields
-#   and bind the data to its purpose (sharing it on is a new decision).
-default obligations := []
-
-obligations := [o |
-	some r in _sorted(_receivers_ok)
-	some o in _obligations_for(r)
-]
-
-# METADATA
-# title: Recipients
-# description: >-
-#   Per receiving agency, decided on its own: for share every requested recipient, for request
-#   the actor (the agency receiving the data).
-default recipients := {}
-
-recipients := {r: _receiver_result(r) | some r in _receivers} if _exchange
+_decision(inp, ctx, denials) := _exchange_decision(inp, ctx, denials) if {
+	ctx.exchange
+} else := _case_decision(inp, ctx, denials)
 
 # ---------------------------------------------------------------------------------------------
-# Input views
+# Context: everything later steps read, computed once
 # ---------------------------------------------------------------------------------------------
 
-_exchange if input.action in {"share", "request"}
+_context(inp) := ctx if {
+	is_object(inp)
+	facts := data.veiligdelen.facts
+	action := object.get(inp, "action", null)
+	actor := object.get(inp, ["actor", "agency"], null)
+	flow := object.get(inp, ["case", "flow"], null)
+	step := object.get(inp, ["case", "step"], null)
+	step_facts := object.get(facts.flows, [flow, "steps", step], {})
 
-_case_action if input.action in {"case.open", "case.read", "case.transition", "case.track"}
+	# Samenloop van zorg en straf: both tracks open (rule 3).
+	zorg := object.get(inp, ["case", "tracks", "zorg"], false)
+	straf := object.get(inp, ["case", "tracks", "straf"], false)
+	samenloop := {zorg, straf} == {true}
 
-_actor := input.actor.agency
+	# Core participants act on their own; conditional ones count as core under samenloop; in a
+	# step marked coreIncludesInvolved (the hand-over) every agency involved in the case does.
+	involved := _list(object.get(inp, ["case", "involved"], []))
+	static := {a | some a in object.get(step_facts, "core", [])}
+	by_involvement := {a | object.get(step_facts, "coreIncludesInvolved", false) == true; some a in involved}
+	by_samenloop := {a | samenloop; some a in object.get(step_facts, "conditional", [])}
+	core := (static | by_involvement) | by_samenloop
 
-_flow := input.case.flow
+	# Consulted parties may be asked and answer the asker; they do not share on their own.
+	consulted := {a | some a in object.get(step_facts, "consulted", []); not a in core}
+	awaiting := {a | not samenloop; some a in object.get(step_facts, "conditional", []); not a in core}
 
-_step := input.case.step
-
-_step_facts := _facts.flows[_flow].steps[_step]
-
-_step_name := sprintf("%v/%v", [_flow, _step])
-
-_known_agency(a) if _facts.agencies[a]
-
-_known_type if _facts.informationTypes[input.informationType]
-
-_known_purpose if _facts.purposes[input.purpose]
-
-# Fields the action reads: only they are checked for presence and known identifiers.
-_uses(field) if _facts.inputSchema[input.action][field]
-
-# Samenloop van zorg en straf: both tracks open (baseline rule 3).
-_samenloop if {
-	input.case.tracks.zorg == true
-	input.case.tracks.straf == true
-}
-
-_has_minor if _facts.minorRequired.subjectRole in input.case.subjectRoles
-
-# ---------------------------------------------------------------------------------------------
-# Participation in the current step (baseline rule 2)
-# ---------------------------------------------------------------------------------------------
-
-# Core participants act on their own; conditional participants count as core under samenloop.
-_core contains a if some a in _step_facts.core
-
-_core contains a if {
-	_step_facts.coreIncludesInvolved
-	some a in input.case.involved
-}
-
-_core contains a if {
-	_samenloop
-	some a in _step_facts.conditional
-}
-
-# Consulted parties may be asked and answer the asker; they do not share on their own.
-_consulted contains a if {
-	some a in _step_facts.consulted
-	not a in _core
-}
-
-# Conditional participants while samenloop does not hold.
-_awaiting_samenloop contains a if {
-	not _samenloop
-	some a in _step_facts.conditional
-	not a in _core
-}
-
-_outside_step(a) if {
-	_step_facts
-	_known_agency(a)
-	not a in _core
-	not a in _consulted
-	not a in _awaiting_samenloop
-}
-
-# ---------------------------------------------------------------------------------------------
-# Deny rules that concern the whole decision
-# ---------------------------------------------------------------------------------------------
-
-_item(code, template, args) := {"code": code, "template": template, "args": args}
-
-# Rule 8: a required field that is absent, null or of the wrong kind denies.
-_missing contains path if {
-	some path, kind in _facts.inputSchema[input.action]
-	not _acceptable(object.get(input, split(path, "."), null), kind)
-}
-
-_acceptable(v, kind) if _is_kind(v, kind)
-
-_acceptable(null, kind) if endswith(kind, "?")
-
-_acceptable(v, kind) if {
-	endswith(kind, "?")
-	_is_kind(v, trim_suffix(kind, "?"))
-}
-
-_is_kind(v, "string") if {
-	is_string(v)
-	v != ""
-}
-
-_is_kind(v, "boolean") if is_boolean(v)
-
-_is_kind(v, "stringList") if _is_string_list(v)
-
-_is_kind(v, "nonEmptyStringList") if {
-	_is_string_list(v)
-	count(v) > 0
-}
-
-_is_string_list(v) if {
-	is_array(v)
-	every x in v {
-		is_string(x)
+	sender := _sender(action, actor, object.get(inp, "holder", null))
+	receivers := _receivers(action, actor, _list(object.get(inp, "recipients", [])))
+	type := object.get(inp, "informationType", null)
+	step_known := count(step_facts) > 0
+	participants := (core | consulted) | awaiting
+	ctx := {
+		"action": action,
+		"actor": actor,
+		"flow": flow,
+		"step": step,
+		"stepName": _step_name(flow, step),
+		"stepKnown": step_known,
+		"agencies": object.keys(facts.agencies),
+		"schema": object.get(facts.inputSchema, [action], {}),
+		"samenloop": samenloop,
+		"hasMinor": facts.minorRequired.subjectRole in _list(object.get(inp, ["case", "subjectRoles"], [])),
+		"core": core,
+		"consulted": consulted,
+		"awaiting": awaiting,
+		"participants": participants,
+		"involved": involved,
+		"exchange": action in {"share", "request"},
+		"sender": sender,
+		"receivers": receivers,
+		"type": type,
+		"purpose": object.get(inp, "purpose", null),
+		"grants": {r: g | some r in receivers; g := object.get(facts.grants, [type, r, sender], null); g != null},
 	}
 }
 
-_deny contains _item("missing_input", "missing_input", ["action"]) if not is_string(input.action)
+_step_name(flow, step) := concat("/", [flow, step]) if {
+	is_string(flow)
+	is_string(step)
+} else := ""
 
-_deny contains _item("missing_input", "missing_input", [_join(_missing)]) if count(_missing) > 0
+# The agency that provides the data: the actor of a share, the holder of a request.
+_sender("share", actor, _) := actor
 
-_deny contains _item("unknown_action", "unknown_action", [input.action]) if {
-	is_string(input.action)
-	not _facts.inputSchema[input.action]
+_sender("request", _, holder) := holder
+
+_sender(action, _, _) := null if not action in {"share", "request"}
+
+# The agencies that receive data: the recipients of a share, the actor of a request.
+_receivers("share", _, recipients) := {r | some r in recipients; is_string(r)}
+
+_receivers("request", actor, _) := {actor | is_string(actor)}
+
+_receivers(action, _, _) := set() if not action in {"share", "request"}
+
+_list(v) := v if {
+	is_array(v)
+} else := []
+
+# ---------------------------------------------------------------------------------------------
+# Denials of the whole decision (rules 2, 7, 8 and unknown identifiers)
+# ---------------------------------------------------------------------------------------------
+
+# A reason before rendering: a message template of data.json and its arguments.
+_item(template, args) := {"template": template, "args": args}
+
+_denials(inp, ctx) := ((_input_denials(inp, ctx) | _exchange_denials(inp, ctx)) | _case_denials(inp, ctx))
+
+_input_denials(inp, ctx) := (((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids) if {
+	no_action := {_item("missing_input", ["action"]) | not is_string(ctx.action)}
+	missing_paths := _missing(inp, ctx)
+	missing := {_item("missing_input", [_join(missing_paths)]) | count(missing_paths) > 0}
+	unknown_action := {_item("unknown_action", [ctx.action]) |
+		is_string(ctx.action)
+		not ctx.action in object.keys(data.veiligdelen.facts.inputSchema)
+	}
+	holder := object.get(inp, "holder", null)
+	unknown_agency := {_item("unknown_agency", [a]) |
+		some a in [ctx.actor, holder]
+		is_string(a)
+		not a in ctx.agencies
+	}
+	unknown_step := {_item("unknown_step", [ctx.flow, ctx.step]) |
+		ctx.schema["case.step"]
+		is_string(ctx.flow)
+		is_string(ctx.step)
+		not ctx.stepKnown
+	}
+	unknown_ids := _unknown_ids(inp, ctx)
 }
 
-_deny contains _item("unknown_agency", "unknown_agency", [_actor]) if {
-	_uses("actor.agency")
-	is_string(_actor)
-	not _known_agency(_actor)
+_unknown_ids(inp, ctx) := types | purposes if {
+	types := {_item("unknown_information_type", [ctx.type]) |
+		ctx.schema.informationType
+		is_string(ctx.type)
+		not ctx.type in object.keys(data.veiligdelen.facts.informationTypes)
+	}
+	purposes := {_item("unknown_purpose", [ctx.purpose]) |
+		ctx.schema.purpose
+		is_string(ctx.purpose)
+		not ctx.purpose in object.keys(data.veiligdelen.facts.purposes)
+	}
 }
 
-_deny contains _item("unknown_agency", "unknown_agency", [input.holder]) if {
-	_uses("holder")
-	is_string(input.holder)
-	not _known_agency(input.holder)
+# Rule 8: a field the action needs that is absent, null, empty or of the wrong type denies.
+# inputSchema maps each path to its type name: string, boolean or array.
+_missing(inp, ctx) := (fields | no_recipients) | bad_flow if {
+	fields := {path |
+		some path in object.keys(ctx.schema)
+		value := object.get(inp, split(path, "."), null)
+		not _present(value, ctx.schema[path])
+	}
+	no_recipients := {"recipients" | ctx.action == "share"; count(_list(object.get(inp, "recipients", []))) == 0}
+	bad_flow := {"transition.flow" |
+		ctx.action == "case.transition"
+		not is_string(object.get(inp, ["transition", "flow"], ""))
+	}
 }
 
-_deny contains _item("unknown_step", "unknown_step", [_flow, _step]) if {
-	_uses("case.step")
-	is_string(_flow)
-	is_string(_step)
-	not _step_facts
+_present(value, type) if {
+	type_name(value) == type
+	value != ""
 }
 
-_deny contains _item("unknown_information_type", "unknown_information_type", [input.informationType]) if {
-	_uses("informationType")
-	is_string(input.informationType)
-	not _known_type
-}
+# Rule 2 for the acting agencies of an exchange: the actor acts on its own in this step, the
+# holder of a request takes part in it (core or consulted).
+_exchange_denials(inp, ctx) := ((not_participant | consulted) | awaiting) | holder if {
+	ctx.exchange
+	not_participant := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) | _outside_step(ctx, ctx.actor)}
+	consulted := {_item("consulted_party_cannot_share", [ctx.actor, ctx.flow, ctx.step]) | ctx.actor in ctx.consulted}
+	awaiting := {_item("samenloop_participant", [a, ctx.flow, ctx.step]) |
+		some a in {ctx.actor, ctx.sender}
+		a in ctx.awaiting
+	}
+	holder := {_item("holder_not_a_participant", [ctx.sender, ctx.flow, ctx.step]) |
+		ctx.action == "request"
+		_outside_step(ctx, ctx.sender)
+	}
+} else := set()
 
-_deny contains _item("unknown_purpose", "unknown_purpose", [input.purpose]) if {
-	_uses("purpose")
-	is_string(input.purpose)
-	not _known_purpose
+_outside_step(ctx, a) if {
+	ctx.stepKnown
+	a in ctx.agencies
+	not a in ctx.participants
 }
 
 # ---------------------------------------------------------------------------------------------
 # Exchanges: share (actor -> recipients) and request (holder -> actor)
 # ---------------------------------------------------------------------------------------------
 
-# The agency that provides the data, and the agencies that receive it.
-_sender := _actor if input.action == "share"
+_exchange_decision(inp, ctx, denials) := {
+	"allowed": allowed,
+	"reasons": _exchange_reasons(denials, results),
+	"legalBasis": _joined_or_null({grants[r].legalBasis | some r in ok}),
+	"obligations": obligations,
+	"recipients": results,
+} if {
+	grants := ctx.grants
+	granted := object.keys(grants)
+	payload := _list(object.get(inp, "payloadFields", []))
 
-_sender := input.holder if input.action == "request"
+	# Rule 3: samenloop for the safety assessment, conditions and plan.
+	needs_samenloop := {r |
+		not ctx.samenloop
+		ctx.type in data.veiligdelen.facts.samenloop.informationTypes
+		some r in ctx.receivers
+		r in data.veiligdelen.facts.samenloop.recipients
+	}
 
-_receivers contains r if {
-	input.action == "share"
-	some r in input.recipients
-	is_string(r)
+	# Rule 6: the RvdK receives only for cases with a minor.
+	needs_minor := {r | not ctx.hasMinor; some r in ctx.receivers; r in data.veiligdelen.facts.minorRequired.recipients}
+	in_step := {r | some r in granted; _grant_in_step(ctx.stepName, grants[r])}
+	receiver_denials := _receiver_denials(ctx, granted, in_step, needs_samenloop, needs_minor)
+	denied := {d.recipient | some d in receiver_denials}
+
+	# Positive conditions on top of "no deny rule fired", so a gap in a deny rule still denies.
+	ok := {r |
+		count(denials) == 0
+		some r in _reachable(ctx)
+		not r in denied
+		r in in_step
+		ctx.purpose in grants[r].purposes
+		not r in needs_samenloop
+		not r in needs_minor
+	}
+
+	# Bound in comprehension bodies: regopy 1.5.2 miscomputes a call in an object comprehension's
+	# value when the call takes variables of the enclosing function.
+	allowed_results := {r: result |
+		some r in ok
+		g := grants[r]
+		reasons := _render({{"template": _allowed_template(g), "args": [r, ctx.type, ctx.sender, ctx.purpose, g.legalBasis]}})
+		fields := _minimise(ctx.action, payload, g.fields)
+		result := {"allowed": true, "reasons": reasons, "legalBasis": g.legalBasis, "purpose": ctx.purpose, "fields": fields}
+	}
+	denied_results := {r: result |
+		some r in ctx.receivers
+		not r in ok
+		reasons := _render(_denial_items(denials, receiver_denials, r))
+		result := {"allowed": false, "reasons": reasons, "legalBasis": null, "purpose": ctx.purpose, "fields": []}
+	}
+	results := object.union(allowed_results, denied_results)
+	allowed := count(ok) > 0
+	obligations := [o |
+		some r in _sorted(ok)
+		some o in _obligations(ctx, r, payload, allowed_results[r].fields)
+	]
 }
 
-_receivers contains _actor if {
-	input.action == "request"
-	is_string(_actor)
+# Rule 2: who may receive. Share: the actor acts on its own and the recipient takes part (core or
+# consulted). Request: the actor acts on its own and the holder takes part; the actor receives.
+_reachable(ctx) := {r | some r in ctx.receivers; r in (ctx.core | ctx.consulted)} if {
+	ctx.action == "share"
+	ctx.actor in ctx.core
+} else := {ctx.actor} if {
+	ctx.action == "request"
+	ctx.actor in ctx.core
+	ctx.sender in (ctx.core | ctx.consulted)
+} else := set()
+
+# Deny rules per receiver; each item carries the receiver it concerns.
+_receiver_denials(ctx, granted, in_step, needs_samenloop, needs_minor) := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
+	participation := _share_participation(ctx)
+	no_row := {{"recipient": r, "template": "no_legal_basis", "args": [ctx.sender, ctx.type, r]} |
+		ctx.type in object.keys(data.veiligdelen.facts.informationTypes)
+		ctx.sender in ctx.agencies
+		some r in ctx.receivers
+		r in ctx.agencies
+		not r in granted
+	}
+	wrong_step := {{"recipient": r, "template": "no_legal_basis_step", "args": [ctx.sender, ctx.type, r, ctx.flow, ctx.step]} |
+		some r in granted
+		not r in in_step
+	}
+
+	# Rule 4: purpose binding.
+	purpose := {{"recipient": r, "template": "purpose_not_allowed", "args": [ctx.purpose, ctx.type, ctx.sender, r, allowed]} |
+		ctx.purpose in object.keys(data.veiligdelen.facts.purposes)
+		some r in granted
+		not ctx.purpose in ctx.grants[r].purposes
+		allowed := _join(ctx.grants[r].purposes)
+	}
+	samenloop := {{"recipient": r, "template": "samenloop_required", "args": [ctx.type, r]} | some r in needs_samenloop}
+	minor := {{"recipient": r, "template": "no_minor_in_case", "args": [r, data.veiligdelen.facts.minorRequired.subjectRole]} |
+		some r in needs_minor
+	}
 }
 
-# The row of data.json that would allow the provision: grants[type][receiver][sender].
-_grant(r) := _facts.grants[input.informationType][r][_sender]
+# Rule 2 for a share's recipients: a participant of the step (core, consulted, or conditional
+# while samenloop holds).
+_share_participation(ctx) := (unknown | awaiting) | outside if {
+	ctx.action == "share"
+	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in ctx.receivers; not r in ctx.agencies}
+	awaiting := {{"recipient": r, "template": "samenloop_participant", "args": [r, ctx.flow, ctx.step]} |
+		some r in ctx.receivers
+		r in ctx.awaiting
+	}
+	outside := {{"recipient": r, "template": "recipient_not_a_participant", "args": [r, ctx.flow, ctx.step]} |
+		ctx.stepKnown
+		some r in ctx.receivers
+		r in ctx.agencies
+		not r in ctx.participants
+	}
+} else := set()
 
-_grant_in_step(g) if not g.steps
+_grant_in_step(_, g) if not g.steps
 
-_grant_in_step(g) if _step_name in g.steps
-
-# The actor of an exchange must act on its own in this step.
-_deny contains _item("not_a_participant", "not_a_participant", [_actor, _flow, _step]) if {
-	_exchange
-	_outside_step(_actor)
-}
-
-_deny contains _item("consulted_party_cannot_share", "consulted_party_cannot_share", [_actor, _flow, _step]) if {
-	_exchange
-	_actor in _consulted
-}
-
-_deny contains _item("samenloop_required", "samenloop_participant", [_actor, _flow, _step]) if {
-	_exchange
-	_actor in _awaiting_samenloop
-}
-
-# The holder of a request must take part in the step, as core or consulted party.
-_deny contains _item("holder_not_a_participant", "holder_not_a_participant", [input.holder, _flow, _step]) if {
-	input.action == "request"
-	_outside_step(input.holder)
-}
-
-_deny contains _item("samenloop_required", "samenloop_participant", [input.holder, _flow, _step]) if {
-	input.action == "request"
-	input.holder in _awaiting_samenloop
-}
-
-# Deny rules per receiver: each carries the receiver it concerns.
-_receiver_deny contains object.union(_item("unknown_agency", "unknown_agency", [r]), {"recipient": r}) if {
-	some r in _receivers
-	input.action == "share"
-	not _known_agency(r)
-}
-
-_receiver_deny contains object.union(
-	_item("recipient_not_a_participant", "recipient_not_a_participant", [r, _flow, _step]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	input.action == "share"
-	_outside_step(r)
-}
-
-_receiver_deny contains object.union(
-	_item("samenloop_required", "samenloop_participant", [r, _flow, _step]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	input.action == "share"
-	r in _awaiting_samenloop
-}
-
-# Rule 1: no row, no legal basis.
-_receiver_deny contains object.union(
-	_item("no_legal_basis", "no_legal_basis", [_sender, input.informationType, r]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	_known_agency(r)
-	_known_agency(_sender)
-	_known_type
-	not _grant(r)
-}
-
-_receiver_deny contains object.union(
-	_item("no_legal_basis", "no_legal_basis_step", [_sender, input.informationType, r, _flow, _step]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	g := _grant(r)
-	not _grant_in_step(g)
-}
-
-# Rule 4: purpose binding.
-_receiver_deny contains object.union(
-	_item("purpose_not_allowed", "purpose_not_allowed", [
-		input.purpose, input.informationType, _sender, r,
-		_join(g.purposes),
-	]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	_known_purpose
-	g := _grant(r)
-	not input.purpose in g.purposes
-}
-
-# Rule 3: samenloop for the safety assessment, conditions and plan.
-_receiver_deny contains object.union(
-	_item("samenloop_required", "samenloop_required", [input.informationType, r]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	r in _facts.samenloop.recipients
-	input.informationType in _facts.samenloop.informationTypes
-	not _samenloop
-}
-
-# Rule 6: the RvdK receives only for cases with a minor.
-_receiver_deny contains object.union(
-	_item("no_minor_in_case", "no_minor_in_case", [r, _facts.minorRequired.subjectRole]),
-	{"recipient": r},
-) if {
-	some r in _receivers
-	r in _facts.minorRequired.recipients
-	not _has_minor
-}
-
-_receiver_denied(r) if {
-	some d in _receiver_deny
-	d.recipient == r
-}
-
-# Positive conditions, on top of "no deny rule fired": fail closed if a deny rule has a gap.
-_reachable(r) if {
-	input.action == "share"
-	_actor in _core
-	r in _core
-}
-
-_reachable(r) if {
-	input.action == "share"
-	_actor in _core
-	r in _consulted
-}
-
-_reachable(r) if {
-	input.action == "request"
-	r == _actor
-	_actor in _core
-	_sender in _core
-}
-
-_reachable(r) if {
-	input.action == "request"
-	r == _actor
-	_actor in _core
-	_sender in _consulted
-}
-
-_receiver_ok(r) if {
-	count(_deny) == 0
-	not _receiver_denied(r)
-	_reachable(r)
-	g := _grant(r)
-	_grant_in_step(g)
-	input.purpose in g.purposes
-	not _needs_samenloop(r)
-	not _needs_minor(r)
-}
-
-_needs_samenloop(r) if {
-	r in _facts.samenloop.recipients
-	input.informationType in _facts.samenloop.informationTypes
-	not _samenloop
-}
-
-_needs_minor(r) if {
-	r in _facts.minorRequired.recipients
-	not _has_minor
-}
-
-_receivers_ok contains r if {
-	some r in _receivers
-	_receiver_ok(r)
-}
-
-_allowed_bases contains _grant(r).legalBasis if some r in _receivers_ok
-
-_allowed_bases contains _facts.agencies[_actor].legalBasis if {
-	_case_action
-	allowed
-}
+_grant_in_step(step_name, g) if step_name in g.steps
 
 # Rule 5: minimisation. Share: the payload fields the row lists; request: the row's fields.
-_fields(r) := _sorted({f | some f in input.payloadFields; f in _grant(r).fields}) if input.action == "share"
+_minimise("share", payload, allowed) := _sorted({f | some f in payload; f in allowed})
 
-_fields(r) := sort(_grant(r).fields) if input.action == "request"
-
-_allowed_item(r) := object.union(
-	_item("allowed", _allowed_template(_grant(r)), [
-		r, input.informationType, _sender, input.purpose,
-		_grant(r).legalBasis,
-	]),
-	{"recipient": r},
-)
+_minimise("request", _, allowed) := _sorted(allowed)
 
 _allowed_template(g) := "allowed_exchange" if g.verified == true
 
 _allowed_template(g) := "allowed_exchange_unverified" if not g.verified == true
 
-_receiver_result(r) := {
-	"allowed": true,
-	"reasons": _render_all({_allowed_item(r)}),
-	"legalBasis": _grant(r).legalBasis,
-	"purpose": input.purpose,
-	"fields": _fields(r),
-} if {
-	_receiver_ok(r)
-}
-
-_receiver_result(r) := {
-	"allowed": false,
-	"reasons": _render_all(_denial_items(r)),
-	"legalBasis": null,
-	"purpose": object.get(input, "purpose", null),
-	"fields": [],
-} if {
-	not _receiver_ok(r)
-}
-
-_denial_items(r) := items if {
-	items := _deny | {d | some d in _receiver_deny; d.recipient == r}
+_denial_items(denials, receiver_denials, r) := items if {
+	items := denials | {d | some d in receiver_denials; d.recipient == r}
 	count(items) > 0
-}
+} else := {_item("denied_by_default", [])}
 
-_denial_items(r) := {_item("denied_by_default", "denied_by_default", [])} if {
-	count(_deny | {d | some d in _receiver_deny; d.recipient == r}) == 0
-}
+# The top level: what refused the whole decision, or else what each receiver got.
+_exchange_reasons(denials, results) := _render(denials) if {
+	count(denials) > 0
+} else := _ordered({x | some part in results; some x in part.reasons}) if {
+	count(results) > 0
+} else := _render({_item("denied_by_default", [])})
 
-_obligations_for(r) := [
-	{
-		"code": "strip_fields",
+# Rules 4 and 5: what the gateway must do with each delivery.
+_obligations(ctx, r, payload, fields) := [_strip(ctx.action, r, payload, fields), usage] if {
+	usage := {
+		"code": "usage_restriction",
 		"recipient": r,
-		"fields": _fields(r),
-		"removed": _sorted({f | some f in input.payloadFields; not f in _fields(r)}),
-	},
-	_usage_restriction(r),
-] if input.action == "share"
-
-_obligations_for(r) := [
-	{"code": "strip_fields", "recipient": r, "fields": _fields(r)},
-	_usage_restriction(r),
-] if input.action == "request"
-
-_usage_restriction(r) := {
-	"code": "usage_restriction",
-	"recipient": r,
-	"informationType": input.informationType,
-	"purpose": input.purpose,
-	"onwardSharing": "new_decision_required",
+		"informationType": ctx.type,
+		"purpose": ctx.purpose,
+		"onwardSharing": "new_decision_required",
+	}
 }
 
+_strip("share", r, payload, fields) := {
+	"code": "strip_fields",
+	"recipient": r,
+	"fields": fields,
+	"removed": _sorted({f | some f in payload; not f in fields}),
+}
+
+_strip("request", r, _, fields) := {"code": "strip_fields", "recipient": r, "fields": fields}
+
 # ---------------------------------------------------------------------------------------------
-# Case changes (baseline rule 7) and case reads
+# Case changes (rule 7) and case reads
 # ---------------------------------------------------------------------------------------------
+
+_case_decision(inp, ctx, denials) := {
+	"allowed": allowed,
+	"reasons": _case_reasons(inp, ctx, denials, allowed),
+	"legalBasis": _case_basis(ctx, allowed),
+	"obligations": [],
+	"recipients": {},
+} if {
+	allowed := _case_allowed(inp, ctx, denials)
+}
+
+_case_allowed(inp, ctx, denials) if {
+	count(denials) == 0
+	_case_ok(inp, ctx)
+} else := false
+
+_case_basis(ctx, true) := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
+
+_case_basis(_, false) := null
+
+_case_reasons(inp, ctx, _, true) := _render({_case_allowed_item(inp, ctx)})
+
+_case_reasons(_, _, denials, false) := _render(denials) if {
+	count(denials) > 0
+} else := _render({_item("denied_by_default", [])})
+
+_case_denials(inp, ctx) := _open_denials(ctx) if {
+	ctx.action == "case.open"
+} else := _read_denials(inp, ctx) if {
+	ctx.action == "case.read"
+} else := _transition_denials(inp, ctx) if {
+	ctx.action == "case.transition"
+} else := _track_denials(inp, ctx) if {
+	ctx.action == "case.track"
+} else := set()
 
 # case.open: by the agencies that open cases, in a step where the opener is a core participant.
-_deny contains _item("not_authorised_for_action", "not_authorised_open", [_actor, _join(_facts.caseOpeners)]) if {
-	input.action == "case.open"
-	_known_agency(_actor)
-	not _actor in _facts.caseOpeners
-}
-
-_deny contains _item("not_a_participant", "not_a_participant", [_actor, _flow, _step]) if {
-	input.action == "case.open"
-	_known_agency(_actor)
-	_step_facts
-	not _actor in _step_facts.core
+_open_denials(ctx) := not_opener | not_core if {
+	not_opener := {_item("not_authorised_open", [ctx.actor, _join(data.veiligdelen.facts.caseOpeners)]) |
+		ctx.actor in ctx.agencies
+		not ctx.actor in data.veiligdelen.facts.caseOpeners
+	}
+	not_core := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
+		ctx.actor in ctx.agencies
+		ctx.stepKnown
+		not ctx.actor in ctx.core
+	}
 }
 
 # case.read: any kind of participant of the current step, or an agency involved in the case.
-_takes_part(a) if a in _step_facts.core
-
-_takes_part(a) if a in _step_facts.consulted
-
-_takes_part(a) if a in _step_facts.conditional
-
-_takes_part(a) if a in input.case.involved
-
-_deny contains _item("not_a_participant", "not_a_participant", [_actor, _flow, _step]) if {
-	input.action == "case.read"
-	_known_agency(_actor)
-	_step_facts
-	not _takes_part(_actor)
+_read_denials(inp, ctx) := outside | minor if {
+	outside := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
+		ctx.actor in ctx.agencies
+		ctx.stepKnown
+		not _takes_part(inp, ctx, ctx.actor)
+	}
+	minor := {_item("no_minor_in_case", [ctx.actor, data.veiligdelen.facts.minorRequired.subjectRole]) | _minor_blocks(ctx)}
 }
 
-_deny contains _item("no_minor_in_case", "no_minor_in_case", [_actor, _facts.minorRequired.subjectRole]) if {
-	input.action == "case.read"
-	_actor in _facts.minorRequired.recipients
-	not _has_minor
+# Rule 6 for reading: the RvdK reads only cases with a minor.
+_minor_blocks(ctx) if {
+	not ctx.hasMinor
+	ctx.actor in data.veiligdelen.facts.minorRequired.recipients
 }
+
+_takes_part(inp, ctx, a) if a in ctx.participants
+
+_takes_part(inp, ctx, a) if a in ctx.involved
 
 # case.transition: the movers of the current flow, along a legal move of the process.
-_target := {
-	"flow": object.get(input.transition, "flow", _flow),
-	"step": input.transition.step,
+_target(inp, ctx) := {
+	"flow": object.get(inp, ["transition", "flow"], ctx.flow),
+	"step": object.get(inp, ["transition", "step"], null),
 }
 
-_deny contains _item(
-	"not_authorised_for_action", "not_authorised_transition",
-	[_actor, _flow, _join(_facts.flows[_flow].movers)],
-) if {
-	input.action == "case.transition"
-	_known_agency(_actor)
-	not _actor in _facts.flows[_flow].movers
+_transition_denials(inp, ctx) := (not_mover | unknown) | illegal if {
+	target := _target(inp, ctx)
+	movers := object.get(data.veiligdelen.facts.flows, [ctx.flow, "movers"], [])
+	not_mover := {_item("not_authorised_transition", [ctx.actor, ctx.flow, _join(movers)]) |
+		ctx.actor in ctx.agencies
+		not ctx.actor in movers
+	}
+	target_known := _step_exists(ctx, target.flow, target.step)
+	unknown := {_item("unknown_step", [target.flow, target.step]) |
+		is_string(target.flow)
+		is_string(target.step)
+		not target_known
+	}
+	illegal := {_item("illegal_transition", [ctx.flow, ctx.step, target.flow, target.step]) |
+		ctx.stepKnown
+		target_known
+		not _legal_move(ctx, target)
+	}
 }
 
-_deny contains _item("unknown_step", "unknown_step", [_target.flow, _target.step]) if {
-	input.action == "case.transition"
-	is_string(_target.flow)
-	not _facts.flows[_target.flow].steps[_target.step]
-}
-
-_deny contains _item("illegal_transition", "illegal_transition", [_flow, _step, _target.flow, _target.step]) if {
-	input.action == "case.transition"
-	_step_facts
-	_facts.flows[_target.flow].steps[_target.step]
-	not _legal_move
-}
+_step_exists(ctx, flow, step) if {
+	step in object.keys(object.get(data.veiligdelen.facts.flows, [flow, "steps"], {}))
+} else := false
 
 # Forward to a later step of the same flow.
-_legal_move if {
-	_target.flow == _flow
-	some i, s in _facts.flows[_flow].order
-	s == _step
-	some j, t in _facts.flows[_flow].order
-	t == _target.step
+_legal_move(ctx, target) if {
+	target.flow == ctx.flow
+	order := data.veiligdelen.facts.flows[ctx.flow].order
+	some i, s in order
+	s == ctx.step
+	some j, t in order
+	t == target.step
 	j > i
 }
 
 # The cross-flow moves of data.json (escalation, hand-over); a "from" without step is any step.
-_legal_move if {
-	some m in _facts.transitions
-	m.from.flow == _flow
-	object.get(m.from, "step", _step) == _step
-	m.to.flow == _target.flow
-	m.to.step == _target.step
+_legal_move(ctx, target) if {
+	some m in data.veiligdelen.facts.transitions
+	m.from.flow == ctx.flow
+	object.get(m.from, "step", ctx.step) == ctx.step
+	m.to.flow == target.flow
+	m.to.step == target.step
 }
 
 # case.track: each track has its owners.
-_deny contains _item("unknown_track", "unknown_track", [input.track.name]) if {
-	input.action == "case.track"
-	is_string(input.track.name)
-	not _facts.tracks[input.track.name]
+_track_denials(inp, ctx) := unknown | not_owner if {
+	name := object.get(inp, ["track", "name"], null)
+	unknown := {_item("unknown_track", [name]) |
+		is_string(name)
+		not name in object.keys(data.veiligdelen.facts.tracks)
+	}
+	not_owner := {_item("not_authorised_track", [ctx.actor, name, _join(owners)]) |
+		ctx.actor in ctx.agencies
+		owners := data.veiligdelen.facts.tracks[name].owners
+		not ctx.actor in owners
+	}
 }
 
-_deny contains _item(
-	"not_authorised_for_action", "not_authorised_track",
-	[_actor, input.track.name, _join(_facts.tracks[input.track.name].owners)],
-) if {
-	input.action == "case.track"
-	_known_agency(_actor)
-	not _actor in _facts.tracks[input.track.name].owners
+_case_ok(_, ctx) if {
+	ctx.action == "case.open"
+	ctx.actor in data.veiligdelen.facts.caseOpeners
+	ctx.actor in ctx.core
 }
 
-_case_action_ok if {
-	input.action == "case.open"
-	_actor in _facts.caseOpeners
-	_actor in _step_facts.core
+_case_ok(inp, ctx) if {
+	ctx.action == "case.read"
+	_takes_part(inp, ctx, ctx.actor)
+	not _minor_blocks(ctx)
 }
 
-_case_action_ok if {
-	input.action == "case.read"
-	_takes_part(_actor)
-	not _needs_minor(_actor)
+_case_ok(inp, ctx) if {
+	ctx.action == "case.transition"
+	ctx.actor in data.veiligdelen.facts.flows[ctx.flow].movers
+	_legal_move(ctx, _target(inp, ctx))
 }
 
-_case_action_ok if {
-	input.action == "case.transition"
-	_actor in _facts.flows[_flow].movers
-	_legal_move
+_case_ok(inp, ctx) if {
+	ctx.action == "case.track"
+	ctx.actor in data.veiligdelen.facts.tracks[inp.track.name].owners
 }
 
-_case_action_ok if {
-	input.action == "case.track"
-	_actor in _facts.tracks[input.track.name].owners
+_case_allowed_item(_, ctx) := _item("allowed_case_open", [ctx.actor, ctx.flow, ctx.step, basis]) if {
+	ctx.action == "case.open"
+	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
 
-_case_allowed_item := _item("allowed", "allowed_case_open", [_actor, _flow, _step, _task_basis]) if {
-	input.action == "case.open"
+_case_allowed_item(_, ctx) := _item("allowed_case_read", [ctx.actor, basis]) if {
+	ctx.action == "case.read"
+	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
 
-_case_allowed_item := _item("allowed", "allowed_case_read", [_actor, _task_basis]) if {
-	input.action == "case.read"
+_case_allowed_item(inp, ctx) := _item("allowed_case_transition", [ctx.actor, ctx.flow, ctx.step, t.flow, t.step, basis]) if {
+	ctx.action == "case.transition"
+	t := _target(inp, ctx)
+	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
 
-_case_allowed_item := _item(
-	"allowed", "allowed_case_transition",
-	[_actor, _flow, _step, _target.flow, _target.step, _task_basis],
-) if {
-	input.action == "case.transition"
+_case_allowed_item(inp, ctx) := _item("allowed_case_track", [ctx.actor, inp.track.name, basis]) if {
+	ctx.action == "case.track"
+	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
-
-_case_allowed_item := _item("allowed", "allowed_case_track", [_actor, input.track.name, _task_basis]) if {
-	input.action == "case.track"
-}
-
-_task_basis := _facts.agencies[_actor].legalBasis
 
 # ---------------------------------------------------------------------------------------------
-# Reasons: what the top level reports
+# Reasons rendered from data.json's message templates, most fundamental first
 # ---------------------------------------------------------------------------------------------
 
-_top_items := _deny if count(_deny) > 0
-
-_top_items := _receiver_deny | {_allowed_item(r) | some r in _receivers_ok} if {
-	count(_deny) == 0
-	_exchange
-}
-
-_top_items := {_case_allowed_item} if {
-	count(_deny) == 0
-	_case_action
-	allowed
-}
-
-_top_items := set() if {
-	count(_deny) == 0
-	_case_action
-	not allowed
-}
-
-# Render with the message templates of data.json, then order by data.json's reasonOrder.
-_render(i) := {
-	"code": i.code,
-	"message": sprintf(_facts.messages[i.template].message, i.args),
-	"messageNl": sprintf(_facts.messages[i.template].messageNl, i.args),
-}
-
-_render_all(items) := _ordered({_render(i) | some i in items})
-
-_ordered(rs) := [r |
-	some code in _code_order(rs)
-	some m in _sorted({x.message | some x in rs; x.code == code})
-	some r in rs
-	r.code == code
-	r.message == m
+# Order by the rank of each code in data.json, then by message.
+_render(items) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
+	some t in _sorted({_sort_key(i) | some i in items})
 ]
 
-_code_order(rs) := array.concat(known, others) if {
-	codes := {r.code | some r in rs}
-	known := [c | some c in _facts.reasonOrder; c in codes]
-	others := _sorted({c | some c in codes; not c in _facts.reasonOrder})
+_sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank, sprintf(m.message, args), m.code, sprintf(m.messageNl, args)] if {
+	m := data.veiligdelen.facts.messages[i.template]
+	args := [p | some a in i.args; p := _plain(a)]
 }
+
+# regopy 1.5.2's sprintf quotes some strings (computed by concat, or literals passed to a
+# function); trim_space hands it a plain string. It changes nothing in OPA.
+_plain(a) := trim_space(a) if {
+	is_string(a)
+} else := a
+
+# Reasons already rendered (from several receivers), merged and ordered the same way.
+_ordered(rendered) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
+	some t in _sorted({[data.veiligdelen.facts.reasonCodes[x.code].rank, x.message, x.code, x.messageNl] | some x in rendered})
+]
+
+_joined_or_null(bases) := concat(" | ", _sorted(bases)) if {
+	count(bases) > 0
+} else := null
 
 # sort() of a set returns a set in regopy 1.5.2 (an array in OPA): sort an array so both agree.
 _sorted(s) := sort([x | some x in s])
 
-# A sorted, comma-separated list for messages. trim_space works around regopy 1.5.2, whose sprintf
-# quotes strings computed by concat; it changes nothing in OPA.
-_join(xs) := trim_space(concat(", ", _sorted(xs)))
+# A sorted, comma-separated list for messages.
+_join(xs) := concat(", ", _sorted(xs))

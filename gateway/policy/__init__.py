@@ -1,0 +1,45 @@
+"""Policy decisions: the `PolicyEngine` seam, the embedded regopy engine, and the Rego test runner.
+
+The sharing rules live in ``policies/`` (Rego + ``data.json``); this package loads them, asks
+``veiligdelen/decision/result`` and turns the answer into a `Decision`. Every failure is a deny.
+"""
+
+from gateway.policy._decision import (
+    ENGINE_ERROR,
+    MALFORMED_DECISION,
+    UNDEFINED_DECISION,
+    Decision,
+    MalformedDecision,
+    PolicyEngine,
+)
+from gateway.policy._embedded import CompiledPolicy, EmbeddedEngine, load_policy
+from gateway.policy._source import (
+    ENTRYPOINT,
+    FACTS_PATH,
+    PolicyCompileError,
+    PolicySource,
+    policy_revision,
+    read_policy,
+)
+from gateway.policy._testrunner import TestReport, TestResult, run_tests
+
+__all__ = [
+    "ENGINE_ERROR",
+    "ENTRYPOINT",
+    "FACTS_PATH",
+    "MALFORMED_DECISION",
+    "UNDEFINED_DECISION",
+    "CompiledPolicy",
+    "Decision",
+    "EmbeddedEngine",
+    "MalformedDecision",
+    "PolicyCompileError",
+    "PolicyEngine",
+    "PolicySource",
+    "TestReport",
+    "TestResult",
+    "load_policy",
+    "policy_revision",
+    "read_policy",
+    "run_tests",
+]

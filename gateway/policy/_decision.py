@@ -1,0 +1,211 @@
+"""The decision value and the engine seam; shared by every engine so they parse results alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+# Reason codes the engine adapters produce themselves; the policy produces the others (docs/policies.md).
+ENGINE_ERROR = "engine_error"
+UNDEFINED_DECISION = "undefined_decision"
+MALFORMED_DECISION = "malformed_decision"
+
+_FAIL_MESSAGES: dict[str, tuple[str, str]] = {
+    ENGINE_ERROR: (
+        "The policy engine failed; denied (fail closed)",
+        "De beleidsengine faalde; geweigerd (fail closed)",
+    ),
+    UNDEFINED_DECISION: (
+        "The policy gave no decision; denied (fail closed)",
+        "Het beleid gaf geen besluit; geweigerd (fail closed)",
+    ),
+    MALFORMED_DECISION: (
+        "The policy gave a decision the gateway cannot read; denied (fail closed)",
+        "Het beleid gaf een onleesbaar besluit; geweigerd (fail closed)",
+    ),
+}
+
+
+class MalformedDecision(ValueError):
+    """A result that is not a well-formed decision (see `Decision.from_result`)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One policy decision: allowed or not, why, on which legal basis, and what the gateway must do.
+
+    ``reasons`` are ``{code, message, messageNl}``; ``recipients`` maps each receiving agency to
+    ``{allowed, reasons, legalBasis, purpose, fields}`` (camelCase, as the policy returns it).
+    """
+
+    allowed: bool
+    reasons: list[dict[str, Any]]
+    legal_basis: str | None
+    obligations: list[dict[str, Any]]
+    recipients: dict[str, dict[str, Any]]
+    policy_revision: str
+    engine_failure: bool = field(default=False, compare=False)
+    """True when the engine, not the policy, decided (fail closed): an operator should look."""
+
+    @property
+    def codes(self) -> list[str]:
+        """The reason codes, in order."""
+        return [str(r.get("code")) for r in self.reasons]
+
+    def to_json(self) -> dict[str, Any]:
+        """The decision as the API shows it (camelCase)."""
+        return {
+            "allowed": self.allowed,
+            "reasons": [dict(r) for r in self.reasons],
+            "legalBasis": self.legal_basis,
+            "obligations": [dict(o) for o in self.obligations],
+            "recipients": {a: dict(p) for a, p in self.recipients.items()},
+            "policyRevision": self.policy_revision,
+        }
+
+    @classmethod
+    def fail_closed(
+        cls, code: str, revision: str, policy_input: Any = None, detail: str | None = None
+    ) -> Decision:
+        """A deny the engine adapter makes itself; every requested receiver is denied too."""
+        message, message_nl = _FAIL_MESSAGES.get(code, _FAIL_MESSAGES[ENGINE_ERROR])
+        if detail:
+            message = f"{message}: {detail}"
+        reason = {"code": code, "message": message, "messageNl": message_nl}
+        purpose = policy_input.get("purpose") if isinstance(policy_input, Mapping) else None
+        recipients = {
+            agency: {
+                "allowed": False,
+                "reasons": [dict(reason)],
+                "legalBasis": None,
+                "purpose": purpose if isinstance(purpose, str) else None,
+                "fields": [],
+            }
+            for agency in _receivers(policy_input)
+        }
+        return cls(False, [reason], None, [], recipients, revision, engine_failure=True)
+
+    @classmethod
+    def from_result(cls, result: Any, revision: str, policy_input: Any = None) -> Decision:
+        """Check and convert the policy's ``result`` document; raises `MalformedDecision`.
+
+        Beyond the shape it checks what the gateway relies on: an allow names a legal basis (rule 1), a
+        deny gives a reason, a share decides every requested recipient, and the top level agrees with the
+        recipients.
+        """
+        if not isinstance(result, Mapping):
+            raise MalformedDecision("the result is not an object")
+        allowed = result.get("allowed")
+        if not isinstance(allowed, bool):
+            raise MalformedDecision("allowed is not a boolean")
+        reasons = _reasons(result.get("reasons"), "reasons")
+        legal_basis = result.get("legalBasis")
+        if legal_basis is not None and not isinstance(legal_basis, str):
+            raise MalformedDecision("legalBasis is neither a string nor null")
+        obligations = result.get("obligations")
+        if not isinstance(obligations, list) or not all(
+            isinstance(o, Mapping) and isinstance(o.get("code"), str) for o in obligations
+        ):
+            raise MalformedDecision("obligations is not a list of objects with a code")
+        raw_recipients = result.get("recipients")
+        if not isinstance(raw_recipients, Mapping):
+            raise MalformedDecision("recipients is not an object")
+        recipients = {str(a): _recipient(a, p) for a, p in raw_recipients.items()}
+        if allowed and not legal_basis:
+            raise MalformedDecision("an allow without a legal basis")
+        if not allowed and not reasons:
+            raise MalformedDecision("a deny without a reason")
+        action = policy_input.get("action") if isinstance(policy_input, Mapping) else None
+        if action in {"share", "request"}:
+            any_allowed = any(p["allowed"] for p in recipients.values())
+            if allowed != any_allowed:
+                raise MalformedDecision("allowed disagrees with the recipients")
+            if allowed and set(_receivers(policy_input)) - set(recipients):
+                raise MalformedDecision("a requested recipient was not decided")
+        return cls(
+            allowed,
+            reasons,
+            legal_basis,
+            [dict(o) for o in obligations],
+            recipients,
+            revision,
+        )
+
+
+def _reasons(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise MalformedDecision(f"{where} is not a list")
+    out = []
+    for r in value:
+        if not (
+            isinstance(r, Mapping)
+            and isinstance(r.get("code"), str)
+            and isinstance(r.get("message"), str)
+            and isinstance(r.get("messageNl"), str)
+        ):
+            raise MalformedDecision(f"{where} holds an entry without code, message and messageNl")
+        out.append(dict(r))
+    return out
+
+
+def _recipient(agency: Any, part: Any) -> dict[str, Any]:
+    if not isinstance(part, Mapping) or not isinstance(part.get("allowed"), bool):
+        raise MalformedDecision(f"recipient {agency} has no boolean allowed")
+    reasons = _reasons(part.get("reasons"), f"recipients.{agency}.reasons")
+    fields = part.get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise MalformedDecision(f"recipients.{agency}.fields is not a list of strings")
+    legal_basis = part.get("legalBasis")
+    if part["allowed"] and not isinstance(legal_basis, str):
+        raise MalformedDecision(f"recipient {agency} is allowed without a legal basis")
+    if not part["allowed"] and (not reasons or fields):
+        raise MalformedDecision(f"recipient {agency} is denied without a reason, or with fields")
+    purpose = part.get("purpose")
+    return {
+        "allowed": part["allowed"],
+        "reasons": reasons,
+        "legalBasis": legal_basis if isinstance(legal_basis, str) else None,
+        "purpose": purpose if isinstance(purpose, str) else None,
+        "fields": list(fields),
+    }
+
+
+def _receivers(policy_input: Any) -> list[str]:
+    """The agencies that would receive data: share recipients, or the requesting actor."""
+    if not isinstance(policy_input, Mapping):
+        return []
+    action = policy_input.get("action")
+    if action == "share":
+        recipients = policy_input.get("recipients")
+        if isinstance(recipients, list):
+            return list(dict.fromkeys(r for r in recipients if isinstance(r, str)))
+    if action == "request":
+        actor = policy_input.get("actor")
+        agency = actor.get("agency") if isinstance(actor, Mapping) else None
+        if isinstance(agency, str):
+            return [agency]
+    return []
+
+
+@runtime_checkable
+class PolicyEngine(Protocol):
+    """Decides with one loaded policy revision. Implementations: `EmbeddedEngine` (regopy); an OPA
+    sidecar adapter fits the same seam. An engine never raises from `decide`: it fails closed."""
+
+    @property
+    def revision(self) -> str:
+        """The revision (``sha256:...``) of the loaded policy directory."""
+        ...
+
+    def decide(self, policy_input: dict[str, Any]) -> Decision:
+        """Evaluate ``veiligdelen/decision/result`` for ``policy_input``; a deny on any failure."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """``{revision, engine, loadedAt, modules}`` for ``GET /v1/policies``."""
+        ...
+
+    def facts(self) -> dict[str, Any]:
+        """A copy of ``data.veiligdelen.facts`` (identifiers, steps, rows) of the loaded revision."""
+        ...

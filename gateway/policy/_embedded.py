@@ -1,0 +1,198 @@
+"""The embedded engine: regopy (rego-cpp) in-process, one compiled bundle per policy revision."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import regopy
+
+from gateway.policy._decision import (
+    ENGINE_ERROR,
+    MALFORMED_DECISION,
+    UNDEFINED_DECISION,
+    Decision,
+    MalformedDecision,
+)
+from gateway.policy._source import (
+    ENTRYPOINT,
+    PolicyCompileError,
+    PolicySource,
+    read_policy,
+    refused_constructs,
+    rego_errors,
+)
+
+log = logging.getLogger("gateway.policy")
+
+
+def new_interpreter() -> Any:
+    """A quiet interpreter: regopy prints compile errors to stdout unless told not to."""
+    interp = regopy.Interpreter()
+    interp.log_level = regopy.LogLevel.NONE
+    return interp
+
+
+def input_term(value: Any) -> str:
+    """``value`` as the JSON text regopy parses.
+
+    regopy 1.5.2's ``Input(obj)`` stores Python strings unescaped, so a ``"`` or ``\\`` in any input
+    string corrupts the engine's JSON output; and ``\\uXXXX`` escapes are not decoded before comparison.
+    Handing over UTF-8 JSON text avoids both. Raises ``TypeError``/``ValueError`` for non-JSON values.
+    """
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """One revision compiled: the interpreter that owns the bundle. Not thread-safe on its own."""
+
+    source: PolicySource
+    interpreter: Any
+    bundle: Any
+    loaded_at: dt.datetime
+
+    @property
+    def revision(self) -> str:
+        """The revision of the source this was compiled from."""
+        return self.source.revision
+
+    def evaluate(self, term: str) -> str:
+        """The raw output text for one input (JSON text); callers hold the lock."""
+        self.interpreter.set_input_term(term)
+        output = self.interpreter.query_bundle_entrypoint(self.bundle, ENTRYPOINT)
+        if not output.ok():
+            raise regopy.RegoError(str(output))
+        return str(output)
+
+
+def load_policy(policy_dir: Path | str) -> CompiledPolicy:
+    """Read and compile ``policy_dir``; raises `PolicyCompileError` naming each problem by file:line."""
+    source = read_policy(policy_dir)
+    return compile_source(source)
+
+
+def compile_source(source: PolicySource) -> CompiledPolicy:
+    """Compile what `read_policy` read (tests left out), and check that the entrypoint always decides."""
+    refused = refused_constructs(source.modules)
+    if refused:
+        raise PolicyCompileError(f"{refused[0]['field']}: {refused[0]['message']}", errors=refused)
+    modules = source.policy_modules
+    interp = new_interpreter()
+    try:
+        for name, text in sorted(modules.items()):
+            interp.add_module(name, text)
+        interp.add_data_json(json.dumps(source.data, ensure_ascii=False))
+        bundle = interp.build(None, [ENTRYPOINT])
+    except regopy.RegoError as e:
+        errors = rego_errors(str(e), modules)
+        raise PolicyCompileError(f"{errors[0]['field']}: {errors[0]['message']}", errors=errors) from e
+    if not bundle.ok():
+        raise PolicyCompileError(
+            "the bundle did not build", errors=[{"field": ENTRYPOINT, "message": "no bundle"}]
+        )
+    compiled = CompiledPolicy(source, interp, bundle, dt.datetime.now(dt.UTC))
+    _probe(compiled, modules)
+    return compiled
+
+
+def _probe(compiled: CompiledPolicy, modules: dict[str, str]) -> None:
+    """An empty input must give a defined deny: a policy that cannot decide never goes live."""
+    try:
+        text = compiled.evaluate("{}")
+        result = json.loads(text)["expressions"][0]
+        decision = Decision.from_result(result, compiled.revision, {})
+    except regopy.RegoError as e:
+        errors = rego_errors(str(e), modules)
+        message = f"evaluating {ENTRYPOINT} failed: {errors[0]['message']}"
+        raise PolicyCompileError(message, errors=errors) from e
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise PolicyCompileError(
+            f"{ENTRYPOINT} gives no well-formed decision for an empty input",
+            errors=[{"field": ENTRYPOINT, "message": f"undefined or malformed: {e}"}],
+        ) from e
+    if decision.allowed:
+        raise PolicyCompileError(
+            f"{ENTRYPOINT} allows an empty input", errors=[{"field": ENTRYPOINT, "message": "must deny"}]
+        )
+
+
+class EmbeddedEngine:
+    """`PolicyEngine` on regopy: compiled once per revision, one decision at a time, fail closed.
+
+    A regopy interpreter is not thread-safe, so decisions take a lock; each takes well under a
+    millisecond. To change revision, build a new engine and swap it in (the gateway's reload does).
+    """
+
+    name = "embedded"
+
+    def __init__(self, policy_dir: Path | str) -> None:
+        self._compiled = load_policy(policy_dir)
+        self._lock = threading.Lock()
+
+    @property
+    def revision(self) -> str:
+        """The loaded revision."""
+        return self._compiled.revision
+
+    @property
+    def policy_dir(self) -> Path:
+        """The directory this revision was read from."""
+        return self._compiled.source.directory
+
+    def decide(self, policy_input: dict[str, Any]) -> Decision:
+        """Evaluate the decision; any failure of the engine is a deny with its own reason code."""
+        revision = self._compiled.revision
+        try:
+            term = input_term(policy_input)
+        except (TypeError, ValueError):
+            return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
+        try:
+            with self._lock:
+                text = self._compiled.evaluate(term)
+        except json.JSONDecodeError:
+            # regopy parses its own output; invalid JSON there is a malformed decision, not a crash.
+            log.error("policy output is not JSON for action %r", _action(policy_input))
+            return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)
+        except Exception as e:  # whatever the engine raises, the answer is a deny
+            log.error("policy engine error (%s): %s", type(e).__name__, _short(str(e)))
+            return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
+        if text.strip() == "undefined":
+            log.error("policy decision undefined for action %r", _action(policy_input))
+            return Decision.fail_closed(UNDEFINED_DECISION, revision, policy_input)
+        try:
+            result = json.loads(text)["expressions"][0]
+            return Decision.from_result(result, revision, policy_input)
+        except (ValueError, KeyError, IndexError, TypeError, MalformedDecision) as e:
+            log.error("malformed policy decision for action %r: %s", _action(policy_input), e)
+            return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)
+
+    def info(self) -> dict[str, Any]:
+        """What is loaded: revision, engine, when, which modules."""
+        loaded = self._compiled.loaded_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return {
+            "revision": self.revision,
+            "engine": self.name,
+            "loadedAt": loaded,
+            "modules": sorted(self._compiled.source.policy_modules),
+        }
+
+    def facts(self) -> dict[str, Any]:
+        """A copy of ``data.veiligdelen.facts``."""
+        return copy.deepcopy(self._compiled.source.facts)
+
+
+def _short(text: str) -> str:
+    """The first error message of a regopy error, never the echoed input."""
+    errors = rego_errors(text, {})
+    return errors[0]["message"][:200] if errors else "unknown"
+
+
+def _action(policy_input: Any) -> str:
+    return str(policy_input.get("action")) if isinstance(policy_input, dict) else "?"

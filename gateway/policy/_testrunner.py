@@ -1,0 +1,262 @@
+"""Run the ``test_*`` rules of every ``*_test.rego`` package, in a child process.
+
+regopy crashes take the whole process down (a segmentation fault is not an exception), so the rules are
+evaluated in a spawned child that reports over a pipe. When the child dies, the test it was running is
+reported as failed and a fresh child carries on with the rest: a crash is a failure, not a dead gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+import signal
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from gateway.policy._source import (
+    PolicyCompileError,
+    PolicySource,
+    read_policy,
+    refused_constructs,
+    rego_errors,
+)
+
+TEST_TIMEOUT_SECONDS = 60.0
+"""How long one test (or compiling the modules) may take before its child is stopped."""
+
+_PACKAGE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_.]*)", re.MULTILINE)
+_TEST_RULE = re.compile(r"^(test_[A-Za-z0-9_]*)\b", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test rule: ``name`` is ``<package>.<rule>``."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """All test results of one policy revision, plus errors that kept tests from running."""
+
+    __test__ = False
+
+    revision: str
+    results: tuple[TestResult, ...] = ()
+    errors: tuple[str, ...] = ()
+    """Compile errors, refused constructs, crashes outside a test: ``file:line: message``."""
+
+    @property
+    def passed(self) -> int:
+        """Tests that evaluated to true."""
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def failed(self) -> int:
+        """Tests that were false, undefined, errored or crashed."""
+        return sum(1 for r in self.results if not r.ok)
+
+    @property
+    def ok(self) -> bool:
+        """Every test passed and nothing kept one from running."""
+        return self.failed == 0 and not self.errors and bool(self.results)
+
+    @property
+    def summary(self) -> str:
+        """``N passed, M failed``."""
+        return f"{self.passed} passed, {self.failed} failed"
+
+
+@dataclass(frozen=True)
+class _Test:
+    package: str
+    rule: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.package}.{self.rule}"
+
+    @property
+    def entrypoint(self) -> str:
+        return f"{self.package.replace('.', '/')}/{self.rule}"
+
+
+def discover_tests(source: PolicySource) -> list[_Test]:
+    """The ``test_*`` rules of each ``*_test.rego`` module, in file order, without duplicates."""
+    tests: dict[str, _Test] = {}
+    for _path, text in sorted(source.test_modules.items()):
+        package = _PACKAGE.search(text)
+        if not package:
+            continue
+        for rule in _TEST_RULE.findall(text):
+            test = _Test(package.group(1), rule)
+            tests.setdefault(test.name, test)
+    return list(tests.values())
+
+
+def run_tests(
+    policy_dir: Path | str,
+    *,
+    timeout: float = TEST_TIMEOUT_SECONDS,
+    unsafe_allow_whole_input_with: bool = False,
+) -> TestReport:
+    """Run every ``test_*`` rule of every ``*_test.rego`` package under ``policy_dir``.
+
+    Refuses (as errors naming ``file:line``) any ``with input as``, which crashes regopy 1.5.2;
+    ``unsafe_allow_whole_input_with`` exists only to prove that a crash is contained.
+    """
+    try:
+        source = read_policy(policy_dir)
+    except PolicyCompileError as e:
+        return TestReport("", errors=tuple(_lines(e.errors or [{"field": "policy", "message": e.detail}])))
+    if not unsafe_allow_whole_input_with:
+        refused = refused_constructs(source.modules)
+        if refused:
+            return TestReport(source.revision, errors=tuple(_lines(refused)))
+    tests = discover_tests(source)
+    if not tests:
+        return TestReport(source.revision, errors=("no test_* rules in any *_test.rego module",))
+    results: list[TestResult] = []
+    errors: list[str] = []
+    remaining = list(tests)
+    while remaining:
+        done, crash = _run_child(source, remaining, timeout)
+        results.extend(done)
+        remaining = remaining[len(done) :]
+        if crash is None:
+            break
+        if crash.running is None:  # died or failed before the first test: nothing more will run
+            errors.extend(crash.errors)
+            break
+        results.append(TestResult(crash.running.name, False, crash.message))
+        remaining = remaining[1:]
+    return TestReport(source.revision, tuple(results), tuple(errors))
+
+
+@dataclass
+class _Crash:
+    running: _Test | None
+    message: str
+    errors: list[str] = field(default_factory=list)
+
+
+def _run_child(
+    source: PolicySource, tests: list[_Test], timeout: float
+) -> tuple[list[TestResult], _Crash | None]:
+    """One child for ``tests``; returns the results it reported and, if it stopped early, why."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(
+        target=_child_main,
+        args=(sender, source.modules, source.data, [(t.package, t.rule) for t in tests]),
+        daemon=True,
+    )
+    child.start()
+    sender.close()
+    by_name = {t.name: t for t in tests}
+    results: list[TestResult] = []
+    running: _Test | None = None
+    try:
+        while True:
+            if not receiver.poll(timeout):
+                child.kill()
+                child.join()
+                what = f"timed out after {timeout:g} s"
+                if running is None:
+                    return results, _Crash(None, what, [f"compiling the policy {what}"])
+                return results, _Crash(running, what)
+            try:
+                message = receiver.recv()
+            except EOFError:
+                break
+            kind = message[0]
+            if kind == "start":
+                running = by_name[message[1]]
+            elif kind == "result":
+                results.append(TestResult(message[1], bool(message[2]), str(message[3])))
+                running = None
+            elif kind == "error":
+                child.join()
+                return results, _Crash(None, "compile error", list(message[1]))
+            elif kind == "done":
+                child.join()
+                return results, None
+    finally:
+        receiver.close()
+    child.join()
+    what = _exit_text(child.exitcode)
+    if running is None:
+        return results, _Crash(None, what, [f"the test process {what} before running a test"])
+    return results, _Crash(running, f"regopy {what} while evaluating this test")
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"crashed ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"crashed (signal {-code})"
+    return f"exited with code {code}"
+
+
+def _lines(errors: list[dict[str, str]]) -> list[str]:
+    return [f"{e['field']}: {e['message']}" for e in errors]
+
+
+# --- the child ----------------------------------------------------------------------------------------
+
+
+def _child_main(
+    conn: Connection, modules: dict[str, str], data: dict[str, Any], tests: list[tuple[str, str]]
+) -> None:
+    """Compile every module (tests included) once, then evaluate each test rule, reporting as it goes."""
+    import regopy
+
+    from gateway.policy._embedded import new_interpreter
+
+    entrypoints = [f"{pkg.replace('.', '/')}/{rule}" for pkg, rule in tests]
+    try:
+        interp = new_interpreter()
+        for name, text in sorted(modules.items()):
+            interp.add_module(name, text)
+        interp.add_data_json(json.dumps(data, ensure_ascii=False))
+        bundle = interp.build(None, entrypoints)
+        interp.set_input_term("{}")
+    except regopy.RegoError as e:
+        conn.send(("error", _lines(rego_errors(str(e), modules))))
+        conn.close()
+        return
+    for (pkg, rule), entrypoint in zip(tests, entrypoints, strict=True):
+        name = f"{pkg}.{rule}"
+        conn.send(("start", name))
+        ok, message = _evaluate(interp, bundle, entrypoint, modules)
+        conn.send(("result", name, ok, message))
+    conn.send(("done",))
+    conn.close()
+
+
+def _evaluate(interp: Any, bundle: Any, entrypoint: str, modules: dict[str, str]) -> tuple[bool, str]:
+    try:
+        output = interp.query_bundle_entrypoint(bundle, entrypoint)
+    except Exception as e:  # a test that errors fails; the run goes on
+        return False, f"error: {type(e).__name__}: {str(e)[:300]}"
+    text = str(output)
+    if not output.ok():
+        errors = rego_errors(text, modules)
+        return False, "error: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    if text.strip() == "undefined":
+        return False, "undefined (a condition of the test does not hold)"
+    try:
+        value = json.loads(text)["expressions"][0]
+    except (ValueError, KeyError, IndexError) as e:
+        return False, f"unreadable result: {e}"
+    if value is True:
+        return True, ""
+    return False, f"evaluated to {json.dumps(value)[:200]}"

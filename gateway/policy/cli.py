@@ -1,0 +1,87 @@
+"""``gateway policy``: run the Rego tests, evaluate one decision, print the decision table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.policy._embedded import EmbeddedEngine
+from gateway.policy._source import PolicyCompileError, read_policy
+from gateway.policy._table import decision_table
+from gateway.policy._testrunner import run_tests
+from gateway.settings import REPO_ROOT
+
+app = typer.Typer(no_args_is_help=True, help="Test and evaluate the Rego policies")
+
+PolicyDir = Annotated[
+    Path,
+    typer.Option(
+        "--policy-dir",
+        envvar="GATEWAY_POLICY_DIR",
+        help="The policy directory (default: the repository's policies/)",
+        file_okay=False,
+    ),
+]
+DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
+
+
+@app.command()
+def test(
+    policy_dir: PolicyDir = DEFAULT_POLICY_DIR,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the tests that pass")] = False,
+) -> None:
+    """Run every test_* rule of every *_test.rego; prints failures and 'N passed, M failed'."""
+    report = run_tests(policy_dir)
+    for error in report.errors:
+        typer.echo(f"ERROR {error}", err=True)
+    for result in report.results:
+        if not result.ok:
+            typer.echo(f"FAIL {result.name}: {result.message}")
+        elif verbose:
+            typer.echo(f"PASS {result.name}")
+    typer.echo(report.summary)
+    if report.failed or report.errors:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    input_file: Annotated[
+        str, typer.Option("--input", "-i", help="A JSON file holding the policy input, or - for stdin")
+    ],
+    policy_dir: PolicyDir = DEFAULT_POLICY_DIR,
+) -> None:
+    """Evaluate one decision and print it as JSON."""
+    try:
+        text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
+        policy_input = json.loads(text)
+    except (OSError, json.JSONDecodeError) as e:
+        typer.echo(f"cannot read the input: {e}", err=True)
+        raise typer.Exit(2) from e
+    try:
+        engine = EmbeddedEngine(policy_dir)
+    except PolicyCompileError as e:
+        _print_compile_error(e)
+        raise typer.Exit(2) from e
+    decision = engine.decide(policy_input)
+    typer.echo(json.dumps(decision.to_json(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def table(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
+    """Print the decision table (step x information type x recipient) of data.json as Markdown."""
+    try:
+        source = read_policy(policy_dir)
+    except PolicyCompileError as e:
+        _print_compile_error(e)
+        raise typer.Exit(2) from e
+    typer.echo(decision_table(source.facts), nl=False)
+
+
+def _print_compile_error(e: PolicyCompileError) -> None:
+    for error in e.errors or [{"field": "policy", "message": e.detail}]:
+        typer.echo(f"ERROR {error['field']}: {error['message']}", err=True)
