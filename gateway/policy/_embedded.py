@@ -6,7 +6,8 @@ import copy
 import datetime as dt
 import json
 import logging
-import threading
+import os
+import queue
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,18 +124,33 @@ def _probe(compiled: CompiledPolicy, modules: dict[str, str]) -> None:
         )
 
 
-class EmbeddedEngine:
-    """`PolicyEngine` on regopy: compiled once per revision, one decision at a time, fail closed.
+def default_pool_size() -> int:
+    """One interpreter per core, at most four: regopy releases the GIL while it evaluates."""
+    return max(1, min(4, os.cpu_count() or 1))
 
-    A regopy interpreter is not thread-safe, so decisions take a lock; each takes well under a
-    millisecond. To change revision, build a new engine and swap it in (the gateway's reload does).
+
+class EmbeddedEngine:
+    """`PolicyEngine` on regopy: compiled once per revision, fail closed.
+
+    A regopy interpreter is not thread-safe, so each decision borrows one interpreter from a small
+    pool (each holding the same compiled bundle) and returns it after; with one interpreter this is
+    a lock. ctypes releases the GIL during evaluation, so a pool of N decides on N cores. To change
+    revision, build a new engine and swap it in (the gateway's reload does).
     """
 
     name = "embedded"
 
-    def __init__(self, policy_dir: Path | str) -> None:
+    def __init__(self, policy_dir: Path | str, *, pool_size: int | None = None) -> None:
         self._compiled = load_policy(policy_dir)
-        self._lock = threading.Lock()
+        size = pool_size if pool_size is not None else default_pool_size()
+        if size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._pool: queue.Queue[CompiledPolicy] = queue.Queue()
+        self._pool.put(self._compiled)
+        for _ in range(size - 1):
+            # Same source, so the same revision: what was hashed is what every interpreter runs.
+            self._pool.put(compile_source(self._compiled.source))
+        self.pool_size = size
 
     @property
     def revision(self) -> str:
@@ -153,9 +169,9 @@ class EmbeddedEngine:
             term = input_term(policy_input)
         except (TypeError, ValueError):
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
+        compiled = self._pool.get()
         try:
-            with self._lock:
-                text = self._compiled.evaluate(term)
+            text = compiled.evaluate(term)
         except json.JSONDecodeError:
             # regopy parses its own output; invalid JSON there is a malformed decision, not a crash.
             log.error("policy output is not JSON for action %r", _action(policy_input))
@@ -163,6 +179,8 @@ class EmbeddedEngine:
         except Exception as e:  # whatever the engine raises, the answer is a deny
             log.error("policy engine error (%s): %s", type(e).__name__, _short(str(e)))
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
+        finally:
+            self._pool.put(compiled)
         if text.strip() == "undefined":
             log.error("policy decision undefined for action %r", _action(policy_input))
             return Decision.fail_closed(UNDEFINED_DECISION, revision, policy_input)

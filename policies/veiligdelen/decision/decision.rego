@@ -558,14 +558,11 @@ _render(items) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
 
 _sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank, sprintf(m.message, args), m.code, sprintf(m.messageNl, args)] if {
 	m := data.veiligdelen.facts.messages[i.template]
-	args := [p | some a in i.args; p := _plain(a)]
-}
 
-# regopy 1.5.2's sprintf quotes some strings (computed by concat, or literals passed to a
-# function); trim_space hands it a plain string. It changes nothing in OPA.
-_plain(a) := trim_space(a) if {
-	is_string(a)
-} else := a
+	# A JSON round trip is the identity in OPA. In regopy 1.5.2 it turns every string into a plain
+	# one: its sprintf wraps strings made by concat (or literals passed to a function) in quotes.
+	args := [a | some x in i.args; a := json.unmarshal(json.marshal(x))]
+}
 
 # Reasons already rendered (from several receivers), merged and ordered the same way.
 _ordered(rendered) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
