@@ -29,7 +29,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.audit_log
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -70,7 +70,7 @@ def serve(
             ]
         )
     )
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", server_header=False)
 
 
 @app.command()
@@ -130,6 +130,54 @@ def clients_register(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     typer.echo(f"registered {client.client_id} ({client.agency}, {client.role}, {client.key_alg})")
+
+
+@clients_app.command("keygen")
+def clients_keygen(
+    out: Annotated[Path, typer.Argument(help="Writes OUT.key.pem (private, mode 0600) and OUT.pub.pem")],
+    kind: Annotated[str, typer.Option(help="Ed25519, ES256 or RS256")] = "Ed25519",
+) -> None:
+    """Generate a key pair for an agency system (the private key never leaves that system)."""
+    import os
+
+    from gateway.auth import generate_keypair
+
+    if kind not in ("Ed25519", "ES256", "RS256"):
+        raise typer.BadParameter("Ed25519, ES256 or RS256", param_hint="--kind")
+    private_pem, public_pem = generate_keypair(kind)  # type: ignore[arg-type]
+    key_path, pub_path = Path(f"{out}.key.pem"), Path(f"{out}.pub.pem")
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_pem)
+    pub_path.write_bytes(public_pem)
+    typer.echo(f"private key {key_path} (keep it on the agency system), public key {pub_path}")
+
+
+@app.command()
+def token(
+    client_id: Annotated[str, typer.Option("--client-id", help="Registered client id")],
+    key: Annotated[Path, typer.Option(help="The client's private key (PEM)")],
+    url: Annotated[str, typer.Option(help="The gateway's base URL")] = "http://127.0.0.1:8000",
+    scope: Annotated[Optional[str], typer.Option(help="Scopes to ask for")] = None,  # noqa: UP045
+) -> None:
+    """Get an access token as an agency system would: a private_key_jwt client assertion (RFC 7523)."""
+    import httpx
+
+    from gateway.auth import make_client_assertion
+
+    token_url = f"{url.rstrip('/')}/oauth2/token"
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": make_client_assertion(client_id, key.read_bytes(), token_url),
+    }
+    if scope:
+        form["scope"] = scope
+    r = httpx.post(token_url, data=form, timeout=30)
+    if r.status_code != 200:
+        typer.echo(f"error: {r.status_code} {r.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(r.json()["access_token"])
 
 
 @clients_app.command("list")
