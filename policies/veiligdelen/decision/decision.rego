@@ -126,7 +126,7 @@ _item(template, args) := {"template": template, "args": args}
 _denials(inp, ctx) := ((_input_denials(inp, ctx) | _exchange_denials(inp, ctx)) | _case_denials(inp, ctx))
 
 _input_denials(inp, ctx) := (((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids) if {
-	no_action := {_item("missing_input", ["action"]) | not is_string(ctx.action)}
+	no_action := {_item("missing_input", [_join(["action"])]) | not is_string(ctx.action)}
 	missing_paths := _missing(inp, ctx)
 	missing := {_item("missing_input", [_join(missing_paths)]) | count(missing_paths) > 0}
 	unknown_action := {_item("unknown_action", [ctx.action]) |
@@ -229,19 +229,19 @@ _exchange_decision(inp, ctx, denials) := {
 	# Rule 6: the RvdK receives only for cases with a minor.
 	needs_minor := {r | not ctx.hasMinor; some r in ctx.receivers; r in data.veiligdelen.facts.minorRequired.recipients}
 	in_step := {r | some r in granted; _grant_in_step(ctx.stepName, grants[r])}
-	receiver_denials := _receiver_denials(ctx, granted, in_step, needs_samenloop, needs_minor)
-	denied := {d.recipient | some d in receiver_denials}
 
-	# Positive conditions on top of "no deny rule fired", so a gap in a deny rule still denies.
+	# The allow rule: every condition is stated positively, so whatever no rule allows stays denied.
 	ok := {r |
 		count(denials) == 0
 		some r in _reachable(ctx)
-		not r in denied
 		r in in_step
 		ctx.purpose in grants[r].purposes
 		not r in needs_samenloop
 		not r in needs_minor
 	}
+
+	# Why the others were refused (computed only for them: the VM is slow, see the package notes).
+	receiver_denials := _receiver_denials(ctx, ctx.receivers - ok, granted, in_step, needs_samenloop, needs_minor)
 
 	# Bound in comprehension bodies: regopy 1.5.2 miscomputes a call in an object comprehension's
 	# value when the call takes variables of the enclosing function.
@@ -278,45 +278,45 @@ _reachable(ctx) := {r | some r in ctx.receivers; r in (ctx.core | ctx.consulted)
 } else := set()
 
 # Deny rules per receiver; each item carries the receiver it concerns.
-_receiver_denials(ctx, granted, in_step, needs_samenloop, needs_minor) := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
-	participation := _share_participation(ctx)
+_receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
+	participation := _share_participation(ctx, refused)
 	no_row := {{"recipient": r, "template": "no_legal_basis", "args": [ctx.sender, ctx.type, r]} |
 		ctx.type in object.keys(data.veiligdelen.facts.informationTypes)
 		ctx.sender in ctx.agencies
-		some r in ctx.receivers
+		some r in refused
 		r in ctx.agencies
 		not r in granted
 	}
 	wrong_step := {{"recipient": r, "template": "no_legal_basis_step", "args": [ctx.sender, ctx.type, r, ctx.flow, ctx.step]} |
-		some r in granted
+		some r in (granted & refused)
 		not r in in_step
 	}
 
 	# Rule 4: purpose binding.
 	purpose := {{"recipient": r, "template": "purpose_not_allowed", "args": [ctx.purpose, ctx.type, ctx.sender, r, allowed]} |
 		ctx.purpose in object.keys(data.veiligdelen.facts.purposes)
-		some r in granted
+		some r in (granted & refused)
 		not ctx.purpose in ctx.grants[r].purposes
 		allowed := _join(ctx.grants[r].purposes)
 	}
-	samenloop := {{"recipient": r, "template": "samenloop_required", "args": [ctx.type, r]} | some r in needs_samenloop}
+	samenloop := {{"recipient": r, "template": "samenloop_required", "args": [ctx.type, r]} | some r in (needs_samenloop & refused)}
 	minor := {{"recipient": r, "template": "no_minor_in_case", "args": [r, data.veiligdelen.facts.minorRequired.subjectRole]} |
-		some r in needs_minor
+		some r in (needs_minor & refused)
 	}
 }
 
 # Rule 2 for a share's recipients: a participant of the step (core, consulted, or conditional
 # while samenloop holds).
-_share_participation(ctx) := (unknown | awaiting) | outside if {
+_share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	ctx.action == "share"
-	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in ctx.receivers; not r in ctx.agencies}
+	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in refused; not r in ctx.agencies}
 	awaiting := {{"recipient": r, "template": "samenloop_participant", "args": [r, ctx.flow, ctx.step]} |
-		some r in ctx.receivers
+		some r in refused
 		r in ctx.awaiting
 	}
 	outside := {{"recipient": r, "template": "recipient_not_a_participant", "args": [r, ctx.flow, ctx.step]} |
 		ctx.stepKnown
-		some r in ctx.receivers
+		some r in refused
 		r in ctx.agencies
 		not r in ctx.participants
 	}
@@ -556,12 +556,8 @@ _render(items) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
 	some t in _sorted({_sort_key(i) | some i in items})
 ]
 
-_sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank, sprintf(m.message, args), m.code, sprintf(m.messageNl, args)] if {
+_sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank, sprintf(m.message, i.args), m.code, sprintf(m.messageNl, i.args)] if {
 	m := data.veiligdelen.facts.messages[i.template]
-
-	# A JSON round trip is the identity in OPA. In regopy 1.5.2 it turns every string into a plain
-	# one: its sprintf wraps strings made by concat (or literals passed to a function) in quotes.
-	args := [a | some x in i.args; a := json.unmarshal(json.marshal(x))]
 }
 
 # Reasons already rendered (from several receivers), merged and ordered the same way.
@@ -576,5 +572,8 @@ _joined_or_null(bases) := concat(" | ", _sorted(bases)) if {
 # sort() of a set returns a set in regopy 1.5.2 (an array in OPA): sort an array so both agree.
 _sorted(s) := sort([x | some x in s])
 
-# A sorted, comma-separated list for messages.
-_join(xs) := concat(", ", _sorted(xs))
+# A sorted, comma-separated list for messages. The JSON round trip is the identity in OPA; in regopy
+# 1.5.2 it turns the string concat made into a plain one, which sprintf would otherwise wrap in quotes
+# (as it does with string literals passed to a function: message arguments come from the input and
+# data.json, or through here).
+_join(xs) := json.unmarshal(json.marshal(concat(", ", _sorted(xs))))
