@@ -37,6 +37,12 @@ _decision(inp, ctx, denials) := _exchange_decision(inp, ctx, denials) if {
 # Context: everything later steps read, computed once
 # ---------------------------------------------------------------------------------------------
 
+# METADATA
+# title: Context
+# description: >-
+#   What every later step reads, computed once: the identifiers of the input (null when absent),
+#   the step's participants (core, consulted, awaiting samenloop), the sender and receivers of an
+#   exchange, and the data.json rows (grants) that could allow it.
 _context(inp) := ctx if {
 	is_object(inp)
 	facts := data.veiligdelen.facts
@@ -123,6 +129,12 @@ _list(v) := v if {
 # A reason before rendering: a message template of data.json and its arguments.
 _item(template, args) := {"template": template, "args": args}
 
+# METADATA
+# title: Denials
+# description: >-
+#   What refuses the decision as a whole: missing or unknown input (rule 8), an actor or holder
+#   outside the step (rule 2), a case change the actor may not make or the process does not allow
+#   (rule 7). Items are {template, args}; rendering happens last.
 _denials(inp, ctx) := ((_input_denials(inp, ctx) | _exchange_denials(inp, ctx)) | _case_denials(inp, ctx))
 
 _input_denials(inp, ctx) := (((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids) if {
@@ -133,9 +145,9 @@ _input_denials(inp, ctx) := (((((no_action | missing) | unknown_action) | unknow
 		is_string(ctx.action)
 		not ctx.action in object.keys(data.veiligdelen.facts.inputSchema)
 	}
-	holder := object.get(inp, "holder", null)
+	acting := {ctx.actor} | {h | ctx.action == "request"; h := object.get(inp, "holder", null)}
 	unknown_agency := {_item("unknown_agency", [a]) |
-		some a in [ctx.actor, holder]
+		some a in acting
 		is_string(a)
 		not a in ctx.agencies
 	}
@@ -207,6 +219,11 @@ _outside_step(ctx, a) if {
 # Exchanges: share (actor -> recipients) and request (holder -> actor)
 # ---------------------------------------------------------------------------------------------
 
+# METADATA
+# title: Exchange decision
+# description: >-
+#   Share and request: each receiver is decided on its own by the allow rule below (rules 1-6),
+#   gets its fields (rule 5) and, when allowed, its obligations (rules 4 and 5).
 _exchange_decision(inp, ctx, denials) := {
 	"allowed": allowed,
 	"reasons": _exchange_reasons(denials, results),
@@ -371,6 +388,11 @@ _strip("request", r, _, fields) := {"code": "strip_fields", "recipient": r, "fie
 # Case changes (rule 7) and case reads
 # ---------------------------------------------------------------------------------------------
 
+# METADATA
+# title: Case decision
+# description: >-
+#   case.open, case.read, case.transition, case.track (rule 7): allowed when nothing refuses it and
+#   the action's condition holds; an allow names the actor's task basis (agencies[actor].legalBasis).
 _case_decision(inp, ctx, denials) := {
 	"allowed": allowed,
 	"reasons": _case_reasons(inp, ctx, denials, allowed),
