@@ -9,22 +9,17 @@ verifying the log.
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from audit import verify_log
 from gateway.app import create_app
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
+from gateway.local_server import reserve_socket, serve_in_thread
 from gateway.settings import REPO_ROOT, Settings
 
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
@@ -218,30 +213,6 @@ class DemoRun:
     surprises: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serving(app: Any, port: int) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 class _Agency:
     """An agency system: its key, and a token fetched with a private_key_jwt client assertion."""
 
@@ -266,7 +237,8 @@ def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
     """Play the scenario; True when everything went as the process says and the log verifies."""
     base_dir = data_dir or REPO_ROOT / "var"
     fresh = base_dir / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    port = _free_port()
+    sock = reserve_socket()
+    port = int(sock.getsockname()[1])
     settings = Settings(data_dir=fresh, port=port)
     app = create_app(settings)
     rt = app.state.runtime
@@ -283,7 +255,7 @@ def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
     out = print if verbose else (lambda *_a, **_k: None)
     out(f"Veilig Delen demo: fresh gateway in {fresh}, policy {rt.policy.current.revision[:19]}")
     run = DemoRun()
-    with _serving(app, port) as base, httpx.Client(timeout=30) as http:
+    with serve_in_thread(app, sock=sock) as base, httpx.Client(timeout=30) as http:
         agencies = {a: _Agency(http, base, f"{a}-system", keys[a]) for a in AGENCIES}
         auditor = _Agency(http, base, "landelijk-auditor", keys["auditor"])
         r = http.post(

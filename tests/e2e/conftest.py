@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from gateway.app import create_app
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from tests.live import free_port, serve
+from tests.live import reserve_socket, serve
 
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -91,17 +92,18 @@ class Gateway:
         assert r.status_code == 200, r.text
 
 
-def start_gateway(data_dir: Path, **settings_kw: Any) -> tuple[Runtime, int]:
-    port = free_port()
-    settings = Settings(data_dir=data_dir, port=port, **settings_kw)
-    return Runtime(settings, connectors=simulated_connectors()), port  # type: ignore[arg-type]
+def start_gateway(data_dir: Path, **settings_kw: Any) -> tuple[Runtime, socket.socket]:
+    """A runtime whose settings name the port of an already bound socket (no race for the port)."""
+    sock = reserve_socket()
+    settings = Settings(data_dir=data_dir, port=sock.getsockname()[1], **settings_kw)
+    return Runtime(settings, connectors=simulated_connectors()), sock
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    runtime, port = start_gateway(tmp_path_factory.mktemp("gateway"))
+    runtime, sock = start_gateway(tmp_path_factory.mktemp("gateway"))
     app = create_app(runtime=runtime)
-    with serve(app, port) as base:
+    with serve(app, sock=sock) as base:
         gw = Gateway(base=base, runtime=runtime)
         for agency in AGENCIES:
             gw.register(f"{agency}-system", agency, "agency_system")

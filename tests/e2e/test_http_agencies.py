@@ -14,7 +14,7 @@ from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tests.e2e.conftest import AGENCIES, Gateway
-from tests.live import free_port, serve
+from tests.live import reserve_socket, serve
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
@@ -24,10 +24,12 @@ def http_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, dict[str, SimulatedA
     systems = {a: SimulatedAgencySystem(a) for a in AGENCIES}
     with ExitStack() as stack:
         urls = {a: stack.enter_context(serve(make_agency_app(s))) for a, s in systems.items()}
-        port = free_port()
-        settings = Settings(data_dir=tmp_path, port=port, connectors="http", agency_urls=urls)
+        sock = reserve_socket()
+        settings = Settings(
+            data_dir=tmp_path, port=sock.getsockname()[1], connectors="http", agency_urls=urls
+        )
         runtime = Runtime(settings, connectors=build_connectors("http", urls))
-        base = stack.enter_context(serve(create_app(runtime=runtime), port))
+        base = stack.enter_context(serve(create_app(runtime=runtime), sock=sock))
         gw = Gateway(base=base, runtime=runtime)
         for agency in AGENCIES:
             gw.register(f"{agency}-system", agency, "agency_system")

@@ -19,8 +19,8 @@ def own_policies(tmp_path: Path) -> Iterator[tuple[Gateway, Path]]:
     """A gateway loading its own copy of policies/, so a test may break it."""
     policy_dir = tmp_path / "policies"
     shutil.copytree(REPO_ROOT / "policies", policy_dir)
-    runtime, port = start_gateway(tmp_path / "data", policy_dir=policy_dir)
-    with serve(create_app(runtime=runtime), port) as base:
+    runtime, sock = start_gateway(tmp_path / "data", policy_dir=policy_dir)
+    with serve(create_app(runtime=runtime), sock=sock) as base:
         gw = Gateway(base=base, runtime=runtime)
         gw.register("author", "veilig_thuis", "policy_author")
         for agency in AGENCIES:
