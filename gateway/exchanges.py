@@ -128,7 +128,7 @@ class ExchangeService:
                 delivered_to.append(item["recipient"])
             results.append(result)
         if delivered_to:
-            self._involve(case.case_id, [ctx.principal.agency, *delivered_to])
+            self._involve(case, [ctx.principal.agency, *delivered_to])
         return {"shareId": share_id, "policyRevision": decision.policy_revision, "results": results}
 
     def _deliver(
@@ -191,13 +191,16 @@ class ExchangeService:
             )
             return False
 
-    def _involve(self, case_id: str, agencies: list[str]) -> None:
+    def _involve(self, case: Case, agencies: list[str]) -> None:
+        """Remember which agencies took part; most exchanges change nothing, so skip the write then."""
+        if set(agencies) <= set(case.involved or []):
+            return
         with transaction(self.rt.sessions) as s:
-            case = s.get(Case, case_id)
-            if case is not None:
-                merged = list(dict.fromkeys([*(case.involved or []), *agencies]))
-                if merged != case.involved:
-                    case.involved = merged
+            stored = s.get(Case, case.case_id)
+            if stored is not None:
+                merged = list(dict.fromkeys([*(stored.involved or []), *agencies]))
+                if merged != stored.involved:
+                    stored.involved = merged
 
     # -- inbox ----------------------------------------------------------------------------------------
 
@@ -340,7 +343,7 @@ class ExchangeService:
                 )
             ]
         )
-        self._involve(case.case_id, [requester, body.holder])
+        self._involve(case, [requester, body.holder])
         return {
             "requestId": request_id,
             "allowed": True,

@@ -105,10 +105,16 @@ class Runtime:
         self.auth = AuthService(settings, self.sessions)
         self.metrics = Metrics()
         self.started_at = time.time()
+        self._process: tuple[PolicyEngine, ProcessFacts] | None = None
 
     def process(self) -> ProcessFacts:
-        """Identifier lists of the active policy revision."""
-        return ProcessFacts(self.policy.current.facts())
+        """Identifier lists of the active policy revision (read once per revision, not per request)."""
+        engine = self.policy.current
+        cached = self._process
+        if cached is None or cached[0] is not engine:
+            cached = (engine, ProcessFacts(engine.facts()))
+            self._process = cached  # a benign race: two threads may both build the same view
+        return cached[1]
 
     def decide(self, policy_input: dict[str, Any], engine: PolicyEngine | None = None) -> Decision:
         """One policy decision, timed and counted. Fail-closed behaviour lives in the engine."""
