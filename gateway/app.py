@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from gateway import API_VERSION, __version__
 from gateway.api import audit, cases, exchanges, ops, policies, problems
+from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
 from gateway.runtime import Runtime
 from gateway.settings import Settings, get_settings
-from gateway.tracing import from_header
-
-SECURITY_HEADERS = {
-    "API-Version": API_VERSION,
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -39,20 +28,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.auth = rt.auth
     problems.install(app)
 
-    @app.middleware("http")
-    async def _conventions(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        trace = from_header(request.headers.get("traceparent"))
-        request.state.trace = trace
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if rt.settings.base_url.startswith("https://"):
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        response.headers["traceparent"] = trace.traceparent
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        rt.metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(Conventions, runtime=rt)
 
     app.include_router(auth_router)
     app.include_router(cases.router)
