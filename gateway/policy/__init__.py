@@ -6,13 +6,19 @@ The sharing rules live in ``policies/`` (Rego + ``data.json``); this package loa
 
 from gateway.policy._decision import (
     ENGINE_ERROR,
+    ENGINE_TIMEOUT,
     MALFORMED_DECISION,
     UNDEFINED_DECISION,
     Decision,
     MalformedDecision,
     PolicyEngine,
 )
-from gateway.policy._embedded import CompiledPolicy, EmbeddedEngine, load_policy
+from gateway.policy._embedded import (
+    DECISION_TIMEOUT_SECONDS,
+    CompiledPolicy,
+    EmbeddedEngine,
+    load_policy,
+)
 from gateway.policy._source import (
     ENTRYPOINT,
     FACTS_PATH,
@@ -24,7 +30,9 @@ from gateway.policy._source import (
 from gateway.policy._testrunner import TestReport, TestResult, run_tests
 
 __all__ = [
+    "DECISION_TIMEOUT_SECONDS",
     "ENGINE_ERROR",
+    "ENGINE_TIMEOUT",
     "ENTRYPOINT",
     "FACTS_PATH",
     "MALFORMED_DECISION",

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 # Reason codes the engine adapters produce themselves; the policy produces the others (docs/policies.md).
 ENGINE_ERROR = "engine_error"
+ENGINE_TIMEOUT = "engine_timeout"
 UNDEFINED_DECISION = "undefined_decision"
 MALFORMED_DECISION = "malformed_decision"
 
@@ -15,6 +16,10 @@ _FAIL_MESSAGES: dict[str, tuple[str, str]] = {
     ENGINE_ERROR: (
         "The policy engine failed; denied (fail closed)",
         "De beleidsengine faalde; geweigerd (fail closed)",
+    ),
+    ENGINE_TIMEOUT: (
+        "The policy engine did not decide in time; denied (fail closed)",
+        "De beleidsengine besliste niet op tijd; geweigerd (fail closed)",
     ),
     UNDEFINED_DECISION: (
         "The policy gave no decision; denied (fail closed)",

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import queue
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import regopy
 
 from gateway.policy._decision import (
     ENGINE_ERROR,
+    ENGINE_TIMEOUT,
     MALFORMED_DECISION,
     UNDEFINED_DECISION,
     Decision,
@@ -31,6 +34,12 @@ from gateway.policy._source import (
 )
 
 log = logging.getLogger("gateway.policy")
+
+DECISION_TIMEOUT_SECONDS = 1.0
+"""How long one decision may take, waiting for a free interpreter included, before it is a deny.
+
+A decision takes about a millisecond; a second means the engine is stuck or starved, and the caller
+gets ``engine_timeout`` instead of waiting (see docs/policies.md, "Fail closed")."""
 
 
 def new_interpreter() -> Any:
@@ -140,17 +149,36 @@ class EmbeddedEngine:
 
     name = "embedded"
 
-    def __init__(self, policy_dir: Path | str, *, pool_size: int | None = None) -> None:
-        self._compiled = load_policy(policy_dir)
+    def __init__(
+        self,
+        policy: Path | str | PolicySource,
+        *,
+        pool_size: int | None = None,
+        timeout: float | None = DECISION_TIMEOUT_SECONDS,
+    ) -> None:
+        # A PolicySource is a snapshot already read (the reload compiles and tests the same bytes).
+        source = policy if isinstance(policy, PolicySource) else read_policy(policy)
+        self._compiled = compile_source(source)
         size = pool_size if pool_size is not None else default_pool_size()
         if size < 1:
             raise ValueError("pool_size must be at least 1")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive (or None for no bound)")
         self._pool: queue.Queue[CompiledPolicy] = queue.Queue()
         self._pool.put(self._compiled)
         for _ in range(size - 1):
             # Same source, so the same revision: what was hashed is what every interpreter runs.
             self._pool.put(compile_source(self._compiled.source))
         self.pool_size = size
+        self.timeout = timeout
+        # regopy cannot be interrupted, so a bounded decision runs on a worker and the caller stops
+        # waiting at the deadline. A stuck evaluation keeps its worker and interpreter until it ends;
+        # the next callers then wait for a free one and, past the deadline, are denied too.
+        self._workers = (
+            ThreadPoolExecutor(max_workers=size, thread_name_prefix="rego-decision")
+            if timeout is not None
+            else None
+        )
 
     @property
     def revision(self) -> str:
@@ -169,9 +197,11 @@ class EmbeddedEngine:
             term = input_term(policy_input)
         except (TypeError, ValueError):
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
-        compiled = self._pool.get()
         try:
-            text = compiled.evaluate(term)
+            text = self._run(term)
+        except FutureTimeout:
+            log.error("policy decision timed out (%s s) for action %r", self.timeout, _action(policy_input))
+            return Decision.fail_closed(ENGINE_TIMEOUT, revision, policy_input)
         except json.JSONDecodeError:
             # regopy parses its own output; invalid JSON there is a malformed decision, not a crash.
             log.error("policy output is not JSON for action %r", _action(policy_input))
@@ -179,8 +209,6 @@ class EmbeddedEngine:
         except Exception as e:  # whatever the engine raises, the answer is a deny
             log.error("policy engine error (%s): %s", type(e).__name__, _short(str(e)))
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
-        finally:
-            self._pool.put(compiled)
         if text.strip() == "undefined":
             log.error("policy decision undefined for action %r", _action(policy_input))
             return Decision.fail_closed(UNDEFINED_DECISION, revision, policy_input)
@@ -190,6 +218,24 @@ class EmbeddedEngine:
         except (ValueError, KeyError, IndexError, TypeError, MalformedDecision) as e:
             log.error("malformed policy decision for action %r: %s", _action(policy_input), e)
             return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)
+
+    def _run(self, term: str) -> str:
+        """Evaluate on a pooled interpreter: on a worker within ``timeout``, or here when unbounded."""
+        if self._workers is None:
+            return self._evaluate(term)
+        future = self._workers.submit(self._evaluate, term)
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            future.cancel()  # still queued: it never runs; already running: it finishes unobserved
+            raise
+
+    def _evaluate(self, term: str) -> str:
+        compiled = self._pool.get()
+        try:
+            return compiled.evaluate(term)
+        finally:
+            self._pool.put(compiled)
 
     def info(self) -> dict[str, Any]:
         """What is loaded: revision, engine, when, which modules."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from gateway.policy import (
     ENGINE_ERROR,
+    ENGINE_TIMEOUT,
     MALFORMED_DECISION,
     UNDEFINED_DECISION,
     Decision,
@@ -376,6 +378,46 @@ def test_engine_error_fails_closed(tmp_path: Path) -> None:
     assert d.codes == [ENGINE_ERROR]
     assert d.recipients["om"]["allowed"] is False
     assert engine.decide({}).codes == ["x"]  # the engine still works afterwards
+
+
+def test_a_decision_past_its_deadline_is_engine_timeout(tmp_path: Path) -> None:
+    # A real slow evaluation (counting a few hundred thousand numbers takes regopy about a second).
+    slow = _fake_policy(
+        tmp_path,
+        "result := _deny if not input.n\n\n"
+        "result := _deny if count([x | some x in numbers.range(1, input.n)]) < 0\n",
+    )
+    engine = EmbeddedEngine(slow, pool_size=1, timeout=0.05)
+    t0 = time.perf_counter()
+    d = engine.decide({"n": 400_000, "action": "share", "recipients": ["om"], "actor": actor("politie")})
+    waited = time.perf_counter() - t0
+    assert d.allowed is False
+    assert d.codes == [ENGINE_TIMEOUT]
+    assert d.engine_failure
+    assert d.recipients["om"] == {
+        "allowed": False,
+        "reasons": d.reasons,
+        "legalBasis": None,
+        "purpose": None,
+        "fields": [],
+    }
+    assert waited < 0.5  # the caller did not wait for the evaluation to end
+    # The stuck interpreter is busy: the next caller waits for it and is denied in time too.
+    assert engine.decide({"n": 1}).codes == [ENGINE_TIMEOUT]
+    # Once the slow evaluation ends, the interpreter serves again.
+    deadline = time.monotonic() + 10
+    while engine.decide({}).codes != ["x"]:
+        assert time.monotonic() < deadline, "the engine did not recover"
+        time.sleep(0.05)
+
+
+def test_an_unbounded_engine_waits(tmp_path: Path) -> None:
+    rule = 'result := _deny if count([x | some x in numbers.range(1, object.get(input, "n", 1))]) > 0\n'
+    slow = _fake_policy(tmp_path, rule)
+    engine = EmbeddedEngine(slow, pool_size=1, timeout=None)
+    assert engine.decide({"n": 50_000}).codes == ["x"]
+    with pytest.raises(ValueError, match="timeout"):
+        EmbeddedEngine(slow, timeout=0)
 
 
 def test_undefined_decision_fails_closed(tmp_path: Path) -> None:

@@ -131,5 +131,11 @@ def test_table_rows_cover_the_brief(engine: EmbeddedEngine) -> None:
 
 def test_docs_explain_every_reason_code(engine: EmbeddedEngine) -> None:
     docs = (REPO / "docs" / "policies.md").read_text(encoding="utf-8")
-    for code in [*engine.facts()["reasonCodes"], "engine_error", "undefined_decision", "malformed_decision"]:
+    for code in [
+        *engine.facts()["reasonCodes"],
+        "engine_error",
+        "engine_timeout",
+        "undefined_decision",
+        "malformed_decision",
+    ]:
         assert f"| `{code}` |" in docs, code
