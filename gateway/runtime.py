@@ -19,11 +19,27 @@ from gateway.bsn import Pseudonymizer
 from gateway.db import make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable
 from gateway.migrations import upgrade
-from gateway.policy import Decision, EmbeddedEngine, PolicyEngine
+from gateway.policy import Decision, EmbeddedEngine, OpaEngine, PolicyEngine, PolicySource
 from gateway.process import ProcessFacts
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
+
+OPA_STARTUP_WAIT = 15.0
+"""Seconds to wait for the OPA sidecar's health at start (it may start after the gateway)."""
+
+
+def make_policy_engine(settings: Settings, source: PolicySource | None = None) -> PolicyEngine:
+    """The engine ``GATEWAY_POLICY_ENGINE`` names: ``embedded`` (regopy, in-process) or ``opa``."""
+    if settings.policy_engine == "opa":
+        return OpaEngine(
+            settings.opa_url,
+            source or settings.policy_dir,
+            timeout=settings.opa_timeout,
+            upload=settings.opa_upload,
+            wait=OPA_STARTUP_WAIT,
+        )
+    return EmbeddedEngine(source.directory if source else settings.policy_dir)
 
 
 class PolicyHolder:
@@ -94,7 +110,7 @@ class Runtime:
         self.db: Engine = make_engine(settings.effective_database_url)
         upgrade(self.db)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
-        self.policy = PolicyHolder(policy or EmbeddedEngine(settings.policy_dir))
+        self.policy = PolicyHolder(policy or make_policy_engine(settings))
         key = load_or_create_signing_key(settings.data_dir / "audit-log.key")
         self.signer = LogSigner(key, settings.log_origin)
         self.audit = SqlAuditStore(self.db, self.signer)

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     policy_engine: Literal["embedded", "opa"] = "embedded"
     policy_dir: Path = Field(default=REPO_ROOT / "policies")
     opa_url: str = "http://127.0.0.1:8181"
+    opa_timeout: float = 1.0
+    """Seconds for one decision from OPA; past it the decision is a deny (``engine_timeout``)."""
+    opa_upload: bool = True
+    """Upload ``policy_dir`` into OPA (true), or only verify what OPA loaded itself from a bundle."""
     pseudonym_secret: str | None = None
     access_token_ttl: int = 300
     log_origin: str = "veilig-delen.example/audit"

@@ -1,4 +1,4 @@
-"""Policy decisions: the `PolicyEngine` seam, the embedded regopy engine, and the Rego test runner.
+"""Policy decisions: the `PolicyEngine` seam, the embedded regopy and OPA engines, the Rego test runner.
 
 The sharing rules live in ``policies/`` (Rego + ``data.json``); this package loads them, asks
 ``veiligdelen/decision/result`` and turns the answer into a `Decision`. Every failure is a deny.
@@ -7,6 +7,7 @@ The sharing rules live in ``policies/`` (Rego + ``data.json``); this package loa
 from gateway.policy._decision import (
     ENGINE_ERROR,
     ENGINE_TIMEOUT,
+    ENGINE_UNAVAILABLE,
     MALFORMED_DECISION,
     UNDEFINED_DECISION,
     Decision,
@@ -19,6 +20,7 @@ from gateway.policy._embedded import (
     EmbeddedEngine,
     load_policy,
 )
+from gateway.policy._opa import OpaEngine, OpaLoadError
 from gateway.policy._source import (
     ENTRYPOINT,
     FACTS_PATH,
@@ -33,6 +35,7 @@ __all__ = [
     "DECISION_TIMEOUT_SECONDS",
     "ENGINE_ERROR",
     "ENGINE_TIMEOUT",
+    "ENGINE_UNAVAILABLE",
     "ENTRYPOINT",
     "FACTS_PATH",
     "MALFORMED_DECISION",
@@ -41,6 +44,8 @@ __all__ = [
     "Decision",
     "EmbeddedEngine",
     "MalformedDecision",
+    "OpaEngine",
+    "OpaLoadError",
     "PolicyCompileError",
     "PolicyEngine",
     "PolicySource",

@@ -11,6 +11,8 @@ ENGINE_ERROR = "engine_error"
 ENGINE_TIMEOUT = "engine_timeout"
 UNDEFINED_DECISION = "undefined_decision"
 MALFORMED_DECISION = "malformed_decision"
+# A policy engine reached over the network (OPA) can also be unreachable.
+ENGINE_UNAVAILABLE = "engine_unavailable"
 
 _FAIL_MESSAGES: dict[str, tuple[str, str]] = {
     ENGINE_ERROR: (
@@ -28,6 +30,10 @@ _FAIL_MESSAGES: dict[str, tuple[str, str]] = {
     MALFORMED_DECISION: (
         "The policy gave a decision the gateway cannot read; denied (fail closed)",
         "Het beleid gaf een onleesbaar besluit; geweigerd (fail closed)",
+    ),
+    ENGINE_UNAVAILABLE: (
+        "The policy engine cannot be reached; denied (fail closed)",
+        "De beleidsengine is niet bereikbaar; geweigerd (fail closed)",
     ),
 }
 
