@@ -19,6 +19,10 @@ from gateway.tracing import TraceContext
 
 ENTRY_VERSION = 1
 
+# Outcomes where the gateway's own processing failed. Logboek Dataverwerkingen's status ERROR; a refusal
+# is a decision carried out, not an error (Authorization Decision Log: "a deny is not an Error").
+_ERROR_OUTCOMES = frozenset({"push_failed"})
+
 
 @dataclass(frozen=True)
 class CallContext:
@@ -86,9 +90,16 @@ def make_entry(
         "action": action,
         "processingActivity": f"veilig-delen:{purpose or action}",
         "outcome": outcome,
+        "status": "error" if outcome in _ERROR_OUTCOMES else "ok",
     }
     if ctx.trace.parent_span_id:
         entry["parentSpanId"] = ctx.trace.parent_span_id
+        # The caller's operation, as Logboek's foreign_operation: its trace and span, and who ran it.
+        entry["foreignOperation"] = {
+            "traceId": ctx.trace.trace_id,
+            "spanId": ctx.trace.parent_span_id,
+            "entity": ctx.principal.agency,
+        }
     optional = {
         "caseId": case_id,
         "step": step,
