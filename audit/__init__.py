@@ -49,6 +49,7 @@ from audit._internal.note import (
     parse_verifier_key,
     verify_checkpoint,
 )
+from audit._internal.report import ReportRow, SubjectReport, report_row, subject_report
 from audit._internal.schema import (
     append_only_ddl,
     drop_append_only_ddl,
@@ -71,6 +72,16 @@ from audit._internal.verify import (
     verify_export,
     verify_log,
 )
+from audit._internal.witness import (
+    HttpLogSource,
+    LogSource,
+    LogUnavailable,
+    WitnessAlarm,
+    WitnessResult,
+    WitnessState,
+    WitnessStateError,
+    witness,
+)
 
 __all__ = [
     "EMPTY_ROOT",
@@ -80,17 +91,26 @@ __all__ = [
     "AuditWriteError",
     "Checkpoint",
     "EntryNotFound",
+    "HttpLogSource",
     "InvalidEntry",
     "InvalidNote",
     "InvalidProof",
     "LogCorrupted",
     "LogEntry",
     "LogSigner",
+    "LogSource",
+    "LogUnavailable",
     "NoteVerifier",
+    "ReportRow",
     "SearchFilters",
     "SqlAuditStore",
     "StoredCheckpoint",
+    "SubjectReport",
     "VerifyResult",
+    "WitnessAlarm",
+    "WitnessResult",
+    "WitnessState",
+    "WitnessStateError",
     "append_only_ddl",
     "canonical_json",
     "check_consistency",
@@ -108,10 +128,13 @@ __all__ = [
     "parse_checkpoint",
     "parse_verifier_key",
     "remove_append_only_triggers",
+    "report_row",
     "root_hash",
+    "subject_report",
     "verify_checkpoint",
     "verify_consistency",
     "verify_export",
     "verify_inclusion",
     "verify_log",
+    "witness",
 ]
