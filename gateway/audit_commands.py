@@ -1,15 +1,20 @@
-"""``gateway audit ...``: verify the log, sign checkpoints, export and check offline."""
+"""``gateway audit ...``: verify the log, sign checkpoints, export and check offline, witness, report."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+from gateway.bsn import Pseudonymizer, is_valid_bsn
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from audit import SubjectReport
 
 app = typer.Typer(help="Check and export the audit log", no_args_is_help=True)
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data directory (GATEWAY_DATA_DIR)")]  # noqa: UP045
@@ -31,15 +36,49 @@ def _audit_parts(data_dir: Path | None) -> tuple[SqlAuditStore, LogSigner]:
     return SqlAuditStore(engine, signer), signer
 
 
+def _kept_checkpoint(path: Path) -> str:
+    """A signed checkpoint from a file: a bare note, or the ``checkpoint`` of a witness state file."""
+    text = path.read_text()
+    if text.lstrip().startswith("{"):
+        try:
+            note = json.loads(text).get("checkpoint")
+        except (ValueError, AttributeError) as e:
+            raise typer.BadParameter(f"{path} is neither a signed checkpoint nor a witness state") from e
+        if not isinstance(note, str):
+            raise typer.BadParameter(f"{path} holds no checkpoint")
+        return note
+    return text
+
+
 @app.command("verify")
-def audit_verify(data_dir: DataDir = None) -> None:
+def audit_verify(
+    data_dir: DataDir = None,
+    key: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--key",
+            help="Trusted verifier key (repeatable; e.g. the current and a rotated-out key). Default: the "
+            "key in the data directory, which someone with file access could have replaced.",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(
+            "--checkpoint",
+            help="A signed checkpoint kept outside the database (a note file or a witness state file); "
+            "repeatable. Only these catch a log rewritten together with its stored checkpoints.",
+        ),
+    ] = None,
+) -> None:
     """Recompute the Merkle tree from every entry and check the signed checkpoints."""
     from audit import verify_log
 
     store, signer = _audit_parts(data_dir)
-    result = verify_log(store, signer.verifier_key())
+    trusted = [_kept_checkpoint(p) for p in checkpoint or []]
+    result = verify_log(store, key or signer.verifier_key(), trusted_checkpoints=trusted)
     if result.ok:
-        typer.echo(f"audit log OK: {result.size} entries, root and checkpoints verified")
+        outside = f", {len(trusted)} kept outside" if trusted else ""
+        typer.echo(f"audit log OK: {result.size} entries, root and checkpoints verified{outside}")
         return
     typer.echo(f"audit log FAILED at index {result.first_bad_index}: {result.reason}", err=True)
     raise typer.Exit(1)
@@ -99,3 +138,169 @@ def audit_verify_export(
         return
     typer.echo(f"export FAILED at index {result.first_bad_index}: {result.reason}", err=True)
     raise typer.Exit(1)
+
+
+def _read_bsn(value: str | None) -> str:
+    """The BSN from ``--bsn``, from stdin for ``--bsn -``, or from a hidden prompt when left out."""
+    if value == "-":
+        bsn = sys.stdin.readline().strip()
+    elif value is None:
+        bsn = str(typer.prompt("BSN", hide_input=True)).strip()
+    else:
+        bsn = value.strip()
+    if not is_valid_bsn(bsn):
+        # Never repeat the value: a mistyped BSN is still someone's personal data.
+        typer.echo("error: not a valid BSN (nine digits, elfproef)", err=True)
+        raise typer.Exit(2)
+    return bsn
+
+
+def _pseudonymizer(settings: Settings) -> Pseudonymizer:
+    if not settings.pseudonym_secret and not (settings.data_dir / "pseudonym.key").exists():
+        # Generating a fresh secret here would give a pseudonym that matches nothing: say so instead.
+        typer.echo(
+            f"error: no pseudonym secret: set GATEWAY_PSEUDONYM_SECRET or point --data-dir at the "
+            f"gateway's data directory (no pseudonym.key in {settings.data_dir})",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+
+
+def _report_text(report: SubjectReport, note: str) -> str:
+    lines = [
+        f"Subject-access report: {len(report.rows)} entries about this person "
+        f"in the first {report.tree_size} entries of the audit log.",
+        "",
+    ]
+    for r in report.rows:
+        flow = f"{r.from_agency} -> {r.to_agency}" if r.moves_information else f"by {r.actor}"
+        decision = "" if r.allowed is None else (" allowed" if r.allowed else " REFUSED")
+        lines.append(f"#{r.index}  {r.time}  {r.action}  {flow}  [{r.outcome}{decision}]")
+        what = ", ".join(
+            part
+            for part in (
+                f"information type {r.information_type}" if r.information_type else "",
+                f"purpose {r.purpose}" if r.purpose else "",
+                f"legal basis {r.legal_basis}" if r.legal_basis else "",
+            )
+            if part
+        )
+        if what:
+            lines.append(f"    {what}")
+        lines.append(f"    case {r.case_id}, policy revision {r.policy_revision}, trace {r.trace_id}")
+    received: dict[str, int] = {}
+    for r in report.exchanges:
+        if r.to_agency and r.outcome not in ("refused", "evaluated"):
+            received[r.to_agency] = received.get(r.to_agency, 0) + 1
+    lines += [
+        "",
+        "Agencies that received information about this person: "
+        + (", ".join(f"{a} ({n}x)" for a, n in sorted(received.items())) or "none"),
+        "",
+        "Each row can be proven against this checkpoint (GET /v1/audit/proofs/inclusion"
+        f"?index=N&treeSize={report.tree_size}):",
+        "",
+        note.rstrip("\n"),
+    ]
+    return "\n".join(lines)
+
+
+@app.command("subject-report")
+def audit_subject_report(
+    bsn: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--bsn",
+            help="The person's BSN, or '-' to read it from stdin. Left out, it is asked for with the input "
+            "hidden. WARNING: a BSN typed on the command line can land in your shell history and the "
+            "process list; prefer '-' or the prompt.",
+        ),
+    ] = None,
+    agency: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--agency", help="Only entries naming this agency (a privacy officer's view)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Every logged exchange about one person: when, which agencies, what, why, on which legal basis.
+
+    The BSN is pseudonymised with the gateway's secret and never stored, printed or logged. The lookup
+    itself is logged as an audit entry, as every access to someone's data is.
+    """
+    from audit import subject_report, verify_checkpoint
+    from gateway.auth import Principal
+    from gateway.tracing import from_header
+    from gateway.trail import CallContext, make_entry
+
+    value = _read_bsn(bsn)
+    pseudonym = _pseudonymizer(settings_for(data_dir)).pseudonym(value)
+    store, signer = _audit_parts(data_dir)
+    operator = Principal(
+        client_id="gateway-cli", agency=agency or "operator", role="operator", scopes=frozenset()
+    )
+    ctx = CallContext(principal=operator, trace=from_header(None))
+    store.append(
+        [
+            make_entry(
+                ctx, type_="audit", action="audit.subject_report", outcome="reported", subjects=[pseudonym]
+            )
+        ]
+    )
+    note = store.checkpoint()
+    size = verify_checkpoint(note, signer.verifier).size
+    report = subject_report(store, pseudonym, visible_to=agency, tree_size=size)
+    if as_json:
+        typer.echo(json.dumps({**report.as_json(), "checkpoint": note}, indent=2))
+    else:
+        typer.echo(_report_text(report, note))
+
+
+@app.command("witness")
+def audit_witness(
+    url: Annotated[str, typer.Option("--url", help="The gateway's base URL, e.g. https://gateway.example")],
+    token_file: Annotated[
+        Path,
+        typer.Option("--token-file", help="File holding a bearer token of scope audit or audit:all"),
+    ],
+    state: Annotated[Path, typer.Option("--state", help="Where the last verified checkpoint is kept (JSON)")],
+    key: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--key",
+            help="The log's verifier key; needed on the first run, pinned in the state after. Get it "
+            "out of band (from the operator), not from the log you are checking.",
+        ),
+    ] = None,
+) -> None:
+    """Check that the log's newest checkpoint extends the one kept in --state, then keep the new one.
+
+    Exit 0: consistent (state updated). Exit 1: the log was forked, rewritten, rolled back or signed
+    by another key (state kept; both checkpoints saved beside it as evidence). Exit 2: could not check.
+    """
+    from audit import HttpLogSource, LogUnavailable, WitnessAlarm, WitnessStateError, witness
+
+    try:
+        token = token_file.read_text().strip()
+    except OSError as e:
+        typer.echo(f"error: cannot read the token file: {e.strerror}", err=True)
+        raise typer.Exit(2) from e
+    try:
+        with HttpLogSource(url, token) as source:
+            result = witness(source, state, verifier_keys=key or [])
+    except WitnessAlarm as e:
+        typer.echo(f"ALARM: {e.reason}", err=True)
+        if e.evidence is not None:
+            typer.echo(f"evidence saved in {e.evidence}", err=True)
+        raise typer.Exit(1) from e
+    except (LogUnavailable, WitnessStateError) as e:
+        typer.echo(f"error: {e.reason}", err=True)
+        raise typer.Exit(2) from e
+    if result.previous is None:
+        typer.echo(f"first checkpoint kept: {result.current.size} entries ({result.current.origin})")
+    else:
+        typer.echo(
+            f"consistent: {result.previous.size} -> {result.current.size} entries "
+            f"(+{result.grew_by}); checkpoint kept in {state}"
+        )

@@ -188,6 +188,32 @@ class AuditPage(Schema):
     next: str | None
 
 
+class SubjectReportRow(Schema):
+    index: int
+    time: str | None
+    type: str | None
+    action: str | None
+    case_id: str | None
+    actor: str | None
+    counterpart: str | None
+    from_: str | None = Field(alias="from")
+    to: str | None
+    information_type: str | None
+    purpose: str | None
+    legal_basis: str | None
+    allowed: bool | None
+    outcome: str | None
+    policy_revision: str | None
+    trace_id: str | None
+
+
+class SubjectReport(Schema):
+    checkpoint: str
+    tree_size: int
+    entries: list[SubjectReportRow]
+    next: str | None
+
+
 class ProofOut(Schema):
     index: int
     tree_size: int

@@ -11,11 +11,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from audit import LogEntry, report_row, verify_checkpoint
 from gateway.api.deps import AuditReader, RuntimeDep
 from gateway.errors import Forbidden, InvalidInput, NotFound
 from gateway.runtime import Runtime
-from gateway.schemas import AuditFilters, AuditItem, AuditPage, AuditSearchIn, ConsistencyOut, ProofOut
-from gateway.trail import CallContext
+from gateway.schemas import (
+    AuditFilters,
+    AuditItem,
+    AuditPage,
+    AuditSearchIn,
+    ConsistencyOut,
+    ProofOut,
+    SubjectReport,
+)
+from gateway.trail import CallContext, make_entry
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -51,12 +60,18 @@ def _iso(t: dt.datetime | None) -> str | None:
     return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def page(rt: Runtime, filters: dict[str, Any], limit: int, cursor: str | None) -> dict[str, Any]:
-    """One page of matching entries."""
+def _search(
+    rt: Runtime, filters: dict[str, Any], limit: int, cursor: str | None
+) -> tuple[list[LogEntry], str | None]:
     try:
-        items, next_cursor = rt.audit.search(filters, limit=limit, cursor=cursor)
+        return rt.audit.search(filters, limit=limit, cursor=cursor)
     except ValueError as e:
         raise InvalidInput.field("cursor", "not a cursor this gateway issued") from e
+
+
+def page(rt: Runtime, filters: dict[str, Any], limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of matching entries."""
+    items, next_cursor = _search(rt, filters, limit, cursor)
     return {"entries": [item(i.index, i.leaf_data) for i in items], "next": next_cursor}
 
 
@@ -71,6 +86,44 @@ def search(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any:
     """Entries about one person; the BSN travels in the body and is pseudonymised at once."""
     pseudonym = rt.pseudonymizer.pseudonym(body.bsn)
     return page(rt, scoped_filters(ctx, body, pseudonym), body.limit, body.cursor)
+
+
+@router.post("/subject-report", response_model=SubjectReport, response_model_by_alias=True)
+def subject_report(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any:
+    """Every logged exchange about one person (AVG art. 15): when, which agencies, what, why, on which basis.
+
+    The BSN travels in the body and is pseudonymised at once. A privacy officer sees the entries that
+    name their own agency. The lookup is itself logged (a report about a person is a processing of
+    their data), then a checkpoint is signed and the rows are taken from the tree it covers, so each
+    row can be proven with ``/proofs/inclusion?index=..&treeSize=<treeSize>``.
+    """
+    pseudonym = rt.pseudonymizer.pseudonym(body.bsn)
+    filters = scoped_filters(ctx, body, pseudonym)
+    if body.cursor is None:
+        rt.audit_append(
+            [
+                make_entry(
+                    ctx,
+                    type_="audit",
+                    action="audit.subject_report",
+                    outcome="reported",
+                    subjects=[pseudonym],
+                    case_id=body.case_id,
+                    purpose=body.purpose,
+                )
+            ]
+        )
+    note = rt.audit.checkpoint()
+    size = verify_checkpoint(note, rt.signer.verifier).size
+    found, next_cursor = _search(rt, filters, body.limit, body.cursor)
+    covered = [i for i in found if i.index < size]
+    return {
+        "checkpoint": note,
+        "treeSize": size,
+        "entries": [report_row(i).as_json() for i in covered],
+        # Entries appended after the checkpoint belong to a later report.
+        "next": next_cursor if len(covered) == len(found) else None,
+    }
 
 
 @router.get("/entries/{index}", response_model=AuditItem, response_model_by_alias=True)
