@@ -27,10 +27,12 @@ from audit import (
     check_consistency,
     export_lines,
     leaf_hash,
-    root_hash,
     verify_export,
     verify_log,
 )
+from audit._internal import schema
+from audit._internal.columns import extract
+from tests.audit import tamper
 from tests.audit.conftest import ORIGIN, create_log, make_entry, sqlite_engine
 
 
@@ -49,38 +51,16 @@ def log(sqlite_log: Engine, signer: LogSigner) -> Iterator[SqlAuditStore]:
 
 
 def sql(store: SqlAuditStore, statement: str, **params: object) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(sa.text(statement), params)
+    tamper.sql(store.engine, statement, **params)
 
 
 def leaf(store: SqlAuditStore, index: int) -> bytes:
-    with store.engine.connect() as conn:
-        data = conn.execute(
-            sa.text("SELECT leaf_data FROM audit_entries WHERE idx = :i"), {"i": index}
-        ).scalar()
-    assert isinstance(data, bytes)
-    return data
+    return tamper.leaf(store.engine, index)
 
 
 def rebuild_tree(store: SqlAuditStore) -> None:
     """What a careful forger does after editing leaf_data: fix every leaf hash and stored node."""
-    with store.engine.begin() as conn:
-        rows = conn.execute(sa.text("SELECT idx, leaf_data FROM audit_entries ORDER BY idx")).all()
-        hashes = [leaf_hash(r.leaf_data) for r in rows]
-        for r, h in zip(rows, hashes, strict=True):
-            conn.execute(
-                sa.text("UPDATE audit_entries SET leaf_hash = :h WHERE idx = :i"), {"h": h, "i": r.idx}
-            )
-        conn.execute(sa.text("DELETE FROM audit_nodes"))
-        level = 1
-        while 1 << level <= len(hashes):
-            for i in range(len(hashes) >> level):
-                h = root_hash(hashes[i << level : (i + 1) << level])
-                conn.execute(
-                    sa.text("INSERT INTO audit_nodes (level, idx, hash) VALUES (:l, :i, :h)"),
-                    {"l": level, "i": i, "h": h},
-                )
-            level += 1
+    tamper.rebuild_tree(store.engine)
 
 
 def check(store: SqlAuditStore, **kwargs: object) -> audit.VerifyResult:
@@ -132,6 +112,64 @@ def test_swapped_rows_with_their_hashes_are_caught_by_the_stored_nodes(log: SqlA
     # cannot say which of its two leaves moved: the verdict is the subtree's first entry.
     assert result.first_bad_index == 2
     assert "entries 2..3" in result.reason
+
+
+def test_an_inserted_entry_is_named(log: SqlAuditStore) -> None:
+    """A forged entry slipped in at index 4, later entries moved up one, its row fully consistent."""
+    forged = audit.canonical_json(make_entry(4, outcome="withdrawn"))
+    cols = extract(json.loads(forged))
+    with log.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or SQLite ignores it
+        conn.commit()
+        for table in ("audit_entries", "audit_entry_agencies", "audit_entry_subjects"):
+            conn.exec_driver_sql(f"UPDATE {table} SET idx = idx + 1000 WHERE idx >= 4")
+            conn.exec_driver_sql(f"UPDATE {table} SET idx = idx - 999 WHERE idx >= 1000")
+        conn.execute(
+            sa.insert(schema.entries).values(idx=4, leaf_data=forged, leaf_hash=leaf_hash(forged), **cols.row)
+        )
+        for agency, role in cols.agencies:
+            conn.execute(sa.insert(schema.entry_agencies).values(idx=4, agency=agency, role=role))
+        for pseudonym in cols.subjects:
+            conn.execute(sa.insert(schema.entry_subjects).values(idx=4, pseudonym=pseudonym))
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.commit()
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 4)
+    assert "stored tree node over entries 4..5" in result.reason
+    # Recomputing the tree hides it from the tree, not from the checkpoints signed before.
+    rebuild_tree(log)
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 0)
+    assert "[0, 10)" in result.reason
+
+
+def test_a_log_rewritten_with_a_new_key_is_caught_by_the_pinned_key(
+    log: SqlAuditStore, signer: LogSigner
+) -> None:
+    kept = log.latest_checkpoint()
+    assert kept is not None
+    sql(
+        log,
+        "UPDATE audit_entries SET leaf_data = :d WHERE idx = 3",
+        d=audit.canonical_json(make_entry(3, v=2)),
+    )
+    rebuild_tree(log)
+    sql(log, "DELETE FROM audit_checkpoints")
+    # The attacker has no old key: they make a new one, put it where the gateway reads it, and sign.
+    forger = SqlAuditStore(log.engine, LogSigner(Ed25519PrivateKey.generate(), ORIGIN))
+    forged = forger.checkpoint()
+    assert verify_log(forger, forger.verifier_key()).ok  # the database agrees with itself and its key
+    pinned = verify_log(forger, signer.verifier_key())
+    assert not pinned.ok and "does not verify" in pinned.reason
+    both = verify_log(forger, [signer.verifier_key(), forger.verifier_key()], trusted_checkpoints=[kept.note])
+    assert (both.ok, both.first_bad_index) == (False, 0)
+    assert "trusted checkpoint 1" in both.reason
+    proof = forger.consistency_proof(kept.size, forger.size())
+    with pytest.raises(InvalidNote):
+        check_consistency(kept.note, forged, proof, signer.verifier_key())
+    with pytest.raises(InvalidProof):
+        check_consistency(kept.note, forged, proof, [signer.verifier_key(), forger.verifier_key()])
 
 
 def test_an_edited_search_column_is_named(log: SqlAuditStore) -> None:
