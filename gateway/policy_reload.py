@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 from gateway.errors import PolicyLoadFailed
-from gateway.policy import EmbeddedEngine, run_tests
-from gateway.runtime import Runtime
+from gateway.policy import CompiledPolicy, EmbeddedEngine, PolicyEngine, load_policy, run_tests
+from gateway.runtime import Runtime, make_policy_engine
 from gateway.trail import CallContext, make_entry
 
 _reload_lock = threading.Lock()
@@ -17,8 +17,12 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
     """Load ``policy_dir`` as a new revision; keep the old one serving if anything fails."""
     with _reload_lock:
         old = rt.policy.current
+        opa = rt.settings.policy_engine == "opa"
         try:
-            candidate = EmbeddedEngine(rt.settings.policy_dir)
+            # Compiled and probed with regopy for either engine: what fails here never reaches OPA.
+            checked: EmbeddedEngine | CompiledPolicy = (
+                load_policy(rt.settings.policy_dir) if opa else EmbeddedEngine(rt.settings.policy_dir)
+            )
         except Exception as e:
             _audit(rt, ctx, old.revision, None, "compile_failed")
             raise PolicyLoadFailed(
@@ -28,7 +32,7 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
             ) from e
         report = run_tests(rt.settings.policy_dir)
         if report.failed or report.errors:
-            _audit(rt, ctx, old.revision, candidate.revision, "tests_failed")
+            _audit(rt, ctx, old.revision, checked.revision, "tests_failed")
             failures = [{"field": r.name, "message": r.message} for r in report.results if not r.ok]
             failures += [{"field": "policies", "message": m} for m in report.errors]
             raise PolicyLoadFailed(
@@ -36,6 +40,20 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
                 errors=failures,
                 extra={"revision": old.revision},
             )
+        candidate: PolicyEngine
+        if isinstance(checked, CompiledPolicy):
+            try:
+                # Uploads and verifies the revision that was tested; a refusal restores OPA's old modules.
+                candidate = make_policy_engine(rt.settings, checked.source, wait=0)
+            except Exception as e:
+                _audit(rt, ctx, old.revision, checked.revision, "engine_failed")
+                raise PolicyLoadFailed(
+                    "the policy engine did not load the revision; the old revision stays active",
+                    errors=getattr(e, "errors", None) or [{"field": "opa", "message": str(e)[:2000]}],
+                    extra={"revision": old.revision},
+                ) from e
+        else:
+            candidate = checked
         _audit(rt, ctx, old.revision, candidate.revision, "loaded")
         rt.policy.swap(candidate)
         return {

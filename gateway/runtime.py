@@ -29,15 +29,20 @@ OPA_STARTUP_WAIT = 15.0
 """Seconds to wait for the OPA sidecar's health at start (it may start after the gateway)."""
 
 
-def make_policy_engine(settings: Settings, source: PolicySource | None = None) -> PolicyEngine:
-    """The engine ``GATEWAY_POLICY_ENGINE`` names: ``embedded`` (regopy, in-process) or ``opa``."""
+def make_policy_engine(
+    settings: Settings, source: PolicySource | None = None, *, wait: float = OPA_STARTUP_WAIT
+) -> PolicyEngine:
+    """The engine ``GATEWAY_POLICY_ENGINE`` names: ``embedded`` (regopy, in-process) or ``opa``.
+
+    For ``opa``, ``wait`` is how long to wait for the sidecar's health first (a reload waits for none).
+    """
     if settings.policy_engine == "opa":
         return OpaEngine(
             settings.opa_url,
             source or settings.policy_dir,
             timeout=settings.opa_timeout,
             upload=settings.opa_upload,
-            wait=OPA_STARTUP_WAIT,
+            wait=wait,
         )
     return EmbeddedEngine(source.directory if source else settings.policy_dir)
 

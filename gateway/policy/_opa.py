@@ -86,9 +86,14 @@ class OpaEngine:
         try:
             if wait > 0:
                 self._client.wait_for_ready(timeout=wait, interval=0.1)
-            if upload:
-                self._upload()
-            self._verify()
+            previous = self._upload() if upload else None
+            try:
+                self._verify()
+            except Exception:
+                if previous is not None:
+                    # Uploaded but not served as it should be: give OPA back what it had.
+                    self._restore(previous)
+                raise
         except OpaLoadError:
             self._client.close_connection()
             raise
@@ -175,8 +180,11 @@ class OpaEngine:
         """OPA policy id -> module path, for the modules this engine uploads."""
         return {POLICY_ID_PREFIX + rel: rel for rel in self._source.policy_modules}
 
-    def _upload(self) -> None:
-        """Put the modules and data, remove stale ``gateway/`` modules; on failure put the old ones back."""
+    def _upload(self) -> _Snapshot:
+        """Put the modules and data, remove stale ``gateway/`` modules; on failure put the old ones back.
+
+        Returns what OPA held before, for a caller that must undo a revision OPA took but does not serve.
+        """
         with _upload_lock:
             previous = self._snapshot()
             try:
@@ -196,6 +204,7 @@ class OpaEngine:
                     f"OPA refused revision {self.revision[:19]}: {_describe(e)}",
                     errors=_opa_errors(e),
                 ) from e
+            return previous
 
     def _snapshot(self) -> _Snapshot:
         served = self._served_policies()
