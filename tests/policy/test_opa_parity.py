@@ -10,6 +10,7 @@ OPA's. The real OPA server is exercised in deploy/ (see deploy/README.md for the
 from __future__ import annotations
 
 import copy
+import os
 import random
 import statistics
 import time
@@ -23,6 +24,7 @@ from gateway.policy import Decision, EmbeddedEngine, OpaEngine
 from tests.policy.conftest import POLICIES
 from tests.policy.standin import OPA_GO_AVAILABLE, run_standin
 
+REAL_OPA_ENV = "VEILIG_DELEN_TEST_OPA_URL"
 SEED = 20261128
 CORPUS_SIZE = 2100
 ACTIONS = ["share", "request", "case.open", "case.read", "case.transition", "case.track"]
@@ -288,8 +290,13 @@ def _run(engine: Any, corpus: list[dict[str, Any]]) -> Run:
 
 def _both(embedded: EmbeddedEngine, evaluator: str, corpus: list[dict[str, Any]]) -> tuple[Run, Run]:
     """The corpus through the embedded engine and through the opa engine on a stand-in in its own process."""
-    with run_standin(evaluator=evaluator) as standin, ThreadPoolExecutor(max_workers=1) as pool:
-        engine = OpaEngine(standin.url, POLICIES, timeout=10.0)
+    with run_standin(evaluator=evaluator) as standin:
+        return _against(embedded, standin.url, corpus)
+
+
+def _against(embedded: EmbeddedEngine, opa_url: str, corpus: list[dict[str, Any]]) -> tuple[Run, Run]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        engine = OpaEngine(opa_url, POLICIES, timeout=10.0)
         # regopy releases the GIL: the embedded run (once per module) overlaps the HTTP round trips.
         pending = None if _EMBEDDED_RUN else pool.submit(_run, embedded, corpus)
         theirs = _run(engine, corpus)
@@ -303,6 +310,22 @@ def _both(embedded: EmbeddedEngine, evaluator: str, corpus: list[dict[str, Any]]
 def adapter_runs(embedded: EmbeddedEngine, corpus: list[dict[str, Any]]) -> tuple[Run, Run]:
     """Embedded vs opa engine on the stand-in evaluating with regopy: only the adapter differs."""
     return _both(embedded, "regopy", corpus)
+
+
+@pytest.fixture(scope="module")
+def real_opa_runs(embedded: EmbeddedEngine, corpus: list[dict[str, Any]]) -> tuple[Run, Run]:
+    """Embedded vs opa engine on a REAL OPA server, where one runs (deploy/opa/check-with-real-opa.sh)."""
+    url = os.environ.get(REAL_OPA_ENV)
+    if not url:
+        pytest.skip(f"no real OPA server: set {REAL_OPA_ENV} (deploy/opa/check-with-real-opa.sh does)")
+    return _against(embedded, url, corpus)
+
+
+@pytest.fixture(params=["opa_rego_runs", "real_opa_runs"])
+def semantic_runs(request: pytest.FixtureRequest) -> tuple[Run, Run]:
+    """Runs where OPA's own Rego semantics decided: its Go engine behind the stand-in, or a real server."""
+    runs: tuple[Run, Run] = request.getfixturevalue(request.param)
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -396,10 +419,10 @@ def _malformed_origin(policy_input: dict[str, Any]) -> bool:
 
 
 def test_opa_and_regopy_allow_and_deny_alike(
-    opa_rego_runs: tuple[Run, Run], corpus: list[dict[str, Any]]
+    semantic_runs: tuple[Run, Run], corpus: list[dict[str, Any]]
 ) -> None:
     """OPA's own Rego engine and regopy: the same allow or deny, per recipient, with the same fields."""
-    (ours, _), (theirs, opa_seconds) = opa_rego_runs
+    (ours, _), (theirs, opa_seconds) = semantic_runs
     for policy_input, a, b in zip(corpus, ours, theirs, strict=True):
         assert (a.allowed, _verdicts(a)) == (b.allowed, _verdicts(b)), policy_input
     print(
@@ -412,10 +435,10 @@ def _verdicts(d: Decision) -> dict[str, tuple[bool, list[str], str | None]]:
 
 
 def test_opa_and_regopy_differ_only_in_the_known_ways(
-    embedded: EmbeddedEngine, opa_rego_runs: tuple[Run, Run], corpus: list[dict[str, Any]]
+    embedded: EmbeddedEngine, semantic_runs: tuple[Run, Run], corpus: list[dict[str, Any]]
 ) -> None:
     """Every difference has a known cause (see REGOPY_SORTS_... and ORIGIN_TYPE_ERROR); nothing else."""
-    (ours, _), (theirs, _) = opa_rego_runs
+    (ours, _), (theirs, _) = semantic_runs
     rank = {code: int(v["rank"]) for code, v in embedded.facts()["reasonCodes"].items()}
     unexplained = []
     for policy_input, a, b in zip(corpus, ours, theirs, strict=True):
@@ -429,8 +452,8 @@ def test_opa_and_regopy_differ_only_in_the_known_ways(
 
 
 @pytest.mark.xfail(strict=True, reason=REGOPY_SORTS_NUMBERS_AS_STRINGS + " " + ORIGIN_TYPE_ERROR)
-def test_opa_and_regopy_agree_exactly(opa_rego_runs: tuple[Run, Run], corpus: list[dict[str, Any]]) -> None:
-    (ours, _), (theirs, _) = opa_rego_runs
+def test_opa_and_regopy_agree_exactly(semantic_runs: tuple[Run, Run], corpus: list[dict[str, Any]]) -> None:
+    (ours, _), (theirs, _) = semantic_runs
     differences = _differences(corpus, ours, theirs)
     assert not differences, f"{len(differences)} of {len(corpus)} differ; first:\n" + "\n".join(
         differences[:3]
