@@ -12,7 +12,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import Connection, Engine, Table, and_, exists, func, insert, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    intersect,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 
 from audit._internal.canonical import canonical_json
 from audit._internal.columns import EntryColumns, extract, parse_time
@@ -507,37 +521,151 @@ class SqlAuditStore:
         limit = min(limit, MAX_PAGE)
         f = SearchFilters.coerce(filters)
         start = _parse_cursor(cursor)
-        query = select(entries.c.idx, entries.c.leaf_data)
-        for column, value in (
-            (entries.c.case_id, f.case_id),
-            (entries.c.purpose, f.purpose),
-            (entries.c.entry_type, f.type),
-            (entries.c.information_type, f.information_type),
-            (entries.c.trace_id, f.trace_id),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        for agency in (f.agency, f.visible_to):
-            if agency is not None:
-                query = query.where(
-                    exists().where(entry_agencies.c.idx == entries.c.idx, entry_agencies.c.agency == agency)
-                )
-        if f.subject is not None:
-            query = query.where(
-                exists().where(entry_subjects.c.idx == entries.c.idx, entry_subjects.c.pseudonym == f.subject)
-            )
-        if f.time_from is not None:
-            query = query.where(entries.c.entry_time >= f.time_from)
-        if f.time_to is not None:
-            query = query.where(entries.c.entry_time < f.time_to)
-        if start:
-            query = query.where(entries.c.idx >= start)
-        query = query.order_by(entries.c.idx).limit(limit + 1)
         with self._engine.connect() as conn:
-            found = [LogEntry(r.idx, bytes(r.leaf_data)) for r in conn.execute(query)]
+            span = _index_span(conn, f, start)
+            if span is None:
+                return [], None
+            if conn.dialect.name == "sqlite" and not _selective(f):
+                found = _search_merged(conn, f, span, limit + 1)
+            else:
+                found = _search_planned(conn, f, span, limit + 1)
         if len(found) > limit:
             return found[:limit], str(found[limit].index)
         return found, None
+
+
+# -- search ------------------------------------------------------------------------------------------
+#
+# Every filter is a stream of entry indexes in ascending order, read from an index alone: (column, idx)
+# on audit_entries, (agency, idx) and (pseudonym, idx) on the side tables. A page is the first indexes
+# all the streams share from the cursor on. The time range is the exception (its index is ordered by
+# time, not by index): it is turned into bounds on the index first, then checked on the rows within.
+
+
+def _index_span(conn: Connection, f: SearchFilters, start: int) -> tuple[int, int | None] | None:
+    """``(low, high)`` bounds on the index of any match (``high`` inclusive, None for open), or None.
+
+    Without a time filter that is ``(cursor, None)``. With one, the lowest and highest index of the
+    entries in the time range, read from the (entry_time, idx) index: cost grows with the entries in
+    the range, not with the log, and a scan in index order then starts where the range starts.
+    """
+    if f.time_from is None and f.time_to is None:
+        return start, None
+    # Both aggregates in one query: asked for min(idx) alone, SQLite would walk the table in index
+    # order until the first row in range (reading whole rows) rather than the covering time index.
+    query = select(func.min(entries.c.idx), func.max(entries.c.idx))
+    if f.time_from is not None:
+        query = query.where(entries.c.entry_time >= f.time_from)
+    if f.time_to is not None:
+        query = query.where(entries.c.entry_time < f.time_to)
+    low, high = conn.execute(query).one()
+    if low is None or high < start:
+        return None  # nothing in the range, or nothing from the cursor on
+    return max(int(low), start), int(high)
+
+
+def _in_span(column: Any, span: tuple[int, int | None]) -> list[Any]:
+    low, high = span
+    conditions = [column >= low]
+    if high is not None:
+        conditions.append(column <= high)
+    return conditions
+
+
+_COLUMN_FILTERS = (
+    ("case_id", "case_id"),
+    ("purpose", "purpose"),
+    ("type", "entry_type"),
+    ("information_type", "information_type"),
+    ("trace_id", "trace_id"),
+)
+
+
+def _selective(f: SearchFilters) -> bool:
+    """A filter that matches a handful of entries (one person, one case, one trace) drives best."""
+    return f.subject is not None or f.case_id is not None or f.trace_id is not None
+
+
+def _search_merged(
+    conn: Connection, f: SearchFilters, span: tuple[int, int | None], n: int
+) -> list[LogEntry]:
+    """SQLite, broad filters: intersect their sorted index streams, a merge that stops after ``n``.
+
+    SQLite's planner uses one index per table; for two filters it would walk the first one's index
+    and read each row to test the second, which for a rare combination means reading much of the
+    log. ``A INTERSECT B ORDER BY idx LIMIT n`` over covering indexes is a merge of two sorted
+    streams instead, reading only index pages and stopping at the n-th match. (A merge reads every
+    index entry of each stream up to the last match; with a selective filter among them, driving
+    from that filter and probing the others, as ``_search_planned`` does, reads less.)
+    """
+    streams: list[Select[Any]] = []
+    for name, column in _COLUMN_FILTERS:
+        value = getattr(f, name)
+        if value is not None:
+            c = entries.c[column]
+            streams.append(select(entries.c.idx).where(c == value, *_in_span(entries.c.idx, span)))
+    for agency in dict.fromkeys(a for a in (f.agency, f.visible_to) if a is not None):
+        streams.append(
+            select(entry_agencies.c.idx).where(
+                entry_agencies.c.agency == agency, *_in_span(entry_agencies.c.idx, span)
+            )
+        )
+    if f.subject is not None:
+        streams.append(
+            select(entry_subjects.c.idx).where(
+                entry_subjects.c.pseudonym == f.subject, *_in_span(entry_subjects.c.idx, span)
+            )
+        )
+    if f.time_from is not None or f.time_to is not None or not streams:
+        timed = select(entries.c.idx).where(*_in_span(entries.c.idx, span))
+        if f.time_from is not None:
+            timed = timed.where(entries.c.entry_time >= f.time_from)
+        if f.time_to is not None:
+            timed = timed.where(entries.c.entry_time < f.time_to)
+        streams.append(timed)
+    if len(streams) == 1:
+        # One stream may repeat an index (an agency named as actor and counterpart): group them.
+        (only,) = streams
+        ids_query: Any = only.group_by(literal_column("idx")).order_by(literal_column("idx")).limit(n)
+    else:
+        ids_query = intersect(*streams).order_by(literal_column("idx")).limit(n)
+    ids = [int(i) for i in conn.execute(ids_query).scalars()]
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(entries.c.idx, entries.c.leaf_data).where(entries.c.idx.in_(ids)).order_by(entries.c.idx)
+    )
+    return [LogEntry(r.idx, bytes(r.leaf_data)) for r in rows]
+
+
+def _search_planned(
+    conn: Connection, f: SearchFilters, span: tuple[int, int | None], n: int
+) -> list[LogEntry]:
+    """One query driven by the most selective filter; the others are probes on their indexes.
+
+    Used for selective filters on SQLite, and always on PostgreSQL, whose planner combines indexes
+    itself (bitmap AND, semi-joins) using per-value statistics.
+    """
+    query = select(entries.c.idx, entries.c.leaf_data).where(*_in_span(entries.c.idx, span))
+    for name, column in _COLUMN_FILTERS:
+        value = getattr(f, name)
+        if value is not None:
+            query = query.where(entries.c[column] == value)
+    for agency in dict.fromkeys(a for a in (f.agency, f.visible_to) if a is not None):
+        query = query.where(
+            exists().where(entry_agencies.c.idx == entries.c.idx, entry_agencies.c.agency == agency)
+        )
+    if f.subject is not None:
+        # A person's entries are few: drive from them rather than test every entry for them.
+        query = query.where(
+            entries.c.idx.in_(select(entry_subjects.c.idx).where(entry_subjects.c.pseudonym == f.subject))
+        )
+    if f.time_from is not None:
+        query = query.where(entries.c.entry_time >= f.time_from)
+    if f.time_to is not None:
+        query = query.where(entries.c.entry_time < f.time_to)
+    rows = conn.execute(query.order_by(entries.c.idx).limit(n))
+    return [LogEntry(r.idx, bytes(r.leaf_data)) for r in rows]
 
 
 # -- shared SQL helpers (also used by the verifier) --------------------------------------------------
