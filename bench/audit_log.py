@@ -1,62 +1,115 @@
-"""Measure the audit log: append rate (with and without group commit), proofs, search, verification.
+"""Measure the audit log at national scale: appends, proofs and privacy officers' queries.
 
-    .venv/bin/python -m bench.audit_log                   # SQLite (WAL, synchronous=FULL) in a temp dir
-    .venv/bin/python -m bench.audit_log --pg              # also PostgreSQL (scratch schema, dropped after)
-    .venv/bin/python -m bench.audit_log --size 200000     # a bigger log for the proof and verify figures
+    .venv/bin/python -m bench.audit_log                         # SQLite, 1,000,000 entries, temp dir
+    .venv/bin/python -m bench.audit_log --db var/bench.db       # keep the built log and reuse it
+    .venv/bin/python -m bench.audit_log --pg                    # PostgreSQL (scratch schema, dropped after)
+    .venv/bin/python -m bench.audit_log --size 100000 --quick   # a smaller run while developing
 
-Prints one line per figure. Not a test: numbers depend on the machine and its disk.
+The log is built with bulk appends (2000 entries per call, through ``SqlAuditStore.append``, so every
+leaf, search row and tree node is written as in production). Each figure is a median, printed beside a
+baseline measured in the same run on the same database: a primary-key SELECT for reads, a bare INSERT
++ COMMIT of the same bytes for appends, SHA-256 over the same bytes for hashing. Not a test: the numbers
+depend on the machine and its disk.
+
+The entries follow the national workload: about 56,000 reports a year, some 18 audit entries per case,
+spread over weeks; two or three people per case; five agencies; a year of timestamps.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import hashlib
 import os
+import random
 import secrets
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, event
 
 import audit
 
 PG_URL = os.environ.get("AUDIT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
+PURPOSES = [
+    "melding_behandelen",
+    "veiligheid_beoordelen",
+    "veiligheid_herstellen",
+    "strafrechtelijk_onderzoek",
+    "toezicht_uitvoeren",
+    "advies_geven",
+    "risico_taxeren",
+    "zorg_organiseren",
+]
+INFO_TYPES = ["melding", "veiligheidsplan", "risicotaxatie", "strafblad", "zorgbeeld", "adviesrapport"]
+TYPES = ["exchange"] * 12 + ["decision"] * 5 + ["case"] * 2 + ["delivery"]
+ENTRIES_PER_CASE = 18
+CASE_WINDOW = 36_000  # entries over which one case's entries are spread (about two weeks)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+SECONDS_PER_ENTRY = 365 * 24 * 3600 / 1_000_000  # a million entries is about one year
+
+
+def case_of(n: int) -> int:
+    """The case of entry ``n``: a window's cases interleave, each case has about 18 entries."""
+    per_window = CASE_WINDOW // ENTRIES_PER_CASE
+    return (n // CASE_WINDOW) * per_window + n % per_window
+
+
+def subject(case: int, role: int) -> str:
+    return hashlib.sha256(f"subject-{case}-{role}".encode()).hexdigest()
+
+
+def time_of(n: int) -> dt.datetime:
+    return START + dt.timedelta(seconds=n * SECONDS_PER_ENTRY)
 
 
 def entry(n: int) -> dict[str, Any]:
-    """A gateway-shaped entry."""
+    """A gateway-shaped entry (``gateway/trail.py``), deterministic in ``n`` except for its digests."""
+    case = case_of(n)
+    actor = AGENCIES[(n * 7 + case) % 5]
+    purpose = PURPOSES[(case + n // 3) % len(PURPOSES)]
+    allowed = n % 9 != 0
     return {
         "v": 1,
-        "time": "2026-11-28T18:00:00.123456Z",
-        "type": "exchange",
+        "time": time_of(n).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "type": TYPES[n % len(TYPES)],
         "traceId": secrets.token_hex(16),
         "spanId": secrets.token_hex(8),
-        "actor": {"agency": AGENCIES[n % 5], "clientId": f"{AGENCIES[n % 5]}-bv"},
+        "status": "ok",
+        "actor": {"agency": actor, "clientId": f"{actor}-system"},
         "action": "share",
-        "caseId": f"case-{n % 997}",
-        "subjects": [secrets.token_hex(32), secrets.token_hex(32)],
-        "informationType": "melding",
-        "purpose": "melding_behandelen",
-        "counterpart": AGENCIES[(n + 1) % 5],
+        "processingActivity": f"veilig-delen:{purpose}",
+        "outcome": "authorised" if allowed else "refused",
+        "caseId": f"case-{case:07d}",
+        "step": "acuut/veiligheidsbeoordeling",
+        "subjects": [subject(case, r) for r in range(2 + case % 2)],
+        "informationType": INFO_TYPES[(n + case) % len(INFO_TYPES)],
+        "purpose": purpose,
+        "counterpart": AGENCIES[(n * 7 + case + 1 + n % 4) % 5],
         "decision": {
-            "allowed": True,
+            "allowed": allowed,
             "reasons": [{"code": "participation", "message": "both take part in the step"}],
             "legalBasis": "Wmo 2015 art. 5.2.6",
-            "policyRevision": "rev-1",
+            "policyRevision": "sha256:" + "3f" * 32,
         },
-        "outcome": "delivered",
         "payloadDigest": "sha256:" + secrets.token_hex(32),
+        "refs": {"shareId": f"{n:032x}"},
     }
 
 
+# -- databases -------------------------------------------------------------------------------------
+
+
 def sqlite_engine(path: Path) -> Engine:
+    """As the gateway opens SQLite: WAL, synchronous=FULL, foreign keys."""
     engine = sa.create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -69,27 +122,74 @@ def sqlite_engine(path: Path) -> Engine:
     return engine
 
 
-def fresh_store(engine: Engine) -> audit.SqlAuditStore:
-    audit.metadata.create_all(engine)
+def open_store(engine: Engine, key_path: Path) -> audit.SqlAuditStore:
+    """The tables as the gateway's migrations leave them, and a store with a kept key."""
+    from gateway.migrations import upgrade
+
+    upgrade(engine)
+    key = audit.load_or_create_signing_key(key_path)
+    return audit.SqlAuditStore(engine, audit.LogSigner(key, "bench.example/audit"))
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.3f} ms"
+
+
+def line(label: str, value: str, baseline: str = "") -> None:
+    print(f"  {label:<52} {value:>16}   {baseline}")
+
+
+def heading(text: str) -> None:
+    print(f"\n{text}")
+
+
+# -- appends -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_table(engine: Engine) -> Iterator[sa.Table]:
+    """A bare (idx, data) table: the baseline for appends, on the same database and disk."""
+    md = sa.MetaData()
+    table = sa.Table(
+        f"bench_bare_{secrets.token_hex(3)}",
+        md,
+        sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+    )
+    md.create_all(engine)
+    try:
+        yield table
+    finally:
+        md.drop_all(engine)
+
+
+def bare_insert(engine: Engine, table: sa.Table, start: int, rows: list[bytes]) -> None:
     with engine.begin() as conn:
-        audit.install_append_only_triggers(conn)
-    return audit.SqlAuditStore(engine, audit.LogSigner(Ed25519PrivateKey.generate(), "bench.example/audit"))
+        conn.execute(sa.insert(table), [{"idx": start + i, "data": d} for i, d in enumerate(rows)])
 
 
-def rate(label: str, n: int, seconds: float) -> None:
-    print(f"{label:<58} {n / seconds:>10,.0f} entries/s  ({n} in {seconds:.2f} s)")
-
-
-def appends(store: audit.SqlAuditStore, threads: int, calls: int, per_call: int) -> float:
-    """``threads`` threads each make ``calls`` appends of ``per_call`` entries; returns seconds."""
+def threaded(threads: int, calls: int, work: Callable[[int, int], None]) -> float:
+    """``threads`` threads each call ``work(thread, call)`` ``calls`` times; returns the wall time."""
     barrier = threading.Barrier(threads + 1)
 
-    def work(t: int) -> None:
+    def run(t: int) -> None:
         barrier.wait()
         for c in range(calls):
-            store.append([entry(t * 1_000_000 + c * per_call + k) for k in range(per_call)])
+            work(t, c)
 
-    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     for p in pool:
         p.start()
     barrier.wait()
@@ -99,103 +199,280 @@ def appends(store: audit.SqlAuditStore, threads: int, calls: int, per_call: int)
     return time.perf_counter() - t0
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median seconds of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def bench_appends(store: audit.SqlAuditStore, repeat: int) -> None:
+    heading("Appends (each a durable commit; baseline: bare INSERT + COMMIT of the same bytes)")
+    engine = store.engine
+    counter = iter(range(10**9, 2 * 10**9))
+    with scratch_table(engine) as bare:
+        sample = [audit.canonical_json(entry(i)) for i in range(200)]
 
+        single = median_seconds(lambda: store.append([entry(next(counter))]), 60 * repeat)
+        base = median_seconds(lambda: bare_insert(engine, bare, next(counter), sample[:1]), 60 * repeat)
+        line("1 entry per call, 1 thread (median latency)", fmt_ms(single), f"baseline {fmt_ms(base)}")
+        line("  = entries/s", f"{1 / single:10,.0f} /s", f"baseline {1 / base:10,.0f} /s")
 
-def ms(label: str, fn: Callable[[], object], repeat: int) -> None:
-    print(f"{label:<58} {timed(fn, repeat) * 1e3:>10.2f} ms  (median of {repeat})")
+        for threads in (8, 32):
+            calls = 1600 // threads
+            runs = [
+                calls
+                * threads
+                / threaded(threads, calls, lambda _t, _c: store.append([entry(next(counter))]))
+                for _ in range(repeat)
+            ]
+            bases = [
+                calls
+                * threads
+                / threaded(
+                    threads, calls, lambda _t, _c: bare_insert(engine, bare, next(counter), sample[:1])
+                )
+                for _ in range(repeat)
+            ]
+            line(
+                f"1 entry per call, {threads} threads (group commit)",
+                f"{statistics.median(runs):10,.0f} /s",
+                f"baseline {statistics.median(bases):10,.0f} /s (a commit per row)",
+            )
 
-
-def run(name: str, make_engine: Callable[[], Engine], size: int) -> None:
-    print(f"-- {name}")
-    store = fresh_store(make_engine())
-    rate("append, 1 thread, 1 entry per call (a commit each)", 500, appends(store, 1, 500, 1))
-    for threads in (4, 16, 64):
-        n = threads * (4000 // threads)
-        rate(
-            f"append, {threads} threads, 1 entry per call (group commit)",
-            n,
-            appends(store, threads, n // threads, 1),
+        batch = [entry(i) for i in range(100)]
+        per_batch = median_seconds(lambda: store.append(batch), 10 * repeat)
+        base_batch = median_seconds(
+            lambda: bare_insert(engine, bare, next(counter) * 1000, sample[:100]), 10 * repeat
         )
-    rate("append, 1 thread, 100 entries per call", 5000, appends(store, 1, 50, 100))
-    rate("prepare only: canonical JSON + hash + columns (1 thread)", 5000, _prepare_only(5000))
+        line(
+            "100 entries per call, 1 thread",
+            f"{100 / per_batch:10,.0f} /s",
+            f"baseline {100 / base_batch:10,.0f} /s (100 rows per commit)",
+        )
 
-    have = store.size()
-    t0 = time.perf_counter()
-    for start in range(have, size, 2000):
-        store.append([entry(i) for i in range(start, min(start + 2000, size))])
-    if size > have:
-        rate(f"bulk fill to {size:,} (2000 per call)", size - have, time.perf_counter() - t0)
-    n = store.size()
-    if store.engine.dialect.name == "postgresql":
-        # A table filled seconds ago has no statistics yet; autovacuum would analyse it in production.
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    ms("inclusion proof (index n/3, tree size n)", lambda: store.inclusion_proof(n // 3, n), 200)
-    ms("consistency proof (n/3 -> n)", lambda: store.consistency_proof(n // 3, n), 200)
-    ms("root at size n", lambda: store.root(n), 200)
-    ms("checkpoint (append 1, sign + record)", lambda: (store.append([entry(0)]), store.checkpoint()), 50)
-    both = audit.SearchFilters(agency="om", case_id="case-5")
-    ms("search page of 100 (agency + case)", lambda: store.search(both, limit=100), 20)
-    agency = audit.SearchFilters(agency="rvdk")
-    ms("search page of 100 (agency only)", lambda: store.search(agency, limit=100), 20)
-    t0 = time.perf_counter()
-    result = audit.verify_log(store, store.verifier_key())
-    assert result.ok, result.reason
-    rate("verify_log (leaves, columns, nodes, checkpoints)", result.size, time.perf_counter() - t0)
-    note = store.checkpoint()
-    lines = list(audit.export_lines(store.iter_entries(0, result.size + 51)))
-    t0 = time.perf_counter()
-    exported = audit.verify_export(lines, note, store.verifier_key())
-    assert exported.ok, exported.reason
-    rate("verify_export (in-memory NDJSON lines)", exported.size, time.perf_counter() - t0)
-
-
-def _prepare_only(n: int) -> float:
     from audit._internal.store import _prepare
 
-    batch = [entry(i) for i in range(n)]
+    prep = median_seconds(lambda: [_prepare(e) for e in batch], 5 * repeat)
+    hashing = median_seconds(lambda: [hashlib.sha256(s).digest() for s in sample[:100]], 5 * repeat)
+    line(
+        "prepare only (RFC 8785 + leaf hash + columns)",
+        f"{100 / prep:10,.0f} /s",
+        f"baseline {100 / hashing:10,.0f} /s (SHA-256 of the bytes)",
+    )
+
+
+def build(store: audit.SqlAuditStore, size: int) -> None:
+    have = store.size()
+    if have >= size:
+        print(f"reusing a log of {have:,} entries")
+        return
+    print(f"building a log of {size:,} entries (bulk appends of 2000) ...", flush=True)
     t0 = time.perf_counter()
-    for e in batch:
-        _prepare(e)
-    return time.perf_counter() - t0
+    last = t0
+    for start in range(have, size, 2000):
+        store.append([entry(i) for i in range(start, min(start + 2000, size))])
+        if time.perf_counter() - last > 30:
+            last = time.perf_counter()
+            print(f"  {start + 2000:,} entries, {(start + 2000 - have) / (last - t0):,.0f} /s", flush=True)
+    took = time.perf_counter() - t0
+    print(f"  built {size - have:,} entries in {took:.0f} s: {(size - have) / took:,.0f} entries/s (bulk)")
+    store.checkpoint()
+
+
+def settle(store: audit.SqlAuditStore) -> None:
+    """Statistics (and on PostgreSQL the visibility map) as a running system has them.
+
+    PostgreSQL's autovacuum analyses and vacuums an insert-only table on its own (since version 13);
+    a table filled seconds ago has had neither, and index-only scans would still visit the heap.
+    """
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE")
+
+
+# -- proofs ------------------------------------------------------------------------------------------
+
+
+def bench_proofs(store: audit.SqlAuditStore, n: int, repeat: int, rng: random.Random) -> float:
+    heading(f"Proofs at {n:,} entries (baseline: primary-key SELECT of one entry)")
+    pk = median_seconds(lambda: store.entry(rng.randrange(n)), 200 * repeat)
+    root = store.root(n)
+    line("primary-key SELECT of one entry", fmt_ms(pk), "(the baseline)")
+
+    inc = median_seconds(lambda: store.inclusion_proof(rng.randrange(n), n), 200 * repeat)
+    line("inclusion proof (random index, tree size n)", fmt_ms(inc), f"baseline {fmt_ms(pk)}")
+    size1 = rng.randrange(1, n)
+    cons = median_seconds(lambda: store.consistency_proof(rng.randrange(1, n), n), 200 * repeat)
+    line("consistency proof (random size -> n)", fmt_ms(cons), f"baseline {fmt_ms(pk)}")
+
+    index = rng.randrange(n)
+    proof = store.inclusion_proof(index, n)
+    found = store.entry(index)
+    assert found is not None
+    leaf = audit.leaf_hash(found.leaf_data)
+    check = median_seconds(lambda: audit.verify_inclusion(leaf, index, n, proof, root), 200 * repeat)
+    joined = b"".join(proof)
+    sha = median_seconds(lambda: hashlib.sha256(joined).digest(), 200 * repeat)
+    line(
+        f"verify an inclusion proof ({len(proof)} hashes)",
+        fmt_ms(check),
+        f"baseline {fmt_ms(sha)} (one SHA-256 over the proof)",
+    )
+    cproof = store.consistency_proof(size1, n)
+    assert audit.verify_consistency(size1, n, cproof, store.root(size1), root)
+    cp = median_seconds(lambda: (store.append([entry(0)]), store.checkpoint()), 20 * repeat)
+    line("append 1 + sign a checkpoint", fmt_ms(cp), f"baseline {fmt_ms(pk)}")
+    return pk
+
+
+# -- privacy officers' queries -----------------------------------------------------------------------
+
+
+def bench_queries(store: audit.SqlAuditStore, n: int, pk: float, repeat: int) -> None:
+    heading(
+        f"Privacy officers' queries at {n:,} entries, pages of 100, cursor paging "
+        "(baseline: primary-key SELECT)"
+    )
+    deep = int(n * 0.9)
+    case_early, case_deep = case_of(n // 10), case_of(deep)
+    week = dt.timedelta(days=7)
+    mid = time_of(n // 2)
+    queries: list[tuple[str, audit.SearchFilters, int | None]] = [
+        ("by case (auditor)", audit.SearchFilters(case_id=f"case-{case_early:07d}"), None),
+        (
+            "by case, officer of its agency",
+            audit.SearchFilters(case_id=f"case-{case_deep:07d}", visible_to="om"),
+            None,
+        ),
+        ("by agency (officer: entries naming politie)", audit.SearchFilters(visible_to="politie"), deep),
+        ("by agency + other agency (officer)", audit.SearchFilters(visible_to="om", agency="rvdk"), deep),
+        ("by purpose (auditor)", audit.SearchFilters(purpose="risico_taxeren"), deep),
+        (
+            "by purpose (officer)",
+            audit.SearchFilters(purpose="advies_geven", visible_to="reclassering"),
+            deep,
+        ),
+        (
+            "by information type + purpose",
+            audit.SearchFilters(information_type="strafblad", purpose="advies_geven"),
+            deep,
+        ),
+        ("by time range, one week (auditor)", audit.SearchFilters(time_from=mid, time_to=mid + week), None),
+        (
+            "by time range, one week (officer)",
+            audit.SearchFilters(time_from=mid, time_to=mid + week, visible_to="rvdk"),
+            None,
+        ),
+        ("by time range, from a date on (auditor)", audit.SearchFilters(time_from=mid), deep),
+        ("by subject pseudonym (auditor)", audit.SearchFilters(subject=subject(case_early, 0)), None),
+        (
+            "by subject pseudonym (officer)",
+            audit.SearchFilters(subject=subject(case_deep, 1), visible_to="politie"),
+            None,
+        ),
+        ("no match: unknown case", audit.SearchFilters(case_id="case-none"), None),
+        ("no match: unknown subject (officer)", audit.SearchFilters(subject="0" * 64, visible_to="om"), None),
+    ]
+    worst = 0.0
+    for label, filters, deep_cursor in queries:
+        found, next_cursor = store.search(filters, limit=100)
+        first = median_seconds(lambda f=filters: store.search(f, limit=100), 10 * repeat)
+        worst = max(worst, first)
+        line(f"{label}: first page ({len(found)} hits)", fmt_ms(first), f"baseline {fmt_ms(pk)}")
+        # A deep page: the cursor the API would hand out ~90% into the log (or the second page).
+        cursor = str(deep_cursor) if deep_cursor is not None else next_cursor
+        if cursor is not None:
+            page, _ = store.search(filters, limit=100, cursor=cursor)
+            took = median_seconds(
+                lambda f=filters, c=cursor: store.search(f, limit=100, cursor=c), 10 * repeat
+            )
+            worst = max(worst, took)
+            line(
+                f"{label}: page at cursor {cursor} ({len(page)} hits)", fmt_ms(took), f"baseline {fmt_ms(pk)}"
+            )
+    report = median_seconds(
+        lambda: audit.subject_report(store, subject(case_deep, 0), visible_to=None), 10 * repeat
+    )
+    worst = max(worst, report)
+    line("subject-access report, one person (all pages)", fmt_ms(report), f"baseline {fmt_ms(pk)}")
+    print(f"  slowest query: {worst * 1e3:.1f} ms")
+
+
+def bench_verify(store: audit.SqlAuditStore, n: int, quick: bool) -> None:
+    heading(f"Whole-log checks at {n:,} entries")
+    if quick:
+        print("  (skipped with --quick)")
+        return
+    t0 = time.perf_counter()
+    result = audit.verify_log(store, store.verifier_key())
+    took = time.perf_counter() - t0
+    assert result.ok, result.reason
+    line(
+        "verify_log (leaves, columns, nodes, checkpoints)", f"{result.size / took:10,.0f} /s", f"{took:.1f} s"
+    )
+    note = store.checkpoint()
+    t0 = time.perf_counter()
+    exported = audit.verify_export(
+        audit.export_lines(store.iter_entries(0, result.size)), note, store.verifier_key()
+    )
+    took = time.perf_counter() - t0
+    assert exported.ok, exported.reason
+    line("export + verify_export, streamed", f"{exported.size / took:10,.0f} /s", f"{took:.1f} s")
+
+
+def run(name: str, engine: Engine, key_path: Path, size: int, repeat: int, quick: bool) -> None:
+    print(f"== {name}")
+    store = open_store(engine, key_path)
+    build(store, size)
+    settle(store)
+    n = store.size()
+    rng = random.Random(6962)
+    pk = bench_proofs(store, n, repeat, rng)
+    bench_queries(store, n, pk, repeat)
+    bench_appends(store, repeat)
+    bench_verify(store, store.size(), quick)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", type=int, default=100_000, help="log size for proofs, search and verify")
-    parser.add_argument("--pg", action="store_true", help="also measure PostgreSQL at AUDIT_BENCH_PG_URL")
+    parser.add_argument("--size", type=int, default=1_000_000, help="entries in the log (default 1,000,000)")
+    parser.add_argument("--db", type=Path, help="SQLite file to build in and reuse (default: a temp dir)")
+    parser.add_argument(
+        "--pg", action="store_true", help="PostgreSQL at AUDIT_BENCH_PG_URL instead of SQLite"
+    )
+    parser.add_argument(
+        "--pg-schema", help="with --pg: build in this schema, keep it, and reuse it next time"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="multiplier for the number of timed runs")
+    parser.add_argument("--quick", action="store_true", help="skip the whole-log verification")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite, WAL, synchronous=FULL", lambda: sqlite_engine(Path(tmp) / "audit.db"), args.size)
-    if args.pg:
-        schema = f"audit_bench_{secrets.token_hex(4)}"
-        admin = sa.create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        try:
-            run(
-                "PostgreSQL",
-                lambda: sa.create_engine(
-                    PG_URL,
-                    connect_args={"options": f"-c search_path={schema}"},
-                    pool_size=20,
-                    max_overflow=50,
-                ),
-                args.size,
-            )
-        finally:
+        if args.pg:
+            # A named schema is kept (and reused by the next run); a scratch one is dropped after.
+            schema = args.pg_schema or f"audit_bench_{secrets.token_hex(4)}"
+            admin = sa.create_engine(PG_URL)
             with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            engine = sa.create_engine(
+                PG_URL, connect_args={"options": f"-c search_path={schema}"}, pool_size=40, max_overflow=10
+            )
+            key = Path(tmp) / "key.pem" if args.pg_schema is None else Path(f"/tmp/{schema}.key")
+            try:
+                run(f"PostgreSQL (schema {schema})", engine, key, args.size, args.repeat, args.quick)
+            finally:
+                engine.dispose()
+                if args.pg_schema is None:
+                    with admin.begin() as conn:
+                        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+                admin.dispose()
+        else:
+            db = args.db or Path(tmp) / "audit.db"
+            db.parent.mkdir(parents=True, exist_ok=True)
+            engine = sqlite_engine(db)
+            run(
+                f"SQLite ({db}), WAL, synchronous=FULL",
+                engine,
+                db.with_suffix(".key"),
+                args.size,
+                args.repeat,
+                args.quick,
+            )
+            engine.dispose()
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ entries = Table(
 # (column, idx) so that a filtered page in index order is one range scan.
 for _col in ("case_id", "entry_type", "purpose", "information_type", "actor_agency", "counterpart_agency"):
     Index(f"ix_audit_entries_{_col}_idx", entries.c[_col], entries.c.idx)
-Index("ix_audit_entries_entry_time", entries.c.entry_time)
+# (entry_time, idx): a time range's lowest and highest index are read from this index alone.
+Index("ix_audit_entries_entry_time_idx", entries.c.entry_time, entries.c.idx)
 Index("ix_audit_entries_trace_id", entries.c.trace_id)
 
 entry_agencies = Table(

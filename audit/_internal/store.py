@@ -551,13 +551,16 @@ def _index_span(conn: Connection, f: SearchFilters, start: int) -> tuple[int, in
     """
     if f.time_from is None and f.time_to is None:
         return start, None
-    # Both aggregates in one query: asked for min(idx) alone, SQLite would walk the table in index
-    # order until the first row in range (reading whole rows) rather than the covering time index.
-    query = select(func.min(entries.c.idx), func.max(entries.c.idx))
+    in_range = select(entries.c.idx)
     if f.time_from is not None:
-        query = query.where(entries.c.entry_time >= f.time_from)
+        in_range = in_range.where(entries.c.entry_time >= f.time_from)
     if f.time_to is not None:
-        query = query.where(entries.c.entry_time < f.time_to)
+        in_range = in_range.where(entries.c.entry_time < f.time_to)
+    # OFFSET 0 keeps the range a subquery: asked for min(idx) of the table directly, both SQLite and
+    # PostgreSQL walk the primary key until the first row in range, reading whole rows, rather than
+    # reading the range off the (entry_time, idx) index alone.
+    ranged = in_range.offset(0).subquery()
+    query = select(func.min(ranged.c.idx), func.max(ranged.c.idx))
     low, high = conn.execute(query).one()
     if low is None or high < start:
         return None  # nothing in the range, or nothing from the cursor on
@@ -651,15 +654,22 @@ def _search_planned(
         value = getattr(f, name)
         if value is not None:
             query = query.where(entries.c[column] == value)
+    # The span is repeated inside each subquery: planners do not carry "idx >= cursor" across a join,
+    # and without it a deep page would read an agency's index entries from the start of the log.
     for agency in dict.fromkeys(a for a in (f.agency, f.visible_to) if a is not None):
         query = query.where(
-            exists().where(entry_agencies.c.idx == entries.c.idx, entry_agencies.c.agency == agency)
+            exists().where(
+                entry_agencies.c.idx == entries.c.idx,
+                entry_agencies.c.agency == agency,
+                *_in_span(entry_agencies.c.idx, span),
+            )
         )
     if f.subject is not None:
         # A person's entries are few: drive from them rather than test every entry for them.
-        query = query.where(
-            entries.c.idx.in_(select(entry_subjects.c.idx).where(entry_subjects.c.pseudonym == f.subject))
+        person = select(entry_subjects.c.idx).where(
+            entry_subjects.c.pseudonym == f.subject, *_in_span(entry_subjects.c.idx, span)
         )
+        query = query.where(entries.c.idx.in_(person))
     if f.time_from is not None:
         query = query.where(entries.c.entry_time >= f.time_from)
     if f.time_to is not None:
