@@ -2,7 +2,8 @@
 
 It mirrors the participation rules of ``decision.rego`` (rule 2): a share needs a sender acting on its
 own in the step and a recipient taking part; a request needs the asker acting on its own and the
-holder taking part. ``tests/policy`` checks every row against the real engine.
+holder taking part. The purposes are the row's that the step serves (rule 4). ``tests/policy`` checks
+every row against the real engine.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ def _row(
         how.append("share")
     if r_roles & acting and s_roles:
         how.append("request")
-    if not how:
+    # Rule 4: the step serves some purposes; the row allows only those of its own that the step serves.
+    purposes = sorted(set(grant["purposes"]) & set(step.get("purposes", [])))
+    if not how or not purposes:
         return None
     if "conditional" in s_roles | r_roles:
         conditions.add("samenloop")
@@ -98,7 +101,7 @@ def _row(
         sender,
         receiver,
         tuple(how),
-        tuple(sorted(grant["purposes"])),
+        tuple(purposes),
         str(grant["legalBasis"]),
         bool(grant.get("verified")),
         tuple(sorted(conditions)),

@@ -102,20 +102,26 @@ def discover_tests(source: PolicySource) -> list[_Test]:
 
 
 def run_tests(
-    policy_dir: Path | str,
+    policy: Path | str | PolicySource,
     *,
     timeout: float = TEST_TIMEOUT_SECONDS,
     unsafe_allow_whole_input_with: bool = False,
 ) -> TestReport:
-    """Run every ``test_*`` rule of every ``*_test.rego`` package under ``policy_dir``.
+    """Run every ``test_*`` rule of every ``*_test.rego`` package under ``policy``.
 
-    Refuses (as errors naming ``file:line``) any ``with input as``, which crashes regopy 1.5.2;
-    ``unsafe_allow_whole_input_with`` exists only to prove that a crash is contained.
+    ``policy`` is a directory, or a `PolicySource` already read: a reload tests exactly the bytes it
+    compiles, even if a file changes meanwhile. Refuses (as errors naming ``file:line``) any
+    ``with input as``, which crashes regopy 1.5.2; ``unsafe_allow_whole_input_with`` exists only to
+    prove that a crash is contained.
     """
-    try:
-        source = read_policy(policy_dir)
-    except PolicyCompileError as e:
-        return TestReport("", errors=tuple(_lines(e.errors or [{"field": "policy", "message": e.detail}])))
+    if isinstance(policy, PolicySource):
+        source = policy
+    else:
+        try:
+            source = read_policy(policy)
+        except PolicyCompileError as e:
+            found = e.errors or [{"field": "policy", "message": e.detail}]
+            return TestReport("", errors=tuple(_lines(found)))
     if not unsafe_allow_whole_input_with:
         refused = refused_constructs(source.modules)
         if refused:

@@ -127,8 +127,28 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ),
     (
         "purpose_not_allowed",
+        share("veilig_thuis", ACUUT, "maatregel", "melding_behandelen", ["politie"]),
+        "politie",
+    ),
+    (
+        "purpose_not_in_step",
         share("politie", ACUUT, "melding", "overdracht", ["veilig_thuis"]),
         "veilig_thuis",
+    ),
+    (
+        "purpose_incompatible_with_origin",
+        share("veilig_thuis", ACUUT, "melding", "veiligheid_herstellen", ["politie"])
+        | {
+            "origin": [
+                {
+                    "messageId": "m-1",
+                    "purpose": "onderzoek_strafbare_feiten",
+                    "informationType": "onderzoeksbevindingen",
+                    "sender": "politie",
+                }
+            ]
+        },
+        "politie",
     ),
     (
         "no_legal_basis",

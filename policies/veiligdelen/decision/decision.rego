@@ -4,12 +4,16 @@
 #   Decides whether information may move between the agencies of a domestic-violence or
 #   child-abuse case (share, request) and whether a case may change (open, read, transition,
 #   track). Deny by default; every allow names its legal basis and purpose. The facts (who takes
-#   part in which step, legal bases, purposes, field lists) live in data.veiligdelen.facts.
+#   part in which step, which purposes a step serves, legal bases, purposes, field lists) live in
+#   data.veiligdelen.facts.
 #
 #   The decision is a function of its input, decide(inp), computed as a pipeline of functions that
-#   each run once. Two regopy 1.5.2 properties shape this: `with` recompiles every rule a tested
-#   rule depends on, once per reference (exponential in shared rules), and calls are not cached.
-#   Tests therefore call decide({...}) with a literal input, and no rule is evaluated twice.
+#   each run once. Three regopy 1.5.2 properties shape this: `with` recompiles every rule a tested
+#   rule depends on, once per reference (exponential in shared rules); calls are not cached; and
+#   every call copies its arguments, so passing the input or a data.json row costs 30-60 µs a
+#   time while a string costs about one. Tests therefore call decide({...}) with a literal input;
+#   the input is read once, into a small context of identifiers and sets; rows are read by path
+#   (data.veiligdelen.facts.grants[type][receiver][provider].purposes), never passed around.
 package veiligdelen.decision
 
 # METADATA
@@ -26,31 +30,30 @@ result := decide(input)
 #   The whole decision for one input: {allowed, reasons, legalBasis, obligations, recipients}.
 decide(inp) := decision if {
 	ctx := _context(inp)
-	decision := _decision(inp, ctx, _denials(inp, ctx))
+	decision := _decision(ctx, _denials(ctx))
 }
 
-_decision(inp, ctx, denials) := _exchange_decision(inp, ctx, denials) if {
+_decision(ctx, denials) := _exchange_decision(ctx, denials) if {
 	ctx.exchange
-} else := _case_decision(inp, ctx, denials)
+} else := _case_decision(ctx, denials)
 
 # ---------------------------------------------------------------------------------------------
-# Context: everything later steps read, computed once
+# Context: everything later steps read, computed once from the input
 # ---------------------------------------------------------------------------------------------
 
 # METADATA
 # title: Context
 # description: >-
 #   What every later step reads, computed once: the identifiers of the input (null when absent),
-#   the step's participants (core, consulted, awaiting samenloop), the sender and receivers of an
-#   exchange, and the data.json rows (grants) that could allow it.
+#   the fields it lacks (rule 8), the step's participants (core, consulted, awaiting samenloop)
+#   and purposes, the sender and receivers of an exchange, and where shared data came from.
 _context(inp) := ctx if {
 	is_object(inp)
-	facts := data.veiligdelen.facts
 	action := object.get(inp, "action", null)
 	actor := object.get(inp, ["actor", "agency"], null)
 	flow := object.get(inp, ["case", "flow"], null)
 	step := object.get(inp, ["case", "step"], null)
-	step_facts := object.get(facts.flows, [flow, "steps", step], {})
+	step_facts := _step_facts(flow, step)
 
 	# Samenloop van zorg en straf: both tracks open (rule 3).
 	zorg := object.get(inp, ["case", "tracks", "zorg"], false)
@@ -60,44 +63,66 @@ _context(inp) := ctx if {
 	# Core participants act on their own; conditional ones count as core under samenloop; in a
 	# step marked coreIncludesInvolved (the hand-over) every agency involved in the case does.
 	involved := _list(object.get(inp, ["case", "involved"], []))
+	conditional := object.get(step_facts, "conditional", [])
 	static := {a | some a in object.get(step_facts, "core", [])}
 	by_involvement := {a | object.get(step_facts, "coreIncludesInvolved", false) == true; some a in involved}
-	by_samenloop := {a | samenloop; some a in object.get(step_facts, "conditional", [])}
+	by_samenloop := {a | samenloop; some a in conditional}
 	core := (static | by_involvement) | by_samenloop
 
 	# Consulted parties may be asked and answer the asker; they do not share on their own.
 	consulted := {a | some a in object.get(step_facts, "consulted", []); not a in core}
-	awaiting := {a | not samenloop; some a in object.get(step_facts, "conditional", []); not a in core}
+	awaiting := {a | not samenloop; some a in conditional; not a in core}
 
-	sender := _sender(action, actor, object.get(inp, "holder", null))
-	receivers := _receivers(action, actor, _list(object.get(inp, "recipients", [])))
-	type := object.get(inp, "informationType", null)
-	step_known := count(step_facts) > 0
-	participants := (core | consulted) | awaiting
+	holder := object.get(inp, "holder", null)
+	origins := object.get(inp, "origin", [])
 	ctx := {
 		"action": action,
 		"actor": actor,
 		"flow": flow,
 		"step": step,
 		"stepName": _step_name(flow, step),
-		"stepKnown": step_known,
-		"agencies": object.keys(facts.agencies),
-		"schema": object.get(facts.inputSchema, [action], {}),
+		"stepKnown": count(step_facts) > 0,
+		"stepPurposes": object.get(step_facts, "purposes", []),
+		"missing": _missing(inp, action, origins),
 		"samenloop": samenloop,
-		"hasMinor": facts.minorRequired.subjectRole in _list(object.get(inp, ["case", "subjectRoles"], [])),
+		"hasMinor": data.veiligdelen.facts.minorRequired.subjectRole in _list(object.get(inp, ["case", "subjectRoles"], [])),
 		"core": core,
 		"consulted": consulted,
 		"awaiting": awaiting,
-		"participants": participants,
+		"participants": (core | consulted) | awaiting,
 		"involved": involved,
 		"exchange": action in {"share", "request"},
-		"sender": sender,
-		"receivers": receivers,
-		"type": type,
+		"sender": _sender(action, actor, holder),
+		"holder": holder,
+		"receivers": _receivers(action, actor, _list(object.get(inp, "recipients", []))),
+		"type": object.get(inp, "informationType", null),
 		"purpose": object.get(inp, "purpose", null),
-		"grants": {r: g | some r in receivers; g := object.get(facts.grants, [type, r, sender], null); g != null},
+		"payload": _list(object.get(inp, "payloadFields", [])),
+		"origins": _valid_origins(origins),
+		"target": {
+			"flow": object.get(inp, ["transition", "flow"], flow),
+			"step": object.get(inp, ["transition", "step"], null),
+		},
+		"track": object.get(inp, ["track", "name"], null),
 	}
 }
+
+# Lookups in data.json by a variable key bind the object to a local first: regopy indexes
+# data.x[key] several times slower than a local, and object.get(data.x, ...) copies data.x.
+_step_facts(flow, step) := x if {
+	flows := data.veiligdelen.facts.flows
+	x := flows[flow].steps[step]
+} else := {}
+
+_schema(action) := x if {
+	schemas := data.veiligdelen.facts.inputSchema
+	x := schemas[action]
+} else := {}
+
+_compatible(purpose) := x if {
+	compatible := data.veiligdelen.facts.compatiblePurposes
+	x := compatible[purpose].purposes
+} else := []
 
 _step_name(flow, step) := concat("/", [flow, step]) if {
 	is_string(flow)
@@ -122,8 +147,51 @@ _list(v) := v if {
 	is_array(v)
 } else := []
 
+# Rule 8: a field the action needs that is absent, null, empty or of the wrong type denies.
+# inputSchema maps each path to its type name: string, boolean or array. The one place that
+# reads the whole input besides _context.
+_missing(inp, action, origins) := ((fields | no_recipients) | bad_flow) | bad_origin if {
+	schema := _schema(action)
+	fields := {path |
+		some path in object.keys(schema)
+		not _present(object.get(inp, split(path, "."), null), schema[path])
+	}
+	no_recipients := {"recipients" | action == "share"; count(_list(object.get(inp, "recipients", []))) == 0}
+	bad_flow := {"transition.flow" |
+		action == "case.transition"
+		not is_string(object.get(inp, ["transition", "flow"], ""))
+	}
+
+	# origin is optional: where shared data came from (rule 4); when given, every entry is whole.
+	bad_origin := {"origin" | action == "share"; not _origins_ok(origins)}
+}
+
+_present(value, type) if {
+	type_name(value) == type
+	value != ""
+}
+
+# Only well-formed origins reach the rules: a malformed one is missing_input, and OPA raises
+# where regopy is undefined (concat over a non-string), so nothing may read it.
+_valid_origins(origins) := origins if {
+	_origins_ok(origins)
+} else := []
+
+_origins_ok(origins) if {
+	is_array(origins)
+	every o in origins {
+		_origin_ok(o)
+	}
+}
+
+_origin_ok(o) if {
+	is_string(o.purpose)
+	is_string(o.informationType)
+	is_string(o.sender)
+}
+
 # ---------------------------------------------------------------------------------------------
-# Denials of the whole decision (rules 2, 7, 8 and unknown identifiers)
+# Denials of the whole decision (rules 2, 4, 7, 8 and unknown identifiers)
 # ---------------------------------------------------------------------------------------------
 
 # A reason before rendering: a message template of data.json and its arguments.
@@ -133,69 +201,50 @@ _item(template, args) := {"template": template, "args": args}
 # title: Denials
 # description: >-
 #   What refuses the decision as a whole: missing or unknown input (rule 8), an actor or holder
-#   outside the step (rule 2), a case change the actor may not make or the process does not allow
+#   outside the step (rule 2), a purpose the step does not serve or that the shared data's origin
+#   does not allow (rule 4), a case change the actor may not make or the process does not allow
 #   (rule 7). Items are {template, args}; rendering happens last.
-_denials(inp, ctx) := ((_input_denials(inp, ctx) | _exchange_denials(inp, ctx)) | _case_denials(inp, ctx))
+_denials(ctx) := (_input_denials(ctx) | _exchange_denials(ctx)) | _case_denials(ctx)
 
-_input_denials(inp, ctx) := (((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids) if {
+_input_denials(ctx) := ((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids if {
 	no_action := {_item("missing_input", [_join(["action"])]) | not is_string(ctx.action)}
-	missing_paths := _missing(inp, ctx)
-	missing := {_item("missing_input", [_join(missing_paths)]) | count(missing_paths) > 0}
+	missing := {_item("missing_input", [_join(ctx.missing)]) | count(ctx.missing) > 0}
 	unknown_action := {_item("unknown_action", [ctx.action]) |
 		is_string(ctx.action)
-		not ctx.action in object.keys(data.veiligdelen.facts.inputSchema)
+		not data.veiligdelen.facts.inputSchema[ctx.action]
 	}
-	acting := {ctx.actor} | {h | ctx.action == "request"; h := object.get(inp, "holder", null)}
+	acting := {ctx.actor} | {ctx.holder | ctx.action == "request"}
 	unknown_agency := {_item("unknown_agency", [a]) |
 		some a in acting
 		is_string(a)
-		not a in ctx.agencies
+		not data.veiligdelen.facts.agencies[a]
 	}
 	unknown_step := {_item("unknown_step", [ctx.flow, ctx.step]) |
-		ctx.schema["case.step"]
+		data.veiligdelen.facts.inputSchema[ctx.action]["case.step"]
 		is_string(ctx.flow)
 		is_string(ctx.step)
 		not ctx.stepKnown
 	}
-	unknown_ids := _unknown_ids(inp, ctx)
+	unknown_ids := _unknown_ids(ctx)
 }
 
-_unknown_ids(inp, ctx) := types | purposes if {
+_unknown_ids(ctx) := types | purposes if {
 	types := {_item("unknown_information_type", [ctx.type]) |
-		ctx.schema.informationType
+		data.veiligdelen.facts.inputSchema[ctx.action].informationType
 		is_string(ctx.type)
-		not ctx.type in object.keys(data.veiligdelen.facts.informationTypes)
+		not data.veiligdelen.facts.informationTypes[ctx.type]
 	}
 	purposes := {_item("unknown_purpose", [ctx.purpose]) |
-		ctx.schema.purpose
+		data.veiligdelen.facts.inputSchema[ctx.action].purpose
 		is_string(ctx.purpose)
-		not ctx.purpose in object.keys(data.veiligdelen.facts.purposes)
+		not data.veiligdelen.facts.purposes[ctx.purpose]
 	}
 }
 
-# Rule 8: a field the action needs that is absent, null, empty or of the wrong type denies.
-# inputSchema maps each path to its type name: string, boolean or array.
-_missing(inp, ctx) := (fields | no_recipients) | bad_flow if {
-	fields := {path |
-		some path in object.keys(ctx.schema)
-		value := object.get(inp, split(path, "."), null)
-		not _present(value, ctx.schema[path])
-	}
-	no_recipients := {"recipients" | ctx.action == "share"; count(_list(object.get(inp, "recipients", []))) == 0}
-	bad_flow := {"transition.flow" |
-		ctx.action == "case.transition"
-		not is_string(object.get(inp, ["transition", "flow"], ""))
-	}
-}
-
-_present(value, type) if {
-	type_name(value) == type
-	value != ""
-}
-
-# Rule 2 for the acting agencies of an exchange: the actor acts on its own in this step, the
-# holder of a request takes part in it (core or consulted).
-_exchange_denials(inp, ctx) := ((not_participant | consulted) | awaiting) | holder if {
+# Rules 2 and 4 for the exchange as a whole: the actor acts on its own in this step, the holder of
+# a request takes part in it (core or consulted), the step serves the purpose, and data shared on
+# from received messages (origin) was received for a compatible purpose.
+_exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder) | step_purpose) | origin) if {
 	ctx.exchange
 	not_participant := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) | _outside_step(ctx, ctx.actor)}
 	consulted := {_item("consulted_party_cannot_share", [ctx.actor, ctx.flow, ctx.step]) | ctx.actor in ctx.consulted}
@@ -207,11 +256,24 @@ _exchange_denials(inp, ctx) := ((not_participant | consulted) | awaiting) | hold
 		ctx.action == "request"
 		_outside_step(ctx, ctx.sender)
 	}
+	step_purpose := {_item("purpose_not_in_step", [ctx.flow, ctx.step, ctx.purpose, _join(ctx.stepPurposes)]) |
+		ctx.stepKnown
+		data.veiligdelen.facts.purposes[ctx.purpose]
+		not ctx.purpose in ctx.stepPurposes
+	}
+	origin := {_item("purpose_incompatible_with_origin", args) |
+		data.veiligdelen.facts.purposes[ctx.purpose]
+		some o in ctx.origins
+		compatible := _compatible(o.purpose)
+		o.purpose != ctx.purpose
+		not ctx.purpose in compatible
+		args := [ctx.purpose, o.purpose, ctx.actor, o.informationType, o.sender, _join(array.concat([o.purpose], compatible))]
+	}
 } else := set()
 
 _outside_step(ctx, a) if {
 	ctx.stepKnown
-	a in ctx.agencies
+	data.veiligdelen.facts.agencies[a]
 	not a in ctx.participants
 }
 
@@ -223,63 +285,82 @@ _outside_step(ctx, a) if {
 # title: Exchange decision
 # description: >-
 #   Share and request: each receiver is decided on its own by the allow rule below (rules 1-6),
-#   gets its fields (rule 5) and, when allowed, its obligations (rules 4 and 5).
-_exchange_decision(inp, ctx, denials) := {
-	"allowed": allowed,
+#   gets its fields (rule 5) and, when allowed, its obligations (rules 4 and 5). A row is
+#   data.veiligdelen.facts.grants[type][receiver][sender]; it is read by path, field by field.
+_exchange_decision(ctx, denials) := {
+	"allowed": count(ok) > 0,
 	"reasons": _exchange_reasons(denials, results),
-	"legalBasis": _joined_or_null({grants[r].legalBasis | some r in ok}),
+	"legalBasis": _joined_or_null({allowed_results[r].legalBasis | some r in ok}),
 	"obligations": obligations,
 	"recipients": results,
 } if {
-	grants := ctx.grants
-	granted := object.keys(grants)
-	payload := _list(object.get(inp, "payloadFields", []))
+	type := ctx.type
+	sender := ctx.sender
+
+	# Bound to a local and indexed there: indexing data.* with a variable is slow in regopy.
+	grants := data.veiligdelen.facts.grants
+	granted := {r | some r in ctx.receivers; is_string(grants[type][r][sender].legalBasis)}
+	in_step := {r | some r in granted; not grants[type][r][sender].steps} | {r |
+		some r in granted
+		ctx.stepName in grants[type][r][sender].steps
+	}
 
 	# Rule 3: samenloop for the safety assessment, conditions and plan.
 	needs_samenloop := {r |
 		not ctx.samenloop
-		ctx.type in data.veiligdelen.facts.samenloop.informationTypes
+		type in data.veiligdelen.facts.samenloop.informationTypes
 		some r in ctx.receivers
 		r in data.veiligdelen.facts.samenloop.recipients
 	}
 
 	# Rule 6: the RvdK receives only for cases with a minor.
 	needs_minor := {r | not ctx.hasMinor; some r in ctx.receivers; r in data.veiligdelen.facts.minorRequired.recipients}
-	in_step := {r | some r in granted; _grant_in_step(ctx.stepName, grants[r])}
 
 	# The allow rule: every condition is stated positively, so whatever no rule allows stays denied.
 	ok := {r |
 		count(denials) == 0
 		some r in _reachable(ctx)
 		r in in_step
-		ctx.purpose in grants[r].purposes
+		ctx.purpose in grants[type][r][sender].purposes
 		not r in needs_samenloop
 		not r in needs_minor
 	}
 
-	# Why the others were refused (computed only for them: the VM is slow, see the package notes).
-	receiver_denials := _receiver_denials(ctx, ctx.receivers - ok, granted, in_step, needs_samenloop, needs_minor)
+	# Why the others were refused (computed only when there are any: the VM is slow).
+	refused := ctx.receivers - ok
+	receiver_denials := _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor)
 
 	# Bound in comprehension bodies: regopy 1.5.2 miscomputes a call in an object comprehension's
 	# value when the call takes variables of the enclosing function.
 	allowed_results := {r: result |
 		some r in ok
-		g := grants[r]
-		reasons := _render({{"template": _allowed_template(g), "args": [r, ctx.type, ctx.sender, ctx.purpose, g.legalBasis]}})
-		fields := _minimise(ctx.action, payload, g.fields)
-		result := {"allowed": true, "reasons": reasons, "legalBasis": g.legalBasis, "purpose": ctx.purpose, "fields": fields}
+		row := grants[type][r][sender]
+		basis := row.legalBasis
+		template := _allowed_template(object.get(row, "verified", false))
+		reasons := _render({_item(template, [r, type, sender, ctx.purpose, basis])})
+		fields := _minimise(ctx.action, ctx.payload, row.fields)
+		result := {"allowed": true, "reasons": reasons, "legalBasis": basis, "purpose": ctx.purpose, "fields": fields}
 	}
 	denied_results := {r: result |
-		some r in ctx.receivers
-		not r in ok
+		some r in refused
 		reasons := _render(_denial_items(denials, receiver_denials, r))
 		result := {"allowed": false, "reasons": reasons, "legalBasis": null, "purpose": ctx.purpose, "fields": []}
 	}
 	results := object.union(allowed_results, denied_results)
-	allowed := count(ok) > 0
+
+	# Rules 4 and 5: what the gateway must do with each delivery.
 	obligations := [o |
 		some r in _sorted(ok)
-		some o in _obligations(ctx, r, payload, allowed_results[r].fields)
+		some o in [
+			_strip(ctx.action, r, ctx.payload, allowed_results[r].fields),
+			{
+				"code": "usage_restriction",
+				"recipient": r,
+				"informationType": type,
+				"purpose": ctx.purpose,
+				"onwardSharing": "new_decision_required",
+			},
+		]
 	]
 }
 
@@ -295,13 +376,15 @@ _reachable(ctx) := {r | some r in ctx.receivers; r in (ctx.core | ctx.consulted)
 } else := set()
 
 # Deny rules per receiver; each item carries the receiver it concerns.
-_receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
+_receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) := set() if {
+	count(refused) == 0
+} else := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
 	participation := _share_participation(ctx, refused)
 	no_row := {{"recipient": r, "template": "no_legal_basis", "args": [ctx.sender, ctx.type, r]} |
-		ctx.type in object.keys(data.veiligdelen.facts.informationTypes)
-		ctx.sender in ctx.agencies
+		data.veiligdelen.facts.informationTypes[ctx.type]
+		data.veiligdelen.facts.agencies[ctx.sender]
 		some r in refused
-		r in ctx.agencies
+		data.veiligdelen.facts.agencies[r]
 		not r in granted
 	}
 	wrong_step := {{"recipient": r, "template": "no_legal_basis_step", "args": [ctx.sender, ctx.type, r, ctx.flow, ctx.step]} |
@@ -311,10 +394,11 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 
 	# Rule 4: purpose binding.
 	purpose := {{"recipient": r, "template": "purpose_not_allowed", "args": [ctx.purpose, ctx.type, ctx.sender, r, allowed]} |
-		ctx.purpose in object.keys(data.veiligdelen.facts.purposes)
+		data.veiligdelen.facts.purposes[ctx.purpose]
 		some r in (granted & refused)
-		not ctx.purpose in ctx.grants[r].purposes
-		allowed := _join(ctx.grants[r].purposes)
+		purposes := data.veiligdelen.facts.grants[ctx.type][r][ctx.sender].purposes
+		not ctx.purpose in purposes
+		allowed := _join(purposes)
 	}
 	samenloop := {{"recipient": r, "template": "samenloop_required", "args": [ctx.type, r]} | some r in (needs_samenloop & refused)}
 	minor := {{"recipient": r, "template": "no_minor_in_case", "args": [r, data.veiligdelen.facts.minorRequired.subjectRole]} |
@@ -326,7 +410,7 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 # while samenloop holds).
 _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	ctx.action == "share"
-	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in refused; not r in ctx.agencies}
+	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in refused; not data.veiligdelen.facts.agencies[r]}
 	awaiting := {{"recipient": r, "template": "samenloop_participant", "args": [r, ctx.flow, ctx.step]} |
 		some r in refused
 		r in ctx.awaiting
@@ -334,23 +418,19 @@ _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	outside := {{"recipient": r, "template": "recipient_not_a_participant", "args": [r, ctx.flow, ctx.step]} |
 		ctx.stepKnown
 		some r in refused
-		r in ctx.agencies
+		data.veiligdelen.facts.agencies[r]
 		not r in ctx.participants
 	}
 } else := set()
-
-_grant_in_step(_, g) if not g.steps
-
-_grant_in_step(step_name, g) if step_name in g.steps
 
 # Rule 5: minimisation. Share: the payload fields the row lists; request: the row's fields.
 _minimise("share", payload, allowed) := _sorted({f | some f in payload; f in allowed})
 
 _minimise("request", _, allowed) := _sorted(allowed)
 
-_allowed_template(g) := "allowed_exchange" if g.verified == true
-
-_allowed_template(g) := "allowed_exchange_unverified" if not g.verified == true
+_allowed_template(verified) := "allowed_exchange" if {
+	verified == true
+} else := "allowed_exchange_unverified"
 
 _denial_items(denials, receiver_denials, r) := items if {
 	items := denials | {d | some d in receiver_denials; d.recipient == r}
@@ -363,17 +443,6 @@ _exchange_reasons(denials, results) := _render(denials) if {
 } else := _ordered({x | some part in results; some x in part.reasons}) if {
 	count(results) > 0
 } else := _render({_item("denied_by_default", [])})
-
-# Rules 4 and 5: what the gateway must do with each delivery.
-_obligations(ctx, r, payload, fields) := [_strip(ctx.action, r, payload, fields), usage] if {
-	usage := {
-		"code": "usage_restriction",
-		"recipient": r,
-		"informationType": ctx.type,
-		"purpose": ctx.purpose,
-		"onwardSharing": "new_decision_required",
-	}
-}
 
 _strip("share", r, payload, fields) := {
 	"code": "strip_fields",
@@ -393,60 +462,57 @@ _strip("request", r, _, fields) := {"code": "strip_fields", "recipient": r, "fie
 # description: >-
 #   case.open, case.read, case.transition, case.track (rule 7): allowed when nothing refuses it and
 #   the action's condition holds; an allow names the actor's task basis (agencies[actor].legalBasis).
-_case_decision(inp, ctx, denials) := {
-	"allowed": allowed,
-	"reasons": _case_reasons(inp, ctx, denials, allowed),
-	"legalBasis": _case_basis(ctx, allowed),
+_case_decision(ctx, denials) := {
+	"allowed": true,
+	"reasons": _render({_case_allowed_item(ctx, basis)}),
+	"legalBasis": basis,
 	"obligations": [],
 	"recipients": {},
 } if {
-	allowed := _case_allowed(inp, ctx, denials)
+	count(denials) == 0
+	_case_ok(ctx)
+	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
+} else := {
+	"allowed": false,
+	"reasons": _case_reasons(denials),
+	"legalBasis": null,
+	"obligations": [],
+	"recipients": {},
 }
 
-_case_allowed(inp, ctx, denials) if {
-	count(denials) == 0
-	_case_ok(inp, ctx)
-} else := false
-
-_case_basis(ctx, true) := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
-
-_case_basis(_, false) := null
-
-_case_reasons(inp, ctx, _, true) := _render({_case_allowed_item(inp, ctx)})
-
-_case_reasons(_, _, denials, false) := _render(denials) if {
+_case_reasons(denials) := _render(denials) if {
 	count(denials) > 0
 } else := _render({_item("denied_by_default", [])})
 
-_case_denials(inp, ctx) := _open_denials(ctx) if {
+_case_denials(ctx) := _open_denials(ctx) if {
 	ctx.action == "case.open"
-} else := _read_denials(inp, ctx) if {
+} else := _read_denials(ctx) if {
 	ctx.action == "case.read"
-} else := _transition_denials(inp, ctx) if {
+} else := _transition_denials(ctx) if {
 	ctx.action == "case.transition"
-} else := _track_denials(inp, ctx) if {
+} else := _track_denials(ctx) if {
 	ctx.action == "case.track"
 } else := set()
 
 # case.open: by the agencies that open cases, in a step where the opener is a core participant.
 _open_denials(ctx) := not_opener | not_core if {
 	not_opener := {_item("not_authorised_open", [ctx.actor, _join(data.veiligdelen.facts.caseOpeners)]) |
-		ctx.actor in ctx.agencies
+		data.veiligdelen.facts.agencies[ctx.actor]
 		not ctx.actor in data.veiligdelen.facts.caseOpeners
 	}
 	not_core := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
-		ctx.actor in ctx.agencies
+		data.veiligdelen.facts.agencies[ctx.actor]
 		ctx.stepKnown
 		not ctx.actor in ctx.core
 	}
 }
 
 # case.read: any kind of participant of the current step, or an agency involved in the case.
-_read_denials(inp, ctx) := outside | minor if {
+_read_denials(ctx) := outside | minor if {
 	outside := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
-		ctx.actor in ctx.agencies
+		data.veiligdelen.facts.agencies[ctx.actor]
 		ctx.stepKnown
-		not _takes_part(inp, ctx, ctx.actor)
+		not _takes_part(ctx, ctx.actor)
 	}
 	minor := {_item("no_minor_in_case", [ctx.actor, data.veiligdelen.facts.minorRequired.subjectRole]) | _minor_blocks(ctx)}
 }
@@ -457,24 +523,19 @@ _minor_blocks(ctx) if {
 	ctx.actor in data.veiligdelen.facts.minorRequired.recipients
 }
 
-_takes_part(inp, ctx, a) if a in ctx.participants
+_takes_part(ctx, a) if a in ctx.participants
 
-_takes_part(inp, ctx, a) if a in ctx.involved
+_takes_part(ctx, a) if a in ctx.involved
 
 # case.transition: the movers of the current flow, along a legal move of the process.
-_target(inp, ctx) := {
-	"flow": object.get(inp, ["transition", "flow"], ctx.flow),
-	"step": object.get(inp, ["transition", "step"], null),
-}
-
-_transition_denials(inp, ctx) := (not_mover | unknown) | illegal if {
-	target := _target(inp, ctx)
+_transition_denials(ctx) := (not_mover | unknown) | illegal if {
+	target := ctx.target
 	movers := object.get(data.veiligdelen.facts.flows, [ctx.flow, "movers"], [])
 	not_mover := {_item("not_authorised_transition", [ctx.actor, ctx.flow, _join(movers)]) |
-		ctx.actor in ctx.agencies
+		data.veiligdelen.facts.agencies[ctx.actor]
 		not ctx.actor in movers
 	}
-	target_known := _step_exists(ctx, target.flow, target.step)
+	target_known := _step_exists(target.flow, target.step)
 	unknown := {_item("unknown_step", [target.flow, target.step]) |
 		is_string(target.flow)
 		is_string(target.step)
@@ -483,111 +544,111 @@ _transition_denials(inp, ctx) := (not_mover | unknown) | illegal if {
 	illegal := {_item("illegal_transition", [ctx.flow, ctx.step, target.flow, target.step]) |
 		ctx.stepKnown
 		target_known
-		not _legal_move(ctx, target)
+		not _legal_move(ctx.flow, ctx.step, target.flow, target.step)
 	}
 }
 
-_step_exists(ctx, flow, step) if {
-	step in object.keys(object.get(data.veiligdelen.facts.flows, [flow, "steps"], {}))
+_step_exists(flow, step) if {
+	data.veiligdelen.facts.flows[flow].steps[step]
 } else := false
 
 # Forward to a later step of the same flow.
-_legal_move(ctx, target) if {
-	target.flow == ctx.flow
-	order := data.veiligdelen.facts.flows[ctx.flow].order
+_legal_move(flow, step, target_flow, target_step) if {
+	target_flow == flow
+	order := data.veiligdelen.facts.flows[flow].order
 	some i, s in order
-	s == ctx.step
+	s == step
 	some j, t in order
-	t == target.step
+	t == target_step
 	j > i
 }
 
 # The cross-flow moves of data.json (escalation, hand-over); a "from" without step is any step.
-_legal_move(ctx, target) if {
+_legal_move(flow, step, target_flow, target_step) if {
 	some m in data.veiligdelen.facts.transitions
-	m.from.flow == ctx.flow
-	object.get(m.from, "step", ctx.step) == ctx.step
-	m.to.flow == target.flow
-	m.to.step == target.step
+	m.from.flow == flow
+	object.get(m.from, "step", step) == step
+	m.to.flow == target_flow
+	m.to.step == target_step
 }
 
 # case.track: each track has its owners.
-_track_denials(inp, ctx) := unknown | not_owner if {
-	name := object.get(inp, ["track", "name"], null)
+_track_denials(ctx) := unknown | not_owner if {
+	name := ctx.track
 	unknown := {_item("unknown_track", [name]) |
 		is_string(name)
-		not name in object.keys(data.veiligdelen.facts.tracks)
+		not data.veiligdelen.facts.tracks[name]
 	}
 	not_owner := {_item("not_authorised_track", [ctx.actor, name, _join(owners)]) |
-		ctx.actor in ctx.agencies
+		data.veiligdelen.facts.agencies[ctx.actor]
 		owners := data.veiligdelen.facts.tracks[name].owners
 		not ctx.actor in owners
 	}
 }
 
-_case_ok(_, ctx) if {
+_case_ok(ctx) if {
 	ctx.action == "case.open"
 	ctx.actor in data.veiligdelen.facts.caseOpeners
 	ctx.actor in ctx.core
 }
 
-_case_ok(inp, ctx) if {
+_case_ok(ctx) if {
 	ctx.action == "case.read"
-	_takes_part(inp, ctx, ctx.actor)
+	_takes_part(ctx, ctx.actor)
 	not _minor_blocks(ctx)
 }
 
-_case_ok(inp, ctx) if {
+_case_ok(ctx) if {
 	ctx.action == "case.transition"
 	ctx.actor in data.veiligdelen.facts.flows[ctx.flow].movers
-	_legal_move(ctx, _target(inp, ctx))
+	_legal_move(ctx.flow, ctx.step, ctx.target.flow, ctx.target.step)
 }
 
-_case_ok(inp, ctx) if {
+_case_ok(ctx) if {
 	ctx.action == "case.track"
-	ctx.actor in data.veiligdelen.facts.tracks[inp.track.name].owners
+	ctx.actor in data.veiligdelen.facts.tracks[ctx.track].owners
 }
 
-_case_allowed_item(_, ctx) := _item("allowed_case_open", [ctx.actor, ctx.flow, ctx.step, basis]) if {
+_case_allowed_item(ctx, basis) := _item("allowed_case_open", [ctx.actor, ctx.flow, ctx.step, basis]) if {
 	ctx.action == "case.open"
-	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
 
-_case_allowed_item(_, ctx) := _item("allowed_case_read", [ctx.actor, basis]) if {
+_case_allowed_item(ctx, basis) := _item("allowed_case_read", [ctx.actor, basis]) if {
 	ctx.action == "case.read"
-	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
 
-_case_allowed_item(inp, ctx) := _item("allowed_case_transition", [ctx.actor, ctx.flow, ctx.step, t.flow, t.step, basis]) if {
+_case_allowed_item(ctx, basis) := _item("allowed_case_transition", args) if {
 	ctx.action == "case.transition"
-	t := _target(inp, ctx)
-	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
+	args := [ctx.actor, ctx.flow, ctx.step, ctx.target.flow, ctx.target.step, basis]
 }
 
-_case_allowed_item(inp, ctx) := _item("allowed_case_track", [ctx.actor, inp.track.name, basis]) if {
+_case_allowed_item(ctx, basis) := _item("allowed_case_track", [ctx.actor, ctx.track, basis]) if {
 	ctx.action == "case.track"
-	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
 }
 
 # ---------------------------------------------------------------------------------------------
 # Reasons rendered from data.json's message templates, most fundamental first
 # ---------------------------------------------------------------------------------------------
 
-# Order by the rank of each code in data.json, then by message.
+# Order by the rank of each code in data.json, then by message. regopy 1.5.2 compares terms by their
+# JSON text ([8] < [10] is false there), so the rank is shifted to three digits to order alike in OPA.
 _render(items) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
 	some t in _sorted({_sort_key(i) | some i in items})
 ]
 
-_sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank, sprintf(m.message, i.args), m.code, sprintf(m.messageNl, i.args)] if {
+_sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank + 100, sprintf(m.message, i.args), m.code, sprintf(m.messageNl, i.args)] if {
 	m := data.veiligdelen.facts.messages[i.template]
 }
 
 # Reasons already rendered (from several receivers), merged and ordered the same way.
 _ordered(rendered) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
-	some t in _sorted({[data.veiligdelen.facts.reasonCodes[x.code].rank, x.message, x.code, x.messageNl] | some x in rendered})
+	some t in _sorted({[data.veiligdelen.facts.reasonCodes[x.code].rank + 100, x.message, x.code, x.messageNl] | some x in rendered})
 ]
 
-_joined_or_null(bases) := concat(" | ", _sorted(bases)) if {
+# Legal bases joined in one order in both engines: by their text with "~" appended, because
+# regopy orders "Wmo e en f" before "Wmo e" (the space sorts before the closing quote of its JSON
+# text) and OPA after it; with the suffix no basis is a prefix of another and both agree.
+_joined_or_null(bases) := concat(" | ", [b | some pair in _sorted({[concat("", [x, "~"]), x] | some x in bases}); b := pair[1]]) if {
 	count(bases) > 0
 } else := null
 
