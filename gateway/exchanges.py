@@ -33,6 +33,19 @@ def usage_restriction(purpose: str, legal_basis: str | None) -> str:
     )
 
 
+NOT_RECEIVED = "not a message delivered to your agency in this case"
+
+
+def _origin_of(m: Message) -> dict[str, str]:
+    """A delivered message as an origin entry of the policy input."""
+    return {
+        "messageId": m.message_id,
+        "purpose": m.purpose,
+        "informationType": m.information_type,
+        "sender": m.sender,
+    }
+
+
 class ExchangeService:
     """Shares, inbox, requests and what-if decisions on one runtime."""
 
@@ -52,25 +65,51 @@ class ExchangeService:
 
     # -- shares ---------------------------------------------------------------------------------------
 
+    def origin(self, ctx: CallContext, case: Case, based_on: list[str] | None) -> list[dict[str, str]]:
+        """Where shared-on data came from: each message in ``based_on`` and, in turn, its own origin.
+
+        Each must be a message delivered to the caller's agency in this case; otherwise a 400 that
+        does not say whether the id exists elsewhere. The policy checks the new purpose against every
+        purpose in the result (baseline rule 4: received data carries its purpose).
+        """
+        if not based_on:
+            return []
+        with self.rt.sessions() as s:
+            query = select(Message).where(Message.message_id.in_(based_on))
+            found = {m.message_id: m for m in s.scalars(query)}
+        errors = []
+        lineage: dict[str, dict[str, str]] = {}
+        for i, message_id in enumerate(based_on):
+            m = found.get(message_id)
+            if m is None or m.recipient != ctx.principal.agency or m.case_id != case.case_id:
+                errors.append({"field": f"basedOn[{i}]", "message": NOT_RECEIVED})
+                continue
+            for item in [_origin_of(m), *(m.origin or [])]:
+                lineage.setdefault(item["messageId"], item)
+        if errors:
+            raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+        return list(lineage.values())
+
     def share(self, ctx: CallContext, case_id: str, body: ShareIn) -> dict[str, Any]:
         """Decide per recipient, audit, then deliver the minimised payload to each allowed recipient."""
         self._check_identifiers(body.information_type, body.purpose)
         if len(set(body.recipients)) != len(body.recipients):
             raise InvalidInput.field("recipients", "a recipient is listed twice")
         case = self.cases.load(case_id)
+        origin = self.origin(ctx, case, body.based_on)
         engine = self.rt.policy.current
-        decision = self.rt.decide(
-            {
-                "action": "share",
-                "actor": actor_facts(ctx),
-                "case": case_facts(case),
-                "informationType": body.information_type,
-                "purpose": body.purpose,
-                "recipients": list(body.recipients),
-                "payloadFields": sorted(body.payload.keys()),
-            },
-            engine,
-        )
+        policy_input: dict[str, Any] = {
+            "action": "share",
+            "actor": actor_facts(ctx),
+            "case": case_facts(case),
+            "informationType": body.information_type,
+            "purpose": body.purpose,
+            "recipients": list(body.recipients),
+            "payloadFields": sorted(body.payload.keys()),
+        }
+        if body.based_on:
+            policy_input["origin"] = origin
+        decision = self.rt.decide(policy_input, engine)
         share_id = str(uuid.uuid4())
         plan: list[dict[str, Any]] = []
         entries = []
@@ -93,6 +132,9 @@ class ExchangeService:
             refs = {"shareId": share_id}
             if message_id:
                 refs["messageId"] = message_id
+            if body.based_on:
+                # The trail names what the data was shared on from (comma-separated message ids).
+                refs["basedOn"] = ",".join(body.based_on)
             entries.append(
                 make_entry(
                     ctx,
@@ -124,7 +166,7 @@ class ExchangeService:
             if item["allowed"]:
                 result["messageId"] = item["messageId"]
                 result["fields"] = item["fields"]
-                result["delivered"] = self._deliver(ctx, case, body, item, share_id)
+                result["delivered"] = self._deliver(ctx, case, body, item, share_id, origin)
                 delivered_to.append(item["recipient"])
             results.append(result)
         if delivered_to:
@@ -132,7 +174,13 @@ class ExchangeService:
         return {"shareId": share_id, "policyRevision": decision.policy_revision, "results": results}
 
     def _deliver(
-        self, ctx: CallContext, case: Case, body: ShareIn, item: dict[str, Any], share_id: str
+        self,
+        ctx: CallContext,
+        case: Case,
+        body: ShareIn,
+        item: dict[str, Any],
+        share_id: str,
+        origin: list[dict[str, str]],
     ) -> bool:
         """Put the message in the recipient's inbox, then push it to the recipient's system."""
         legal_basis = item["part"].get("legalBasis") or ""
@@ -149,6 +197,8 @@ class ExchangeService:
                     legal_basis=legal_basis,
                     payload=item["payload"],
                     received_at=utcnow(),
+                    based_on=list(body.based_on) if body.based_on else None,
+                    origin=origin or None,
                 )
             )
         connector = self.rt.connectors.get(item["recipient"])
@@ -224,6 +274,8 @@ class ExchangeService:
                 "payload": m.payload,
                 "receivedAt": m.received_at,
                 "usageRestriction": usage_restriction(m.purpose, m.legal_basis),
+                "basedOn": m.based_on,
+                "origin": m.origin,
             }
             for m in rows
         ]
@@ -373,6 +425,8 @@ class ExchangeService:
             policy_input["payloadFields"] = body.payload_fields or []
         if body.action == "request" and body.holder:
             policy_input["holder"] = body.holder
+        if body.action == "share" and body.based_on:
+            policy_input["origin"] = self.origin(ctx, case, body.based_on)
         if body.action == "case.transition" and body.step:
             policy_input["transition"] = {"flow": body.flow or case.flow, "step": body.step}
         if body.action == "case.track" and body.track:

@@ -84,3 +84,7 @@ class Message(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[Timestamp]
     acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    based_on: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    """The received messages the sender shared this on from (its ``basedOn``), if any."""
+    origin: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
+    """Their lineage: ``{messageId, purpose, informationType, sender}`` of every message it derives from."""

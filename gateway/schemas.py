@@ -76,6 +76,23 @@ class ShareIn(Schema):
     purpose: str = Identifier
     recipients: list[Agency] = Field(min_length=1, max_length=5)
     payload: dict[str, Any]
+    based_on: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description=(
+            "Onward sharing: the ids of received messages (delivered to the caller's agency, in this "
+            "case) the payload comes from. The policy then checks the purpose against theirs."
+        ),
+    )
+
+    @field_validator("based_on")
+    @classmethod
+    def _message_ids(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any(not (1 <= len(m) <= 64) for m in v):
+            raise ValueError("message ids are 1 to 64 characters")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a message is listed twice")
+        return v
 
 
 class Reason(Schema):
@@ -100,6 +117,13 @@ class ShareOut(Schema):
     results: list[ShareResult]
 
 
+class OriginOut(Schema):
+    message_id: str
+    purpose: str
+    information_type: str
+    sender: str
+
+
 class InboxMessage(Schema):
     message_id: str
     case_id: str
@@ -110,6 +134,11 @@ class InboxMessage(Schema):
     payload: dict[str, Any]
     received_at: dt.datetime
     usage_restriction: str
+    based_on: list[str] | None = None
+    origin: list[OriginOut] | None = Field(
+        default=None,
+        description="Where the data came from: the messages it was shared on from, and theirs in turn.",
+    )
 
 
 class Inbox(Schema):
@@ -143,6 +172,7 @@ class DecisionIn(Schema):
     track: Literal["zorg", "straf"] | None = None
     open: bool | None = None
     payload_fields: list[str] | None = None
+    based_on: list[str] | None = Field(default=None, max_length=20)
 
 
 class DecisionOut(Schema):
