@@ -80,7 +80,8 @@ def audit_verify(
         outside = f", {len(trusted)} kept outside" if trusted else ""
         typer.echo(f"audit log OK: {result.size} entries, root and checkpoints verified{outside}")
         return
-    typer.echo(f"audit log FAILED at index {result.first_bad_index}: {result.reason}", err=True)
+    where = "" if result.first_bad_index is None else f" at index {result.first_bad_index}"
+    typer.echo(f"audit log FAILED{where}: {result.reason}", err=True)
     raise typer.Exit(1)
 
 
@@ -136,7 +137,8 @@ def audit_verify_export(
     if result.ok:
         typer.echo(f"export OK: {result.size} entries match the signed checkpoint")
         return
-    typer.echo(f"export FAILED at index {result.first_bad_index}: {result.reason}", err=True)
+    where = "" if result.first_bad_index is None else f" at index {result.first_bad_index}"
+    typer.echo(f"export FAILED{where}: {result.reason}", err=True)
     raise typer.Exit(1)
 
 
