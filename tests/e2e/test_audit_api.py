@@ -8,6 +8,9 @@ import json
 import httpx
 
 from audit import canonical_json, leaf_hash, verify_checkpoint, verify_consistency, verify_inclusion
+from gateway.auth import Principal
+from gateway.tracing import from_header
+from gateway.trail import CallContext, make_entry
 from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway
 
 
@@ -144,3 +147,45 @@ def test_checkpoint_and_proofs_verify(gateway: Gateway) -> None:
             a.get("/v1/audit/proofs/consistency", params={"from": 10**9, "to": 10**9 + 1}).status_code == 400
         )
     assert httpx.get(f"{gateway.base}/v1/audit/checkpoint").status_code == 401
+
+
+def test_entries_carry_the_logboek_and_decision_log_fields(gateway: Gateway) -> None:
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    case_id = gateway.open_case()  # no traceparent: the gateway starts the trace
+    with gateway.agency("politie") as c:
+        r = c.post(
+            f"/v1/cases/{case_id}/shares",
+            headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+            json={
+                "informationType": "melding",
+                "purpose": "veiligheid_herstellen",
+                "recipients": ["veilig_thuis", "rvdk"],
+                "payload": {"aard": "fysiek geweld"},
+            },
+        )
+    assert r.status_code == 200
+    with gateway.as_("auditor") as a:
+        page = a.get("/v1/audit/entries", params={"caseId": case_id}).json()
+    opened, *shares = [e["entry"] for e in page["entries"]]
+    assert opened["action"] == "case.open" and opened["status"] == "ok"
+    assert "foreignOperation" not in opened and "parentSpanId" not in opened
+    allowed = {s["counterpart"]: s["decision"]["allowed"] for s in shares}
+    assert allowed == {"veilig_thuis": True, "rvdk": False}
+    for s in shares:
+        assert s["traceId"] == trace_id and s["parentSpanId"] == caller_span
+        assert len(s["spanId"]) == 16 and s["spanId"] != caller_span
+        assert s["foreignOperation"] == {"traceId": trace_id, "spanId": caller_span, "entity": "politie"}
+        assert s["processingActivity"] == "veilig-delen:veiligheid_herstellen"
+        # A refusal is a decision carried out, not an error (Authorization Decision Log).
+        assert s["status"] == "ok"
+        assert s["decision"]["policyRevision"] and s["decision"]["reasons"]
+
+
+def test_the_gateways_own_failure_is_an_error_status() -> None:
+    ctx = CallContext(
+        principal=Principal("politie-system", "politie", "agency_system", frozenset({"exchange"})),
+        trace=from_header(None),
+    )
+    failed = make_entry(ctx, type_="delivery", action="push", outcome="push_failed")
+    refused = make_entry(ctx, type_="exchange", action="share", outcome="refused")
+    assert (failed["status"], refused["status"]) == ("error", "ok")
