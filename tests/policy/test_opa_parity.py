@@ -392,9 +392,7 @@ def test_opa_and_regopy_allow_and_deny_alike(
         if _lone_surrogate(policy_input) and a.codes == ["engine_error"]:
             continue  # LONE_SURROGATE
         assert (a.allowed, _verdicts(a)) == (b.allowed, _verdicts(b)), policy_input
-    print(
-        f"\nOPA's Go Rego engine behind the stand-in: median {statistics.median(opa_seconds) * 1000:.2f} ms"
-    )
+    print(f"\nOPA's Rego semantics: median {statistics.median(opa_seconds) * 1000:.2f} ms")
 
 
 def _verdicts(d: Decision) -> dict[str, tuple[bool, list[str], str | None]]:
