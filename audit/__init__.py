@@ -4,6 +4,8 @@ Every exchange is logged as an entry (a JSON object) before it happens. Entries 
 RFC 8785 canonical JSON bytes, which are the leaves of an RFC 6962 / RFC 9162 Merkle tree. The log
 signs C2SP tlog checkpoints (signed notes, Ed25519) of its tree, serves inclusion and consistency
 proofs, and can be verified in place (``verify_log``) or offline from an export (``verify_export``).
+Witnesses keep the last checkpoint they verified and check every new one for consistency
+(``witness``); ``subject_report`` lists every entry about one (pseudonymised) person.
 
 Usable without the web application::
 
