@@ -262,7 +262,7 @@ def witness(
         new = _open(new_note, state.verifier_keys)
     except InvalidNote as e:
         raise alarm(f"the new checkpoint does not verify with the pinned key: {e}") from e
-    if old is not None:
+    if old is not None and state.checkpoint is not None:
         if new.origin != old.origin:
             raise alarm(f"the log's origin changed from {old.origin!r} to {new.origin!r}")
         if new.size < old.size:
@@ -273,14 +273,13 @@ def witness(
             raise alarm(f"two different roots signed for the same size {new.size}: the log was forked")
         if new.size > old.size and old.size > 0:
             proof = source.consistency_proof(old.size, new.size)
-        if state.checkpoint is not None:
-            try:
-                check_consistency(state.checkpoint, new_note, proof, list(state.verifier_keys))
-            except (InvalidProof, InvalidNote) as e:
-                raise alarm(
-                    f"the checkpoint of {new.size} entries does not extend the kept one of {old.size}: "
-                    f"the log was forked or rewritten ({e})"
-                ) from e
+        try:
+            check_consistency(state.checkpoint, new_note, proof, list(state.verifier_keys))
+        except (InvalidProof, InvalidNote) as e:
+            raise alarm(
+                f"the checkpoint of {new.size} entries does not extend the kept one of {old.size}: "
+                f"the log was forked or rewritten ({e})"
+            ) from e
     WitnessState(state.verifier_keys, new_note, _now()).save(state_path)
     return WitnessResult(old, new, new_note)
 
