@@ -8,6 +8,7 @@ from gateway import API_VERSION, __version__
 from gateway.api import audit, cases, exchanges, ops, policies, problems
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
+from gateway.policy_watch import PolicyWatcher
 from gateway.runtime import Runtime
 from gateway.settings import Settings, get_settings
 
@@ -37,4 +38,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(policies.router)
     app.include_router(ops.router)
     app.state.version = __version__
+    if rt.settings.policy_watch:  # off by default: reloads are explicit unless an operator opts in
+        watcher = PolicyWatcher(rt, interval=rt.settings.policy_watch_interval)
+        watcher.start()
+        app.state.policy_watcher = watcher
+        app.router.on_shutdown.append(watcher.stop)
     return app

@@ -6,7 +6,14 @@ import threading
 from typing import Any
 
 from gateway.errors import PolicyLoadFailed
-from gateway.policy import CompiledPolicy, EmbeddedEngine, PolicyEngine, load_policy, run_tests
+from gateway.policy import (
+    CompiledPolicy,
+    EmbeddedEngine,
+    PolicyEngine,
+    compile_source,
+    read_policy,
+    run_tests,
+)
 from gateway.runtime import Runtime, make_policy_engine
 from gateway.trail import CallContext, make_entry
 
@@ -19,9 +26,12 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
         old = rt.policy.current
         opa = rt.settings.policy_engine == "opa"
         try:
+            # Read once: what is compiled, tested and served are the same bytes, even if a file
+            # changes while this runs (the next reload, or the watcher, picks the change up).
+            source = read_policy(rt.settings.policy_dir)
             # Compiled and probed with regopy for either engine: what fails here never reaches OPA.
             checked: EmbeddedEngine | CompiledPolicy = (
-                load_policy(rt.settings.policy_dir) if opa else EmbeddedEngine(rt.settings.policy_dir)
+                compile_source(source) if opa else EmbeddedEngine(source)
             )
         except Exception as e:
             _audit(rt, ctx, old.revision, None, "compile_failed")
@@ -30,7 +40,7 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
                 errors=[{"field": "policies", "message": str(e)[:2000]}],
                 extra={"revision": old.revision},
             ) from e
-        report = run_tests(rt.settings.policy_dir)
+        report = run_tests(source)
         if report.failed or report.errors:
             _audit(rt, ctx, old.revision, checked.revision, "tests_failed")
             failures = [{"field": r.name, "message": r.message} for r in report.results if not r.ok]

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     policy_engine: Literal["embedded", "opa"] = "embedded"
     policy_dir: Path = Field(default=REPO_ROOT / "policies")
+    policy_watch: bool = False
+    """Reload the policy when its files change (polling; the same checks as POST /v1/policies/reload)."""
+    policy_watch_interval: float = Field(default=2.0, gt=0)
+    """Seconds between two polls of the policy directory when ``policy_watch`` is on."""
     opa_url: str = "http://127.0.0.1:8181"
     opa_timeout: float = 1.0
     """Seconds for one decision from OPA; past it the decision is a deny (``engine_timeout``)."""

@@ -18,6 +18,7 @@ from gateway.policy._embedded import (
     DECISION_TIMEOUT_SECONDS,
     CompiledPolicy,
     EmbeddedEngine,
+    compile_source,
     load_policy,
 )
 from gateway.policy._opa import OpaEngine, OpaLoadError
@@ -26,6 +27,7 @@ from gateway.policy._source import (
     FACTS_PATH,
     PolicyCompileError,
     PolicySource,
+    policy_fingerprint,
     policy_revision,
     read_policy,
 )
@@ -51,7 +53,9 @@ __all__ = [
     "PolicySource",
     "TestReport",
     "TestResult",
+    "compile_source",
     "load_policy",
+    "policy_fingerprint",
     "policy_revision",
     "read_policy",
     "run_tests",

@@ -91,6 +91,22 @@ def _digest(items: list[tuple[str, bytes]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def policy_fingerprint(policy_dir: Path | str) -> tuple[tuple[str, int, int], ...]:
+    """``(relative path, mtime_ns, size)`` of every file that goes into the revision: cheap to poll.
+
+    A change here is a hint, not a revision: the watcher confirms with `policy_revision`.
+    """
+    directory = Path(policy_dir)
+    found = []
+    for rel, path in _policy_files(directory):
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # removed while listing: the next poll sees the new state
+            continue
+        found.append((rel, st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
 def policy_revision(policy_dir: Path | str) -> str:
     """SHA-256 over the sorted (relative path, content) of every ``.rego`` and ``.json`` file."""
     directory = Path(policy_dir)
