@@ -193,7 +193,8 @@ def _report_text(report: SubjectReport, note: str) -> str:
         lines.append(f"    case {r.case_id}, policy revision {r.policy_revision}, trace {r.trace_id}")
     received: dict[str, int] = {}
     for r in report.exchanges:
-        if r.to_agency and r.outcome not in ("refused", "evaluated"):
+        # Data moved: an allowed share, or an answered request (not the decision entry before it).
+        if r.type == "exchange" and r.to_agency and r.allowed and r.outcome in ("authorised", "answered"):
             received[r.to_agency] = received.get(r.to_agency, 0) + 1
     lines += [
         "",
