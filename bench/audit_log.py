@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.audit_log                         # SQLite, 1,000,000 entries, temp dir
     .venv/bin/python -m bench.audit_log --db var/bench.db       # keep the built log and reuse it
     .venv/bin/python -m bench.audit_log --pg                    # PostgreSQL (scratch schema, dropped after)
+    .venv/bin/python -m bench.audit_log --pg --pg-schema bench  # PostgreSQL, kept and reused
     .venv/bin/python -m bench.audit_log --size 100000 --quick   # a smaller run while developing
 
 The log is built with bulk appends (2000 entries per call, through ``SqlAuditStore.append``, so every
