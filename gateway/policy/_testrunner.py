@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -105,12 +107,14 @@ def run_tests(
     policy: Path | str | PolicySource,
     *,
     timeout: float = TEST_TIMEOUT_SECONDS,
+    workers: int | None = None,
     unsafe_allow_whole_input_with: bool = False,
 ) -> TestReport:
     """Run every ``test_*`` rule of every ``*_test.rego`` package under ``policy``.
 
     ``policy`` is a directory, or a `PolicySource` already read: a reload tests exactly the bytes it
-    compiles, even if a file changes meanwhile. Refuses (as errors naming ``file:line``) any
+    compiles, even if a file changes meanwhile. ``workers`` child processes share the tests (default:
+    `default_workers`). Refuses (as errors naming ``file:line``) any
     ``with input as``, which crashes regopy 1.5.2; ``unsafe_allow_whole_input_with`` exists only to
     prove that a crash is contained.
     """
@@ -129,6 +133,26 @@ def run_tests(
     tests = discover_tests(source)
     if not tests:
         return TestReport(source.revision, errors=("no test_* rules in any *_test.rego module",))
+    # Interleaved chunks, one per worker: each compiles once in its own child and runs its share.
+    n = max(1, min(workers if workers is not None else default_workers(), len(tests)))
+    chunks = [tests[i::n] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        runs = list(pool.map(lambda chunk: _run_serially(source, chunk, timeout), chunks))
+    order = {t.name: i for i, t in enumerate(tests)}
+    results = sorted((r for done, _ in runs for r in done), key=lambda r: order.get(r.name, len(order)))
+    errors = list(dict.fromkeys(e for _, errs in runs for e in errs))  # a compile error shows once
+    return TestReport(source.revision, tuple(results), tuple(errors))
+
+
+def default_workers() -> int:
+    """Test processes that run at once: two where there are two cores (each compiles the policy)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _run_serially(
+    source: PolicySource, tests: list[_Test], timeout: float
+) -> tuple[list[TestResult], list[str]]:
+    """Run ``tests`` in a child; after a crash, report the test that crashed and carry on in a new one."""
     results: list[TestResult] = []
     errors: list[str] = []
     remaining = list(tests)
@@ -143,7 +167,7 @@ def run_tests(
             break
         results.append(TestResult(crash.running.name, False, crash.message))
         remaining = remaining[1:]
-    return TestReport(source.revision, tuple(results), tuple(errors))
+    return results, errors
 
 
 @dataclass

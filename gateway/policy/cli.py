@@ -1,4 +1,4 @@
-"""``gateway policy``: run the Rego tests, evaluate one decision, print the decision table."""
+"""``gateway policy``: run the Rego tests, evaluate one decision, print the decision table and row tests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from gateway.policy._embedded import EmbeddedEngine
+from gateway.policy._rowtests import row_tests
 from gateway.policy._source import PolicyCompileError, read_policy
 from gateway.policy._table import decision_table
 from gateway.policy._testrunner import run_tests
@@ -80,6 +81,17 @@ def table(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
         _print_compile_error(e)
         raise typer.Exit(2) from e
     typer.echo(decision_table(source.facts), nl=False)
+
+
+@app.command("row-tests")
+def row_tests_(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
+    """Print rows_test.rego: one Rego test per row of data.json (where it allows, where it refuses)."""
+    try:
+        source = read_policy(policy_dir)
+    except PolicyCompileError as e:
+        _print_compile_error(e)
+        raise typer.Exit(2) from e
+    typer.echo(row_tests(source.facts), nl=False)
 
 
 def _print_compile_error(e: PolicyCompileError) -> None:

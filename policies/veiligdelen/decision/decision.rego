@@ -8,12 +8,13 @@
 #   data.veiligdelen.facts.
 #
 #   The decision is a function of its input, decide(inp), computed as a pipeline of functions that
-#   each run once. Three regopy 1.5.2 properties shape this: `with` recompiles every rule a tested
-#   rule depends on, once per reference (exponential in shared rules); calls are not cached; and
-#   every call copies its arguments, so passing the input or a data.json row costs 30-60 µs a
-#   time while a string costs about one. Tests therefore call decide({...}) with a literal input;
-#   the input is read once, into a small context of identifiers and sets; rows are read by path
-#   (data.veiligdelen.facts.grants[type][receiver][provider].purposes), never passed around.
+#   each run once. regopy 1.5.2 properties shape this (docs/policies.md): `with` recompiles every
+#   rule a tested rule depends on, once per reference (exponential in shared rules), so tests call
+#   decide({...}) with a literal input; calls are not cached, so each value is computed once; the
+#   input and data.json are copied when passed to a function or builtin, so the input is read once
+#   into a small context and rows are read by path, never passed around; and indexing data.x by a
+#   variable can cost far more than indexing a local bound to data.x, so functions that look data
+#   up bind `facts := data.veiligdelen.facts` first and index that local.
 package veiligdelen.decision
 
 # METADATA
@@ -48,6 +49,7 @@ _decision(ctx, denials) := _exchange_decision(ctx, denials) if {
 #   the fields it lacks (rule 8), the step's participants (core, consulted, awaiting samenloop)
 #   and purposes, the sender and receivers of an exchange, and where shared data came from.
 _context(inp) := ctx if {
+	facts := data.veiligdelen.facts
 	is_object(inp)
 	action := object.get(inp, "action", null)
 	actor := object.get(inp, ["actor", "agency"], null)
@@ -85,7 +87,7 @@ _context(inp) := ctx if {
 		"stepPurposes": object.get(step_facts, "purposes", []),
 		"missing": _missing(inp, action, origins),
 		"samenloop": samenloop,
-		"hasMinor": data.veiligdelen.facts.minorRequired.subjectRole in _list(object.get(inp, ["case", "subjectRoles"], [])),
+		"hasMinor": facts.minorRequired.subjectRole in _list(object.get(inp, ["case", "subjectRoles"], [])),
 		"core": core,
 		"consulted": consulted,
 		"awaiting": awaiting,
@@ -107,21 +109,19 @@ _context(inp) := ctx if {
 	}
 }
 
-# Lookups in data.json by a variable key bind the object to a local first: regopy indexes
-# data.x[key] several times slower than a local, and object.get(data.x, ...) copies data.x.
 _step_facts(flow, step) := x if {
-	flows := data.veiligdelen.facts.flows
-	x := flows[flow].steps[step]
+	facts := data.veiligdelen.facts
+	x := facts.flows[flow].steps[step]
 } else := {}
 
 _schema(action) := x if {
-	schemas := data.veiligdelen.facts.inputSchema
-	x := schemas[action]
+	facts := data.veiligdelen.facts
+	x := facts.inputSchema[action]
 } else := {}
 
 _compatible(purpose) := x if {
-	compatible := data.veiligdelen.facts.compatiblePurposes
-	x := compatible[purpose].purposes
+	facts := data.veiligdelen.facts
+	x := facts.compatiblePurposes[purpose].purposes
 } else := []
 
 _step_name(flow, step) := concat("/", [flow, step]) if {
@@ -207,20 +207,21 @@ _item(template, args) := {"template": template, "args": args}
 _denials(ctx) := (_input_denials(ctx) | _exchange_denials(ctx)) | _case_denials(ctx)
 
 _input_denials(ctx) := ((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids if {
+	facts := data.veiligdelen.facts
 	no_action := {_item("missing_input", [_join(["action"])]) | not is_string(ctx.action)}
 	missing := {_item("missing_input", [_join(ctx.missing)]) | count(ctx.missing) > 0}
 	unknown_action := {_item("unknown_action", [ctx.action]) |
 		is_string(ctx.action)
-		not data.veiligdelen.facts.inputSchema[ctx.action]
+		not facts.inputSchema[ctx.action]
 	}
 	acting := {ctx.actor} | {ctx.holder | ctx.action == "request"}
 	unknown_agency := {_item("unknown_agency", [a]) |
 		some a in acting
 		is_string(a)
-		not data.veiligdelen.facts.agencies[a]
+		not facts.agencies[a]
 	}
 	unknown_step := {_item("unknown_step", [ctx.flow, ctx.step]) |
-		data.veiligdelen.facts.inputSchema[ctx.action]["case.step"]
+		facts.inputSchema[ctx.action]["case.step"]
 		is_string(ctx.flow)
 		is_string(ctx.step)
 		not ctx.stepKnown
@@ -229,15 +230,16 @@ _input_denials(ctx) := ((((no_action | missing) | unknown_action) | unknown_agen
 }
 
 _unknown_ids(ctx) := types | purposes if {
+	facts := data.veiligdelen.facts
 	types := {_item("unknown_information_type", [ctx.type]) |
-		data.veiligdelen.facts.inputSchema[ctx.action].informationType
+		facts.inputSchema[ctx.action].informationType
 		is_string(ctx.type)
-		not data.veiligdelen.facts.informationTypes[ctx.type]
+		not facts.informationTypes[ctx.type]
 	}
 	purposes := {_item("unknown_purpose", [ctx.purpose]) |
-		data.veiligdelen.facts.inputSchema[ctx.action].purpose
+		facts.inputSchema[ctx.action].purpose
 		is_string(ctx.purpose)
-		not data.veiligdelen.facts.purposes[ctx.purpose]
+		not facts.purposes[ctx.purpose]
 	}
 }
 
@@ -245,6 +247,7 @@ _unknown_ids(ctx) := types | purposes if {
 # a request takes part in it (core or consulted), the step serves the purpose, and data shared on
 # from received messages (origin) was received for a compatible purpose.
 _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder) | step_purpose) | origin) if {
+	facts := data.veiligdelen.facts
 	ctx.exchange
 	not_participant := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) | _outside_step(ctx, ctx.actor)}
 	consulted := {_item("consulted_party_cannot_share", [ctx.actor, ctx.flow, ctx.step]) | ctx.actor in ctx.consulted}
@@ -258,11 +261,11 @@ _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder
 	}
 	step_purpose := {_item("purpose_not_in_step", [ctx.flow, ctx.step, ctx.purpose, _join(ctx.stepPurposes)]) |
 		ctx.stepKnown
-		data.veiligdelen.facts.purposes[ctx.purpose]
+		facts.purposes[ctx.purpose]
 		not ctx.purpose in ctx.stepPurposes
 	}
 	origin := {_item("purpose_incompatible_with_origin", args) |
-		data.veiligdelen.facts.purposes[ctx.purpose]
+		facts.purposes[ctx.purpose]
 		some o in ctx.origins
 		compatible := _compatible(o.purpose)
 		o.purpose != ctx.purpose
@@ -272,8 +275,9 @@ _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder
 } else := set()
 
 _outside_step(ctx, a) if {
+	facts := data.veiligdelen.facts
 	ctx.stepKnown
-	data.veiligdelen.facts.agencies[a]
+	facts.agencies[a]
 	not a in ctx.participants
 }
 
@@ -294,11 +298,11 @@ _exchange_decision(ctx, denials) := {
 	"obligations": obligations,
 	"recipients": results,
 } if {
+	facts := data.veiligdelen.facts
 	type := ctx.type
 	sender := ctx.sender
 
-	# Bound to a local and indexed there: indexing data.* with a variable is slow in regopy.
-	grants := data.veiligdelen.facts.grants
+	grants := facts.grants
 	granted := {r | some r in ctx.receivers; is_string(grants[type][r][sender].legalBasis)}
 	in_step := {r | some r in granted; not grants[type][r][sender].steps} | {r |
 		some r in granted
@@ -308,13 +312,13 @@ _exchange_decision(ctx, denials) := {
 	# Rule 3: samenloop for the safety assessment, conditions and plan.
 	needs_samenloop := {r |
 		not ctx.samenloop
-		type in data.veiligdelen.facts.samenloop.informationTypes
+		type in facts.samenloop.informationTypes
 		some r in ctx.receivers
-		r in data.veiligdelen.facts.samenloop.recipients
+		r in facts.samenloop.recipients
 	}
 
 	# Rule 6: the RvdK receives only for cases with a minor.
-	needs_minor := {r | not ctx.hasMinor; some r in ctx.receivers; r in data.veiligdelen.facts.minorRequired.recipients}
+	needs_minor := {r | not ctx.hasMinor; some r in ctx.receivers; r in facts.minorRequired.recipients}
 
 	# The allow rule: every condition is stated positively, so whatever no rule allows stays denied.
 	ok := {r |
@@ -379,12 +383,13 @@ _reachable(ctx) := {r | some r in ctx.receivers; r in (ctx.core | ctx.consulted)
 _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) := set() if {
 	count(refused) == 0
 } else := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
+	facts := data.veiligdelen.facts
 	participation := _share_participation(ctx, refused)
 	no_row := {{"recipient": r, "template": "no_legal_basis", "args": [ctx.sender, ctx.type, r]} |
-		data.veiligdelen.facts.informationTypes[ctx.type]
-		data.veiligdelen.facts.agencies[ctx.sender]
+		facts.informationTypes[ctx.type]
+		facts.agencies[ctx.sender]
 		some r in refused
-		data.veiligdelen.facts.agencies[r]
+		facts.agencies[r]
 		not r in granted
 	}
 	wrong_step := {{"recipient": r, "template": "no_legal_basis_step", "args": [ctx.sender, ctx.type, r, ctx.flow, ctx.step]} |
@@ -394,14 +399,14 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 
 	# Rule 4: purpose binding.
 	purpose := {{"recipient": r, "template": "purpose_not_allowed", "args": [ctx.purpose, ctx.type, ctx.sender, r, allowed]} |
-		data.veiligdelen.facts.purposes[ctx.purpose]
+		facts.purposes[ctx.purpose]
 		some r in (granted & refused)
-		purposes := data.veiligdelen.facts.grants[ctx.type][r][ctx.sender].purposes
+		purposes := facts.grants[ctx.type][r][ctx.sender].purposes
 		not ctx.purpose in purposes
 		allowed := _join(purposes)
 	}
 	samenloop := {{"recipient": r, "template": "samenloop_required", "args": [ctx.type, r]} | some r in (needs_samenloop & refused)}
-	minor := {{"recipient": r, "template": "no_minor_in_case", "args": [r, data.veiligdelen.facts.minorRequired.subjectRole]} |
+	minor := {{"recipient": r, "template": "no_minor_in_case", "args": [r, facts.minorRequired.subjectRole]} |
 		some r in (needs_minor & refused)
 	}
 }
@@ -409,8 +414,9 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 # Rule 2 for a share's recipients: a participant of the step (core, consulted, or conditional
 # while samenloop holds).
 _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
+	facts := data.veiligdelen.facts
 	ctx.action == "share"
-	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in refused; not data.veiligdelen.facts.agencies[r]}
+	unknown := {{"recipient": r, "template": "unknown_agency", "args": [r]} | some r in refused; not facts.agencies[r]}
 	awaiting := {{"recipient": r, "template": "samenloop_participant", "args": [r, ctx.flow, ctx.step]} |
 		some r in refused
 		r in ctx.awaiting
@@ -418,7 +424,7 @@ _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	outside := {{"recipient": r, "template": "recipient_not_a_participant", "args": [r, ctx.flow, ctx.step]} |
 		ctx.stepKnown
 		some r in refused
-		data.veiligdelen.facts.agencies[r]
+		facts.agencies[r]
 		not r in ctx.participants
 	}
 } else := set()
@@ -469,9 +475,10 @@ _case_decision(ctx, denials) := {
 	"obligations": [],
 	"recipients": {},
 } if {
+	facts := data.veiligdelen.facts
 	count(denials) == 0
 	_case_ok(ctx)
-	basis := data.veiligdelen.facts.agencies[ctx.actor].legalBasis
+	basis := facts.agencies[ctx.actor].legalBasis
 } else := {
 	"allowed": false,
 	"reasons": _case_reasons(denials),
@@ -496,12 +503,13 @@ _case_denials(ctx) := _open_denials(ctx) if {
 
 # case.open: by the agencies that open cases, in a step where the opener is a core participant.
 _open_denials(ctx) := not_opener | not_core if {
-	not_opener := {_item("not_authorised_open", [ctx.actor, _join(data.veiligdelen.facts.caseOpeners)]) |
-		data.veiligdelen.facts.agencies[ctx.actor]
-		not ctx.actor in data.veiligdelen.facts.caseOpeners
+	facts := data.veiligdelen.facts
+	not_opener := {_item("not_authorised_open", [ctx.actor, _join(facts.caseOpeners)]) |
+		facts.agencies[ctx.actor]
+		not ctx.actor in facts.caseOpeners
 	}
 	not_core := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
-		data.veiligdelen.facts.agencies[ctx.actor]
+		facts.agencies[ctx.actor]
 		ctx.stepKnown
 		not ctx.actor in ctx.core
 	}
@@ -509,18 +517,20 @@ _open_denials(ctx) := not_opener | not_core if {
 
 # case.read: any kind of participant of the current step, or an agency involved in the case.
 _read_denials(ctx) := outside | minor if {
+	facts := data.veiligdelen.facts
 	outside := {_item("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
-		data.veiligdelen.facts.agencies[ctx.actor]
+		facts.agencies[ctx.actor]
 		ctx.stepKnown
 		not _takes_part(ctx, ctx.actor)
 	}
-	minor := {_item("no_minor_in_case", [ctx.actor, data.veiligdelen.facts.minorRequired.subjectRole]) | _minor_blocks(ctx)}
+	minor := {_item("no_minor_in_case", [ctx.actor, facts.minorRequired.subjectRole]) | _minor_blocks(ctx)}
 }
 
 # Rule 6 for reading: the RvdK reads only cases with a minor.
 _minor_blocks(ctx) if {
+	facts := data.veiligdelen.facts
 	not ctx.hasMinor
-	ctx.actor in data.veiligdelen.facts.minorRequired.recipients
+	ctx.actor in facts.minorRequired.recipients
 }
 
 _takes_part(ctx, a) if a in ctx.participants
@@ -529,10 +539,11 @@ _takes_part(ctx, a) if a in ctx.involved
 
 # case.transition: the movers of the current flow, along a legal move of the process.
 _transition_denials(ctx) := (not_mover | unknown) | illegal if {
+	facts := data.veiligdelen.facts
 	target := ctx.target
-	movers := object.get(data.veiligdelen.facts.flows, [ctx.flow, "movers"], [])
+	movers := object.get(facts.flows, [ctx.flow, "movers"], [])
 	not_mover := {_item("not_authorised_transition", [ctx.actor, ctx.flow, _join(movers)]) |
-		data.veiligdelen.facts.agencies[ctx.actor]
+		facts.agencies[ctx.actor]
 		not ctx.actor in movers
 	}
 	target_known := _step_exists(target.flow, target.step)
@@ -549,13 +560,15 @@ _transition_denials(ctx) := (not_mover | unknown) | illegal if {
 }
 
 _step_exists(flow, step) if {
-	data.veiligdelen.facts.flows[flow].steps[step]
+	facts := data.veiligdelen.facts
+	facts.flows[flow].steps[step]
 } else := false
 
 # Forward to a later step of the same flow.
 _legal_move(flow, step, target_flow, target_step) if {
+	facts := data.veiligdelen.facts
 	target_flow == flow
-	order := data.veiligdelen.facts.flows[flow].order
+	order := facts.flows[flow].order
 	some i, s in order
 	s == step
 	some j, t in order
@@ -565,7 +578,8 @@ _legal_move(flow, step, target_flow, target_step) if {
 
 # The cross-flow moves of data.json (escalation, hand-over); a "from" without step is any step.
 _legal_move(flow, step, target_flow, target_step) if {
-	some m in data.veiligdelen.facts.transitions
+	facts := data.veiligdelen.facts
+	some m in facts.transitions
 	m.from.flow == flow
 	object.get(m.from, "step", step) == step
 	m.to.flow == target_flow
@@ -574,21 +588,23 @@ _legal_move(flow, step, target_flow, target_step) if {
 
 # case.track: each track has its owners.
 _track_denials(ctx) := unknown | not_owner if {
+	facts := data.veiligdelen.facts
 	name := ctx.track
 	unknown := {_item("unknown_track", [name]) |
 		is_string(name)
-		not data.veiligdelen.facts.tracks[name]
+		not facts.tracks[name]
 	}
 	not_owner := {_item("not_authorised_track", [ctx.actor, name, _join(owners)]) |
-		data.veiligdelen.facts.agencies[ctx.actor]
-		owners := data.veiligdelen.facts.tracks[name].owners
+		facts.agencies[ctx.actor]
+		owners := facts.tracks[name].owners
 		not ctx.actor in owners
 	}
 }
 
 _case_ok(ctx) if {
+	facts := data.veiligdelen.facts
 	ctx.action == "case.open"
-	ctx.actor in data.veiligdelen.facts.caseOpeners
+	ctx.actor in facts.caseOpeners
 	ctx.actor in ctx.core
 }
 
@@ -599,14 +615,16 @@ _case_ok(ctx) if {
 }
 
 _case_ok(ctx) if {
+	facts := data.veiligdelen.facts
 	ctx.action == "case.transition"
-	ctx.actor in data.veiligdelen.facts.flows[ctx.flow].movers
+	ctx.actor in facts.flows[ctx.flow].movers
 	_legal_move(ctx.flow, ctx.step, ctx.target.flow, ctx.target.step)
 }
 
 _case_ok(ctx) if {
+	facts := data.veiligdelen.facts
 	ctx.action == "case.track"
-	ctx.actor in data.veiligdelen.facts.tracks[ctx.track].owners
+	ctx.actor in facts.tracks[ctx.track].owners
 }
 
 _case_allowed_item(ctx, basis) := _item("allowed_case_open", [ctx.actor, ctx.flow, ctx.step, basis]) if {
@@ -636,8 +654,10 @@ _render(items) := [{"code": t[2], "message": t[1], "messageNl": t[3]} |
 	some t in _sorted({_sort_key(i) | some i in items})
 ]
 
-_sort_key(i) := [data.veiligdelen.facts.reasonCodes[m.code].rank + 100, sprintf(m.message, i.args), m.code, sprintf(m.messageNl, i.args)] if {
-	m := data.veiligdelen.facts.messages[i.template]
+_sort_key(i) := [rank + 100, sprintf(m.message, i.args), m.code, sprintf(m.messageNl, i.args)] if {
+	facts := data.veiligdelen.facts
+	m := facts.messages[i.template]
+	rank := facts.reasonCodes[m.code].rank
 }
 
 # Reasons already rendered (from several receivers), merged and ordered the same way.
