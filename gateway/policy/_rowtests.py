@@ -1,12 +1,12 @@
 """``rows_test.rego``: one Rego test per row of ``data.json``, generated from the facts.
 
 Each test says, for one row (information type, provider, receiver), where the row allows (each step,
-way and purpose of the decision table at least once) and where it must refuse and why (a purpose the step serves but
-the row does not, missing samenloop, no minor in the case). Expectations come from the facts through
-the decision table (`gateway.policy._table`), not from the engine, so the tests can fail. The legal
-basis and fields are read from ``data.json`` by the tests themselves: changing a basis or a field list
-needs no new tests; changing purposes, steps or participation does (``gateway policy row-tests``), and
-``tests/policy`` fails while the file is stale.
+way and purpose of the decision table at least once) and where it must refuse and why (a purpose the
+step serves but the row does not, missing samenloop, no minor in the case). Expectations come from
+the facts through the decision table (`gateway.policy._table`), not from the engine, so the tests can
+fail. The legal basis and fields are read from ``data.json`` by the tests themselves: changing a basis
+or a field list needs no new tests; changing purposes, steps or participation does (``gateway policy
+row-tests``), and ``tests/policy`` fails while the file is stale.
 """
 
 from __future__ import annotations
