@@ -53,6 +53,8 @@ from audit._internal.note import (
 )
 from audit._internal.report import ReportRow, SubjectReport, report_row, subject_report
 from audit._internal.schema import (
+    NAMING_CONVENTION,
+    UTCDateTime,
     append_only_ddl,
     drop_append_only_ddl,
     install_append_only_triggers,
@@ -88,6 +90,7 @@ from audit._internal.witness import (
 __all__ = [
     "EMPTY_ROOT",
     "MAX_PAGE",
+    "NAMING_CONVENTION",
     "AuditError",
     "AuditStore",
     "AuditWriteError",
@@ -108,6 +111,7 @@ __all__ = [
     "SqlAuditStore",
     "StoredCheckpoint",
     "SubjectReport",
+    "UTCDateTime",
     "VerifyResult",
     "WitnessAlarm",
     "WitnessResult",

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gateway.db import AgencyId, Base, Id, Timestamp, UTCDateTime
+from audit import UTCDateTime
+from gateway.db import AgencyId, Base, Id, Timestamp
 
 
 class Client(Base):
