@@ -6,6 +6,9 @@ Takes the W3C ``traceparent`` in (or starts a trace), puts it on ``request.state
 
 from __future__ import annotations
 
+import json
+import logging
+import traceback
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -25,6 +28,12 @@ SECURITY_HEADERS = {
 }
 
 
+log = logging.getLogger("gateway.api")
+_UNEXPECTED = json.dumps(
+    {"type": "about:blank", "title": "Internal error", "status": 500, "detail": "unexpected error"}
+).encode()
+
+
 class Conventions:
     """Trace context in, conventions out."""
 
@@ -41,10 +50,12 @@ class Conventions:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["trace"] = trace
         status = 500
+        started = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
@@ -57,6 +68,25 @@ class Conventions:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as e:
+            if started:
+                raise
+            # Answered here, inside the conventions, so even this answer is problem+json with the
+            # security headers. Logged by type only: a message could carry case content.
+            log.error(
+                "unexpected error: %s\n%s", type(e).__name__, "".join(traceback.format_tb(e.__traceback__))
+            )
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(_UNEXPECTED)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _UNEXPECTED})
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -102,7 +103,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         # Logged by type only: a message could carry case content.
-        log.exception("unexpected error: %s", type(exc).__name__)
+        log.error(
+            "unexpected error: %s\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
+        )
         return problem_response(
             500,
             {"type": "about:blank", "title": "Internal error", "status": 500, "detail": "unexpected error"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Gateway
 
@@ -116,3 +117,31 @@ def test_invalid_json_body_is_a_400_not_a_500(gateway: Gateway) -> None:
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["errors"][0]["message"] == "the body is not valid JSON"
+
+
+def test_an_unexpected_error_is_still_a_problem_with_the_headers(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "-".join(["vertrouwelijk", "4711"])  # built, so no source line in a traceback holds it
+
+    def broken(*_a: object, **_k: object) -> object:
+        raise RuntimeError(secret)
+
+    monkeypatch.setattr(gateway.runtime.audit, "search", broken)
+    with gateway.as_("auditor") as a:
+        r = a.get("/v1/audit/entries")
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json() == {
+        "type": "about:blank",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "unexpected error",
+    }
+    assert r.headers["API-Version"] == "1.0.0"
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert secret not in r.text
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "unexpected error: RuntimeError" in logged  # logged by type and frames, never the message
+    assert secret not in logged
+    assert all(rec.exc_info is None for rec in caplog.records)
