@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -109,26 +110,58 @@ class CaseService:
             s.add(case)
         return case
 
-    def read(self, ctx: CallContext, case_id: str) -> Case:
-        """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
-        case = self.load(case_id)
-        decision = self.rt.decide(
-            {"action": "case.read", "actor": actor_facts(ctx), "case": case_facts(case)}
-        )
+    def _decide_and_audit(
+        self,
+        ctx: CallContext,
+        case: Case,
+        *,
+        action: str,
+        type_: str,
+        outcome: str,
+        extra: dict[str, Any] | None = None,
+        refs: dict[str, str] | None = None,
+    ) -> Decision:
+        """Decide ``action`` on ``case`` and commit the audit entry before anything takes effect."""
+        policy_input = {
+            "action": action,
+            "actor": actor_facts(ctx),
+            "case": case_facts(case),
+            **(extra or {}),
+        }
+        decision = self.rt.decide(policy_input)
         self.rt.audit_append(
             [
                 make_entry(
                     ctx,
-                    type_="access",
-                    action="case.read",
-                    outcome="read" if decision.allowed else "refused",
+                    type_=type_,
+                    action=action,
+                    outcome=outcome if decision.allowed else "refused",
                     case_id=case.case_id,
                     step=f"{case.flow}/{case.step}",
                     subjects=pseudonyms(case),
                     decision=decision_record(decision),
+                    refs=refs,
                 )
             ]
         )
+        return decision
+
+    def _apply(self, ctx: CallContext, case_id: str, change: Callable[[Case], None]) -> Case:
+        """Apply an allowed change; the acting agency now takes part in the case."""
+        with transaction(self.rt.sessions) as s:
+            stored = s.get(Case, case_id)
+            if stored is None:
+                raise NotFound("no such case")
+            change(stored)
+            stored.updated_at = utcnow()
+            if ctx.principal.agency not in stored.involved:
+                stored.involved = [*stored.involved, ctx.principal.agency]
+        return self.load(case_id)
+
+    def read(self, ctx: CallContext, case_id: str) -> Case:
+        """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
+        case = self.load(case_id)
+        decision = self._decide_and_audit(ctx, case, action="case.read", type_="access", outcome="read")
         if not decision.allowed:
             raise NotFound("no such case")
         return case
@@ -142,33 +175,14 @@ class CaseService:
             raise InvalidInput.field("flow", "unknown flow")
         if step not in facts.steps(target_flow):
             raise InvalidInput.field("step", f"not a step of flow {target_flow}")
-        decision = self.rt.decide(
-            {
-                "action": "case.transition",
-                "actor": actor_facts(ctx),
-                "case": case_facts(case),
-                "transition": {"flow": target_flow, "step": step},
-            }
-        )
-        self.rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_="case",
-                    action="case.transition",
-                    outcome="moved" if decision.allowed else "refused",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
-                    decision=decision_record(decision),
-                    refs={
-                        "fromFlow": case.flow,
-                        "fromStep": case.step,
-                        "toFlow": target_flow,
-                        "toStep": step,
-                    },
-                )
-            ]
+        decision = self._decide_and_audit(
+            ctx,
+            case,
+            action="case.transition",
+            type_="case",
+            outcome="moved",
+            extra={"transition": {"flow": target_flow, "step": step}},
+            refs={"fromFlow": case.flow, "fromStep": case.step, "toFlow": target_flow, "toStep": step},
         )
         if not decision.allowed:
             if any(r.get("code") == ILLEGAL_TRANSITION for r in decision.reasons):
@@ -178,50 +192,27 @@ class CaseService:
                     extra={"policyRevision": decision.policy_revision},
                 )
             raise self._refuse(decision, "moving the case")
-        with transaction(self.rt.sessions) as s:
-            stored = s.get(Case, case_id)
-            assert stored is not None
-            stored.flow, stored.step, stored.updated_at = target_flow, step, utcnow()
-            if ctx.principal.agency not in stored.involved:
-                stored.involved = [*stored.involved, ctx.principal.agency]
-        return self.load(case_id)
+
+        def move(stored: Case) -> None:
+            stored.flow, stored.step = target_flow, step
+
+        return self._apply(ctx, case_id, move)
 
     def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> Case:
         """Open or close the zorg or straf track."""
         case = self.load(case_id)
-        decision = self.rt.decide(
-            {
-                "action": "case.track",
-                "actor": actor_facts(ctx),
-                "case": case_facts(case),
-                "track": {"name": track, "open": is_open},
-            }
-        )
-        self.rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_="case",
-                    action="case.track",
-                    outcome=("opened" if is_open else "closed") if decision.allowed else "refused",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
-                    decision=decision_record(decision),
-                    refs={"track": track},
-                )
-            ]
+        decision = self._decide_and_audit(
+            ctx,
+            case,
+            action="case.track",
+            type_="case",
+            outcome="opened" if is_open else "closed",
+            extra={"track": {"name": track, "open": is_open}},
+            refs={"track": track},
         )
         if not decision.allowed:
             raise self._refuse(decision, f"changing the {track} track")
-        with transaction(self.rt.sessions) as s:
-            stored = s.get(Case, case_id)
-            assert stored is not None
-            setattr(stored, track, is_open)
-            stored.updated_at = utcnow()
-            if ctx.principal.agency not in stored.involved:
-                stored.involved = [*stored.involved, ctx.principal.agency]
-        return self.load(case_id)
+        return self._apply(ctx, case_id, lambda stored: setattr(stored, track, is_open))
 
     def list_for(self, agency: str, limit: int = 100) -> list[Case]:
         """Cases an agency is involved in (for operators' tools and the demo)."""
