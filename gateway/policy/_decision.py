@@ -220,3 +220,7 @@ class PolicyEngine(Protocol):
     def facts(self) -> dict[str, Any]:
         """A copy of ``data.veiligdelen.facts`` (identifiers, steps, rows) of the loaded revision."""
         ...
+
+    def health(self) -> str | None:
+        """None when the engine can decide now; otherwise a short reason for ``/readyz`` (e.g. stalled)."""
+        ...

@@ -251,6 +251,10 @@ class EmbeddedEngine:
         """A copy of ``data.veiligdelen.facts``."""
         return copy.deepcopy(self._compiled.source.facts)
 
+    def health(self) -> str | None:
+        """None: this engine has no state that stops it deciding (a failed decision is a deny anyway)."""
+        return None
+
 
 def _short(text: str) -> str:
     """The first error message of a regopy error, never the echoed input."""

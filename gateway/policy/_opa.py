@@ -169,6 +169,10 @@ class OpaEngine:
         """A copy of ``data.veiligdelen.facts`` as loaded (and verified equal in OPA)."""
         return copy.deepcopy(self._source.facts)
 
+    def health(self) -> str | None:
+        """None: this engine has no state that stops it deciding (a failed decision is a deny anyway)."""
+        return None
+
     def close(self) -> None:
         """Release the HTTP connections (OPA keeps the policy)."""
         self._client.close_connection()
