@@ -74,7 +74,17 @@ def serve(
             ]
         )
     )
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", server_header=False)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        server_header=False,
+        # uvicorn would trust X-Forwarded-For from 127.0.0.1 by default; only configured proxies may
+        # name the source address that the failed-authentication limit counts by.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+    )
 
 
 @app.command()

@@ -28,14 +28,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any, port: int | None = None, sock: socket.socket | None = None) -> Iterator[str]:
-    """Run ``app`` until the block ends; yields its base URL. Give a reserved ``sock`` to avoid races."""
+def serve_in_thread(
+    app: Any, port: int | None = None, sock: socket.socket | None = None, forwarded_allow_ips: str = ""
+) -> Iterator[str]:
+    """Run ``app`` until the block ends; yields its base URL. Give a reserved ``sock`` to avoid races.
+
+    ``X-Forwarded-For`` is honoured only from ``forwarded_allow_ips``, as ``gateway serve`` does.
+    """
     if sock is None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port or 0))
     bound_port = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        server_header=False,
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or None,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

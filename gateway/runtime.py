@@ -98,6 +98,13 @@ class Metrics:
         self.audit_failures = Counter(
             "gateway_audit_failures", "Failed audit appends", registry=self.registry
         )
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused by a rate limit", ["limit"], registry=self.registry
+        )
+
+    def count_rate_limited(self, limit: str) -> None:
+        """Count one refusal by the rate limit ``limit`` (``client``, ``token_client``, ...)."""
+        self.rate_limited.labels(limit).inc()
 
 
 class Runtime:
@@ -123,8 +130,8 @@ class Runtime:
             settings.connectors, settings.agency_urls
         )
         self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
-        self.auth = AuthService(settings, self.sessions)
         self.metrics = Metrics()
+        self.auth = AuthService(settings, self.sessions, on_rate_limited=self.metrics.count_rate_limited)
         self.started_at = time.time()
         self._process: tuple[PolicyEngine, ProcessFacts] | None = None
 

@@ -6,10 +6,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+import limits
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MAX_BODY_BYTES = 1_048_576
+"""Default of ``max_body_bytes``: a request body larger than this is a 413 before it is read on."""
+MAX_JSON_DEPTH = 32
+"""Containers in a JSON body, the body itself counting as the first; deeper is a 400."""
+MAX_PAYLOAD_FIELDS = 200
+"""Keys in a share's payload, counted at every depth (a nested object is no way round it)."""
 
 
 class Settings(BaseSettings):
@@ -36,9 +44,46 @@ class Settings(BaseSettings):
     """Upload ``policy_dir`` into OPA (true), or only verify what OPA loaded itself from a bundle."""
     pseudonym_secret: str | None = None
     access_token_ttl: int = 300
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
+    """Largest request body on any route, in bytes; a larger one is refused with 413 unread."""
     log_origin: str = "veilig-delen.example/audit"
     connectors: Literal["simulated", "http"] = "simulated"
     agency_urls: dict[str, str] = Field(default_factory=dict)
+    rate_limit: str = "50/second"
+    """Requests per client on every authenticated route, in ``limits`` notation (``50/second``)."""
+    rate_burst: int | None = Field(default=None, ge=1)
+    """Calls a quiet client may make at once; unset is twice the rate's amount (100 for ``50/second``)."""
+    rate_limit_storage: str = "memory://"
+    """Where the rate limits count: ``memory://`` (this process) or ``redis://host:port/db`` (replicas)."""
+    auth_failures_per_client: str = "10/minute"
+    """Failed client authentications at the token endpoint per claimed client id."""
+    auth_failures_per_address: str = "10/minute"
+    """Failed client authentications at the token endpoint per source address."""
+    forwarded_allow_ips: str = ""
+    """Proxies whose ``X-Forwarded-For`` gives the source address (comma-separated); none by default."""
+
+    @field_validator("rate_limit", "auth_failures_per_client", "auth_failures_per_address")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as e:
+            raise ValueError(f"{value!r} is not a rate such as 50/second or 10/minute") from e
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _a_limit_storage(cls, value: str) -> str:
+        # Only what is installed and tested; memcached or MongoDB would need more dependencies.
+        if not value.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
+            raise ValueError("GATEWAY_RATE_LIMIT_STORAGE must be memory:// or a redis:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _burst_covers_the_rate(self) -> Settings:
+        if self.rate_burst is not None and self.rate_burst < limits.parse(self.rate_limit).amount:
+            raise ValueError("GATEWAY_RATE_BURST must be at least the amount of GATEWAY_RATE_LIMIT")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -43,8 +43,12 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 def current_principal(
     auth: AuthServiceDep, authorization: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    """The authenticated caller; ``Unauthenticated`` (401 + WWW-Authenticate) otherwise."""
-    return auth.authenticate(authorization)
+    """The authenticated caller, counted against its rate limit; ``Unauthenticated`` (401 +
+    WWW-Authenticate) or ``RateLimited`` (429 + Retry-After) otherwise."""
+    principal = auth.authenticate(authorization)
+    # Keyed by the verified client id, so a caller cannot spend another client's budget.
+    auth.limits.admit(principal.client_id)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(current_principal)]

@@ -48,7 +48,8 @@ async def token(request: Request) -> JSONResponse:
     else:
         form = await request.form()
         fields = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
-        result = await run_in_threadpool(auth.token_response, fields, dict(request.headers))
+        address = request.client.host if request.client else None
+        result = await run_in_threadpool(auth.token_response, fields, dict(request.headers), address)
     headers = {name: value for name, value in result.headers if name.lower() != "content-type"}
     return JSONResponse(result.body, status_code=result.status, headers=headers)
 

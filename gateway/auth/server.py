@@ -8,7 +8,9 @@ hence the ``type: ignore[misc]`` on each class that extends one of its classes.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import logging
 import re
 import time
@@ -34,6 +36,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
 from gateway.auth.keys import SigningKey
+from gateway.auth.ratelimit import RateLimits
 from gateway.auth.replay import ReplayGuard
 from gateway.auth.roles import ROLE_SCOPES, SCOPES
 from gateway.auth.tokens import issue_access_token
@@ -300,6 +303,21 @@ class _AuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         }
 
 
+def claimed_client_id(fields: Mapping[str, str]) -> str | None:
+    """The client id a token request claims, unverified: the assertion's ``sub`` (by which Authlib
+    finds the client), else the ``client_id`` parameter. Only for counting failures."""
+    assertion = fields.get("client_assertion", "")
+    parts = assertion.split(".")
+    if len(parts) == 3:
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, RecursionError):
+            claims = None
+        if isinstance(claims, dict) and isinstance(claims.get("sub"), str) and claims["sub"]:
+            return str(claims["sub"])
+    return fields.get("client_id") or None
+
+
 class TokenEndpoint:
     """``POST /oauth2/token`` without a web framework: form fields and headers in, ``TokenResponse`` out."""
 
@@ -311,9 +329,11 @@ class TokenEndpoint:
         replay: ReplayGuard,
         signing_key: SigningKey,
         ttl: int,
+        limits: RateLimits | None = None,
     ) -> None:
         self.issuer = issuer
         self.url = f"{issuer}/oauth2/token"
+        self._limits = limits
         self._server = _AuthorizationServer(
             issuer=issuer,
             audiences=[self.url, issuer],
@@ -323,8 +343,11 @@ class TokenEndpoint:
             ttl=ttl,
         )
 
-    def handle(self, form: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> TokenResponse:
-        """Answer one token request given its form fields (in order, repeats kept) and headers."""
+    def handle(
+        self, form: Sequence[tuple[str, str]], headers: Mapping[str, str], address: str | None = None
+    ) -> TokenResponse:
+        """Answer one token request given its form fields (in order, repeats kept), headers and source
+        address. ``RateLimited`` if the claimed client id or the address failed too often of late."""
         try:
             fields = self._single_valued(form)
             if fields.get("client_assertion_type", ASSERTION_TYPE) != ASSERTION_TYPE:
@@ -332,9 +355,15 @@ class TokenEndpoint:
             request = _FormRequest(self.url, fields, headers)
         except OAuth2Error as error:
             return self.error_response(error)
+        claimed = claimed_client_id(fields)
+        if self._limits is not None:
+            # Before anything is verified: past the budget, not one signature is checked.
+            self._limits.check_token_failures(claimed, address)
         response: TokenResponse = self._server.create_token_response(request)
         if response.status != 200:
             log.info("token request refused: %s", response.body.get("error_description"))
+            if self._limits is not None and response.body.get("error") == "invalid_client":
+                self._limits.record_token_failure(claimed, address)
         return response
 
     @staticmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from authlib.common.security import is_secure_transport
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
 from gateway.auth.keys import SigningKey, load_or_create_signing_key
+from gateway.auth.ratelimit import LimitKind, RateLimits
 from gateway.auth.replay import ReplayGuard
 from gateway.auth.roles import SCOPES
 from gateway.auth.server import AUTH_METHOD, GRANT_TYPE, TokenEndpoint, TokenResponse
@@ -34,6 +35,7 @@ class AuthService:
         settings: Settings,
         sessions: sessionmaker[Session],
         signing_key: SigningKey | None = None,
+        on_rate_limited: Callable[[LimitKind], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -43,12 +45,14 @@ class AuthService:
         self.jwks_uri = f"{self.issuer}{JWKS_PATH}"
         self.clients = ClientRegistry(sessions)
         self.replay = ReplayGuard(sessions)
+        self.limits = RateLimits(settings, on_refusal=on_rate_limited)
         self._token_endpoint = TokenEndpoint(
             issuer=self.issuer,
             clients=self.clients,
             replay=self.replay,
             signing_key=self.signing_key,
             ttl=settings.access_token_ttl,
+            limits=self.limits,
         )
         if not is_secure_transport(self.token_url):
             # Authlib refuses plain http:// except on loopback; every token request will say so.
@@ -58,9 +62,12 @@ class AuthService:
                 self.token_url,
             )
 
-    def token_response(self, form: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> TokenResponse:
-        """Answer ``POST /oauth2/token`` (blocking: reads and writes the database)."""
-        return self._token_endpoint.handle(form, headers)
+    def token_response(
+        self, form: Sequence[tuple[str, str]], headers: Mapping[str, str], address: str | None = None
+    ) -> TokenResponse:
+        """Answer ``POST /oauth2/token`` from source ``address`` (blocking: reads and writes the
+        database); ``RateLimited`` past the failed-authentication limits."""
+        return self._token_endpoint.handle(form, headers, address)
 
     def authenticate(self, authorization_header: str | None) -> Principal:
         """The caller behind an ``Authorization`` header, or ``Unauthenticated`` (one primary-key lookup)."""
