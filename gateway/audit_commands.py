@@ -232,25 +232,35 @@ def audit_subject_report(
     The BSN is pseudonymised with the gateway's secret and never stored, printed or logged. The lookup
     itself is logged as an audit entry, as every access to someone's data is.
     """
+    from typing import get_args
+
     from audit import subject_report, verify_checkpoint
     from gateway.auth import Principal
+    from gateway.schemas import Agency
     from gateway.tracing import from_header
-    from gateway.trail import CallContext, make_entry
+    from gateway.trail import CallContext, lookup_entry
 
+    if agency is not None and agency not in get_args(Agency):
+        # Never repeat the value: whatever was typed here must not reach the screen or the log.
+        typer.echo(f"error: --agency must be one of {', '.join(get_args(Agency))}", err=True)
+        raise typer.Exit(2)
     value = _read_bsn(bsn)
     pseudonym = _pseudonymizer(settings_for(data_dir)).pseudonym(value)
     store, signer = _audit_parts(data_dir)
-    operator = Principal(
-        client_id="gateway-cli", agency=agency or "operator", role="operator", scopes=frozenset()
-    )
+    # The operator at the command line looks the person up, in the agency's view when one is named: the
+    # entry says so (actor ``operator``, counterpart the agency), rather than claiming the agency asked.
+    operator = Principal(client_id="gateway-cli", agency="operator", role="operator", scopes=frozenset())
     ctx = CallContext(principal=operator, trace=from_header(None))
-    store.append(
-        [
-            make_entry(
-                ctx, type_="audit", action="audit.subject_report", outcome="reported", subjects=[pseudonym]
-            )
-        ]
-    )
+    try:
+        store.append(
+            [lookup_entry(ctx, action="audit.subject_report", pseudonym=pseudonym, counterpart=agency)]
+        )
+    except Exception as e:
+        # No audit, no report: the lookup is only made once it is on record.
+        typer.echo(
+            f"error: the audit log could not be written ({type(e).__name__}); no report made", err=True
+        )
+        raise typer.Exit(1) from e
     note = store.checkpoint()
     size = verify_checkpoint(note, signer.verifier).size
     report = subject_report(store, pseudonym, visible_to=agency, tree_size=size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -184,26 +185,97 @@ class DecisionOut(Schema):
     recipients: dict[str, Any] | None = None
 
 
+MAX_INDEX = 2**63 - 1
+"""The largest index, tree size or cursor position (a signed 64-bit database integer)."""
+
+EntryType = Literal["audit", "access", "case", "decision", "delivery", "exchange", "policy"]
+"""The ``type`` of every entry the gateway writes."""
+
+CaseId = Field(
+    default=None,
+    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    description="A case id as the gateway issues them (a lower-case UUID).",
+)
+_INDEX_CURSOR = re.compile(r"[0-9]{1,19}")
+_RANGE_CURSOR = re.compile(r"([0-9]{1,19})(?:-([0-9]{1,19}))?")
+
+
+def _position(digits: str) -> int:
+    value = int(digits)
+    if value > MAX_INDEX:
+        raise ValueError("not a cursor this gateway issued")
+    return value
+
+
 class AuditFilters(Schema):
-    case_id: str | None = None
-    agency: Agency | None = None
-    purpose: str | None = None
-    type: str | None = None
-    information_type: str | None = None
-    from_: dt.datetime | None = Field(default=None, alias="from")
-    to: dt.datetime | None = None
-    limit: int = Field(default=100, ge=1, le=1000)
-    cursor: str | None = None
+    """Filters on the audit log. Every value is an identifier the gateway checks, never free text."""
+
+    case_id: str | None = CaseId
+    agency: Agency | None = Field(
+        default=None, description="Entries naming this agency (actor or counterpart)."
+    )
+    purpose: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$", description="A purpose id."
+    )
+    type: EntryType | None = Field(default=None, description="The entry type.")
+    information_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="An information type id.",
+    )
+    from_: dt.datetime | None = Field(
+        default=None, alias="from", description="Entries at or after this time."
+    )
+    to: dt.datetime | None = Field(default=None, description="Entries at or before this time.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Entries per page.")
+    cursor: str | None = Field(
+        default=None, max_length=40, description="The ``next`` of the previous page; left out for the first."
+    )
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, v: str | None) -> str | None:
+        # The decimal index the page starts at (the store's form), within 0..2^63-1.
+        if v is not None:
+            if not _INDEX_CURSOR.fullmatch(v):
+                raise ValueError("not a cursor this gateway issued")
+            _position(v)
+        return v
 
 
 class AuditSearchIn(AuditFilters):
-    bsn: str
+    """A lookup of one person: the BSN travels in the body, never in a URL."""
+
+    bsn: str = Field(description="Burgerservicenummer: nine digits, elfproef. Pseudonymised at once.")
+    limit: int = Field(default=100, ge=1, le=1000, strict=True, description="Rows per page.")
+    cursor: str | None = Field(
+        default=None,
+        max_length=40,
+        description="The ``next`` of the previous page; left out for the first. Pages after the first "
+        "stay within the log as the first page saw it, so paging ends even though every page is logged.",
+    )
 
     @field_validator("bsn")
     @classmethod
     def _elfproef(cls, v: str) -> str:
         if not is_valid_bsn(v):
             raise ValueError("not a valid BSN (nine digits, elfproef)")
+        return v
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, v: str | None) -> str | None:
+        # ``start`` or ``start-end``: the index the page starts at and the log size the report is bound to.
+        if v is None:
+            return v
+        m = _RANGE_CURSOR.fullmatch(v)
+        if m is None:
+            raise ValueError("not a cursor this gateway issued")
+        start, end = _position(m[1]), None if m[2] is None else _position(m[2])
+        if end is not None and end <= start:
+            raise ValueError("not a cursor this gateway issued")
         return v
 
 

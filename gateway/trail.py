@@ -78,8 +78,13 @@ def make_entry(
     decision: dict[str, Any] | None = None,
     digest: str | None = None,
     refs: dict[str, str] | None = None,
+    query: dict[str, str | int] | None = None,
 ) -> dict[str, Any]:
-    """One audit entry. ``outcome`` says what happened after the decision (e.g. ``delivered``)."""
+    """One audit entry. ``outcome`` says what happened after the decision (e.g. ``delivered``).
+
+    ``query`` is what a lookup asked for (its filters and page): only values the gateway validated,
+    never request text, since nothing can be taken out of the log again.
+    """
     entry: dict[str, Any] = {
         "v": ENTRY_VERSION,
         "time": _time(),
@@ -110,6 +115,33 @@ def make_entry(
         "decision": decision,
         "payloadDigest": digest,
         "refs": refs,
+        "query": query,
     }
     entry.update({k: v for k, v in optional.items() if v is not None})
     return entry
+
+
+def lookup_entry(
+    ctx: CallContext,
+    *,
+    action: str,
+    pseudonym: str,
+    case_id: str | None = None,
+    counterpart: str | None = None,
+    query: dict[str, str | int] | None = None,
+) -> dict[str, Any]:
+    """The entry of one lookup of a person (a page of a subject report, or of a search by BSN).
+
+    Looking someone up is a processing of their data, so it is logged like any other: who asked, about
+    which pseudonym, in which case, with which validated filters and from which position in the log.
+    """
+    return make_entry(
+        ctx,
+        type_="audit",
+        action=action,
+        outcome="reported" if action == "audit.subject_report" else "searched",
+        subjects=[pseudonym],
+        case_id=case_id,
+        counterpart=counterpart,
+        query=query,
+    )

@@ -8,14 +8,16 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from audit import LogEntry, report_row, verify_checkpoint
 from gateway.api.deps import AuditReader, RuntimeDep
 from gateway.errors import Forbidden, InvalidInput, NotFound
+from gateway.models import Case
 from gateway.runtime import Runtime
 from gateway.schemas import (
+    MAX_INDEX,
     AuditFilters,
     AuditItem,
     AuditPage,
@@ -24,7 +26,7 @@ from gateway.schemas import (
     ProofOut,
     SubjectReport,
 )
-from gateway.trail import CallContext, make_entry
+from gateway.trail import CallContext, lookup_entry
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -34,10 +36,21 @@ def item(index: int, leaf_data: bytes) -> dict[str, Any]:
     return {"index": index, "leafData": base64.b64encode(leaf_data).decode(), "entry": json.loads(leaf_data)}
 
 
-def scoped_filters(ctx: CallContext, filters: AuditFilters, pseudonym: str | None = None) -> dict[str, Any]:
-    """The store's filters; a privacy officer (scope ``audit``) sees only entries naming their agency."""
+def scoped_filters(
+    ctx: CallContext, rt: Runtime, filters: AuditFilters, pseudonym: str | None = None
+) -> dict[str, Any]:
+    """The store's filters; a privacy officer (scope ``audit``) sees only entries naming their agency.
+
+    The schema has checked the shape of every filter; here the identifiers are checked against the
+    loaded facts, so an unknown purpose or information type is a 400 rather than an empty page.
+    """
     if filters.from_ and filters.to and filters.from_ > filters.to:
         raise InvalidInput.field("from", "must not be after 'to'")
+    facts = rt.process()
+    if filters.purpose is not None and filters.purpose not in facts.purposes():
+        raise InvalidInput.field("purpose", "not a purpose of the loaded policy")
+    if filters.information_type is not None and filters.information_type not in facts.information_types():
+        raise InvalidInput.field("informationType", "not an information type of the loaded policy")
     out: dict[str, Any] = {
         "case_id": filters.case_id,
         "agency": filters.agency,
@@ -60,32 +73,96 @@ def _iso(t: dt.datetime | None) -> str | None:
     return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _position(rt: Runtime, cursor: str | None) -> tuple[int, int | None]:
+    """Where a page starts and, after a lookup's first page, the log size it is bound to.
+
+    The schema has checked the form (``start`` or ``start-end``, each in 0..2^63-1). A position past
+    the end of the log is not one this gateway issued: refused, before anything is logged.
+    """
+    if cursor is None:
+        return 0, None
+    start, _, end = cursor.partition("-")
+    bound = int(end) if end else None
+    if max(int(start), bound or 0) > rt.audit.size():
+        raise InvalidInput.field("cursor", "beyond the log: not a cursor this gateway issued")
+    return int(start), bound
+
+
 def _search(
-    rt: Runtime, filters: dict[str, Any], limit: int, cursor: str | None
+    rt: Runtime, filters: dict[str, Any], limit: int, start: int, bound: int | None = None
 ) -> tuple[list[LogEntry], str | None]:
+    """One page from ``start``; with a ``bound``, only entries below it and a cursor that keeps it."""
     try:
-        return rt.audit.search(filters, limit=limit, cursor=cursor)
+        found, next_cursor = rt.audit.search(filters, limit=limit, cursor=start)
     except ValueError as e:
         raise InvalidInput.field("cursor", "not a cursor this gateway issued") from e
+    if bound is None:
+        return found, next_cursor
+    covered = [i for i in found if i.index < bound]
+    # Entries appended after the bound (this lookup's own entry among them) belong to a later lookup.
+    if next_cursor is None or len(covered) < len(found) or int(next_cursor) >= bound:
+        return covered, None
+    return covered, f"{next_cursor}-{bound}"
 
 
 def page(rt: Runtime, filters: dict[str, Any], limit: int, cursor: str | None) -> dict[str, Any]:
     """One page of matching entries."""
-    items, next_cursor = _search(rt, filters, limit, cursor)
+    start, _ = _position(rt, cursor)
+    items, next_cursor = _search(rt, filters, limit, start)
     return {"entries": [item(i.index, i.leaf_data) for i in items], "next": next_cursor}
+
+
+def _log_lookup(
+    ctx: CallContext, rt: Runtime, action: str, pseudonym: str, body: AuditSearchIn, start: int
+) -> int:
+    """Log one page of a lookup of a person before anything is read; no audit, no answer (503).
+
+    Only validated values reach the entry: identifiers the schema and the facts checked, times as
+    the gateway writes them, numbers; a case id only when it names a case (a made-up one that merely
+    looks like an id could still carry someone's BSN).
+    """
+    query: dict[str, str | int] = {
+        k: v
+        for k, v in {
+            "agency": body.agency,
+            "type": body.type,
+            "purpose": body.purpose,
+            "informationType": body.information_type,
+            "from": _iso(body.from_),
+            "to": _iso(body.to),
+        }.items()
+        if v is not None
+    }
+    query |= {"cursor": start, "limit": body.limit}
+    case_id = body.case_id if body.case_id is not None and _is_case(rt, body.case_id) else None
+    entry = lookup_entry(ctx, action=action, pseudonym=pseudonym, case_id=case_id, query=query)
+    return rt.audit_append([entry])[0]
+
+
+def _is_case(rt: Runtime, case_id: str) -> bool:
+    with rt.sessions() as s:
+        return s.get(Case, case_id) is not None
 
 
 @router.get("/entries", response_model=AuditPage, response_model_by_alias=True)
 def entries(ctx: AuditReader, rt: RuntimeDep, filters: Annotated[AuditFilters, Query()]) -> Any:
     """Entries matching the filters, oldest first, with a cursor for the next page."""
-    return page(rt, scoped_filters(ctx, filters), filters.limit, filters.cursor)
+    return page(rt, scoped_filters(ctx, rt, filters), filters.limit, filters.cursor)
 
 
 @router.post("/search", response_model=AuditPage, response_model_by_alias=True)
 def search(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any:
-    """Entries about one person; the BSN travels in the body and is pseudonymised at once."""
+    """Entries about one person; the BSN travels in the body and is pseudonymised at once.
+
+    Every page is a lookup of that person and is logged before it is answered (``audit.search``).
+    Pages after the first stay within the log as the first page saw it.
+    """
     pseudonym = rt.pseudonymizer.pseudonym(body.bsn)
-    return page(rt, scoped_filters(ctx, body, pseudonym), body.limit, body.cursor)
+    filters = scoped_filters(ctx, rt, body, pseudonym)
+    start, bound = _position(rt, body.cursor)
+    logged = _log_lookup(ctx, rt, "audit.search", pseudonym, body, start)
+    found, next_cursor = _search(rt, filters, body.limit, start, logged + 1 if bound is None else bound)
+    return {"entries": [item(i.index, i.leaf_data) for i in found], "next": next_cursor}
 
 
 @router.post("/subject-report", response_model=SubjectReport, response_model_by_alias=True)
@@ -93,44 +170,33 @@ def subject_report(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any
     """Every logged exchange about one person (AVG art. 15): when, which agencies, what, why, on which basis.
 
     The BSN travels in the body and is pseudonymised at once. A privacy officer sees the entries that
-    name their own agency. The lookup is itself logged (a report about a person is a processing of
-    their data), then a checkpoint is signed and the rows are taken from the tree it covers, so each
-    row can be proven with ``/proofs/inclusion?index=..&treeSize=<treeSize>``.
+    name their own agency. Every page of the lookup is itself logged (a report about a person is a
+    processing of their data), then a checkpoint is signed and the rows are taken from the tree it
+    covers, so each row can be proven with ``/proofs/inclusion?index=..&treeSize=<treeSize>``. Pages
+    after the first stay within the log as the first page saw it.
     """
     pseudonym = rt.pseudonymizer.pseudonym(body.bsn)
-    filters = scoped_filters(ctx, body, pseudonym)
-    if body.cursor is None:
-        rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_="audit",
-                    action="audit.subject_report",
-                    outcome="reported",
-                    subjects=[pseudonym],
-                    case_id=body.case_id,
-                    purpose=body.purpose,
-                )
-            ]
-        )
+    filters = scoped_filters(ctx, rt, body, pseudonym)
+    start, bound = _position(rt, body.cursor)
+    _log_lookup(ctx, rt, "audit.subject_report", pseudonym, body, start)
     note = rt.audit.checkpoint()
     size = verify_checkpoint(note, rt.signer.verifier).size
-    found, next_cursor = _search(rt, filters, body.limit, body.cursor)
-    covered = [i for i in found if i.index < size]
+    found, next_cursor = _search(rt, filters, body.limit, start, size if bound is None else min(bound, size))
     return {
         "checkpoint": note,
         "treeSize": size,
-        "entries": [report_row(i).as_json() for i in covered],
-        # Entries appended after the checkpoint belong to a later report.
-        "next": next_cursor if len(covered) == len(found) else None,
+        "entries": [report_row(i).as_json() for i in found],
+        "next": next_cursor,
     }
 
 
 @router.get("/entries/{index}", response_model=AuditItem, response_model_by_alias=True)
-def entry(index: int, ctx: AuditReader, rt: RuntimeDep) -> Any:
+def entry(
+    ctx: AuditReader,
+    rt: RuntimeDep,
+    index: Annotated[int, Path(ge=0, le=MAX_INDEX, description="The entry's index, from 0.")],
+) -> Any:
     """One entry by index."""
-    if index < 0:
-        raise InvalidInput.field("index", "must be >= 0")
     found = rt.audit.entry(index)
     if found is None:
         raise NotFound("no entry at that index")
@@ -161,8 +227,8 @@ def verifier_key(_ctx: AuditReader, rt: RuntimeDep) -> PlainTextResponse:
 def inclusion(
     _ctx: AuditReader,
     rt: RuntimeDep,
-    index: int = Query(ge=0),
-    tree_size: int = Query(alias="treeSize", ge=1),
+    index: int = Query(ge=0, le=MAX_INDEX, description="The entry's index, from 0."),
+    tree_size: int = Query(alias="treeSize", ge=1, le=MAX_INDEX, description="The size of the tree."),
 ) -> Any:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``treeSize`` entries."""
     if index >= tree_size:
@@ -177,8 +243,8 @@ def inclusion(
 def consistency(
     _ctx: AuditReader,
     rt: RuntimeDep,
-    from_: int = Query(alias="from", ge=1),
-    to: int = Query(ge=1),
+    from_: int = Query(alias="from", ge=1, le=MAX_INDEX, description="The smaller tree size."),
+    to: int = Query(ge=1, le=MAX_INDEX, description="The larger tree size."),
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""
     if from_ > to:
@@ -201,8 +267,8 @@ def _export_lines(rt: Runtime, start: int, end: int) -> Iterator[bytes]:
 def export(
     ctx: AuditReader,
     rt: RuntimeDep,
-    start: int = Query(0, ge=0),
-    end: int | None = Query(None, ge=0),
+    start: int = Query(0, ge=0, le=MAX_INDEX, description="The first index to export."),
+    end: int | None = Query(None, ge=0, le=MAX_INDEX, description="Export up to this index (exclusive)."),
 ) -> StreamingResponse:
     """Entries as NDJSON ``{index, leafData}`` for offline verification (scope ``audit:all``)."""
     if "audit:all" not in ctx.principal.scopes:

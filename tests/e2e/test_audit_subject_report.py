@@ -182,7 +182,9 @@ def test_cli_report_as_json_for_one_agency(gateway: Gateway) -> None:
     body = json.loads(result.output[result.output.index("{") :])
     rows = body["entries"]
     assert rows and all("rvdk" in (r["actor"], r["counterpart"]) for r in rows)
-    assert rows[-1]["action"] == "audit.subject_report" and rows[-1]["actor"] == "rvdk"
+    # The lookup is on record as the operator's, made in rvdk's view.
+    assert rows[-1]["action"] == "audit.subject_report"
+    assert (rows[-1]["actor"], rows[-1]["counterpart"]) == ("operator", "rvdk")
     signed = verify_checkpoint(body["checkpoint"], gateway.runtime.signer.verifier_key())
     assert signed.size == body["treeSize"]
 
