@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gateway import API_VERSION, __version__
-from gateway.api import audit, cases, exchanges, ops, policies, problems
+from gateway.api import audit, cases, exchanges, openapi, ops, policies, problems
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
 from gateway.policy_watch import PolicyWatcher
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",
         redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.runtime = rt
     app.state.auth = rt.auth
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(policies.router)
     app.include_router(ops.router)
     app.state.version = __version__
+    openapi.install(app, rt)
     if rt.settings.policy_watch:  # off by default: reloads are explicit unless an operator opts in
         watcher = PolicyWatcher(rt, interval=rt.settings.policy_watch_interval)
         watcher.start()

@@ -92,6 +92,16 @@ class Gateway:
         assert r.status_code == 200, r.text
 
 
+def fuzz_settings() -> dict[str, Any]:
+    """Settings for a gateway under a fuzzer: tokens that outlive the run, limits it does not reach."""
+    return {
+        "access_token_ttl": 3600,
+        "rate_limit": "100000/second",
+        "auth_failures_per_client": "100000/minute",
+        "auth_failures_per_address": "100000/minute",
+    }
+
+
 def start_gateway(data_dir: Path, **settings_kw: Any) -> tuple[Runtime, socket.socket]:
     """A runtime whose settings name the port of an already bound socket (no race for the port)."""
     sock = reserve_socket()
