@@ -7,12 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from gateway.auth.deps import AuthServiceDep, get_auth_service
 from gateway.auth.server import TokenEndpoint
 from gateway.auth.service import JWKS_PATH, METADATA_PATH, TOKEN_PATH
 
 router = APIRouter(tags=["authentication"])
+
+#: A token request has five parameters at most; a few more are tolerated, thousands are not parsed.
+MAX_FORM_FIELDS = 20
 
 _TOKEN_FORM_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -46,10 +50,18 @@ async def token(request: Request) -> JSONResponse:
     if content_type != "application/x-www-form-urlencoded":
         result = TokenEndpoint.invalid_request("send the parameters as application/x-www-form-urlencoded")
     else:
-        form = await request.form()
-        fields = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
-        address = request.client.host if request.client else None
-        result = await run_in_threadpool(auth.token_response, fields, dict(request.headers), address)
+        try:
+            form = await request.form(max_fields=MAX_FORM_FIELDS)
+        except HTTPException as e:
+            # Starlette's only refusals of a url-encoded form: too many fields, or one too large.
+            too_many = str(e.detail).startswith("Too many fields")
+            result = TokenEndpoint.invalid_request(
+                f"too many parameters (at most {MAX_FORM_FIELDS})" if too_many else "a parameter is too large"
+            )
+        else:
+            fields = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+            address = request.client.host if request.client else None
+            result = await run_in_threadpool(auth.token_response, fields, dict(request.headers), address)
     headers = {name: value for name, value in result.headers if name.lower() != "content-type"}
     return JSONResponse(result.body, status_code=result.status, headers=headers)
 

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
+from urllib.parse import quote
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
@@ -69,6 +70,12 @@ _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 # RFC 6749 section 5.2: error_description characters are %x20-21 / %x23-5B / %x5D-7E.
 _NOT_DESCRIPTION_CHAR: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def parameter_name(name: str) -> str:
+    """``name`` as it may appear in an ``error_description``: percent-encoded, so that it is named
+    exactly and stays inside RFC 6749's character set (Authlib raises ValueError, a 500, outside it)."""
+    return quote(name.encode("utf-8", "surrogatepass"), safe="")[:120]
 
 
 def _refusal(reason: str) -> InvalidClientError:
@@ -368,12 +375,14 @@ class TokenEndpoint:
 
     @staticmethod
     def _single_valued(form: Sequence[tuple[str, str]]) -> dict[str, str]:
-        fields: dict[str, str] = {}
-        for name, value in form:
-            if name in fields:
+        seen: set[str] = set()
+        for name, _value in form:
+            if name in seen:
                 # RFC 6749 section 3.2: request parameters MUST NOT be included more than once.
-                raise InvalidRequestError(description=f"parameter {name} is repeated")
-            fields[name] = value
+                raise InvalidRequestError(description=f"parameter {parameter_name(name)} is repeated")
+            seen.add(name)
+        # RFC 6749 section 3.1: parameters sent without a value are treated as if omitted.
+        fields = {name: value for name, value in form if value}
         if not fields.get("grant_type"):
             raise InvalidRequestError(description="missing grant_type")
         return fields
