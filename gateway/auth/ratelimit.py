@@ -95,7 +95,8 @@ class RateLimits:
         options: dict[str, float | str | bool] = {}
         if uri.startswith(("redis://", "rediss://", "redis+unix://")):
             options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
-        self._limiter = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
+        self._storage = storage_from_string(uri, wrap_exceptions=True, **options)
+        self._limiter = MovingWindowRateLimiter(self._storage)
         self._per_client = burst_window(limits.parse(settings.rate_limit), settings.rate_burst)
         self._failures_per_client = limits.parse(settings.auth_failures_per_client)
         self._failures_per_address = limits.parse(settings.auth_failures_per_address)
@@ -103,6 +104,10 @@ class RateLimits:
         self._describe_client_failures = settings.auth_failures_per_client
         self._describe_address_failures = settings.auth_failures_per_address
         self._on_refusal = on_refusal
+
+    def problem(self) -> str | None:
+        """``None`` when the storage answers, else what is wrong (for ``/readyz``)."""
+        return None if self._storage.check() else "storage unreachable"
 
     def admit(self, client_id: str) -> None:
         """Count one call by ``client_id``; ``RateLimited`` when its budget is used up."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import limits
 import pytest
 from pydantic import ValidationError
 
-from gateway.auth.ratelimit import RateLimited, RateLimits, burst_window
+from gateway.auth.ratelimit import RateLimited, RateLimiterUnavailable, RateLimits, burst_window
 from gateway.settings import Settings
 
 
@@ -85,3 +86,20 @@ def test_failures_are_checked_without_being_spent(tmp_path: Path) -> None:
     with pytest.raises(RateLimited, match="client id"):
         rl.check_token_failures("politie-system", "192.0.2.3")
     rl.check_token_failures("om-system", "192.0.2.1")
+
+
+def test_the_storage_says_whether_it_answers(tmp_path: Path) -> None:
+    assert RateLimits(Settings(data_dir=tmp_path)).problem() is None
+    assert (
+        RateLimits(Settings(data_dir=tmp_path, rate_limit_storage="redis://127.0.0.1:6379/0")).problem()
+        is None
+    )
+    with socket.socket() as s:  # a port on which nothing listens
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+        limits_ = RateLimits(Settings(data_dir=tmp_path, rate_limit_storage=dead))
+        assert limits_.problem() == "storage unreachable"
+        with pytest.raises(RateLimiterUnavailable) as caught:
+            limits_.admit("politie-system")
+    assert caught.value.status == 503
+    assert caught.value.headers["Retry-After"] == "5"
