@@ -11,7 +11,7 @@ from sqlalchemy import select
 from gateway.db import transaction, utcnow
 from gateway.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from gateway.models import Case, Subject
-from gateway.policy import Decision
+from gateway.policy import Decision, PolicyEngine
 from gateway.runtime import Runtime
 from gateway.schemas import CaseCreate
 from gateway.trail import CallContext, decision_record, make_entry
@@ -54,6 +54,53 @@ class CaseService:
             if case is None:
                 raise NotFound("no such case")
             return case
+
+    def visible(
+        self, ctx: CallContext, case_id: str, *, attempted: str, engine: PolicyEngine | None = None
+    ) -> tuple[Case, str | None]:
+        """The case, when the caller may read it (``case.read``); otherwise the 404 of a missing id.
+
+        Every route that names a case checks this first, so a caller that may not read a case learns
+        nothing about it: not its step from a refusal's reasons, not even that it exists (the 404 is the
+        one ``load`` gives for an unknown id). The refused attempt is logged as a refused read.
+
+        When the engine itself failed (fail closed), the caller may or may not read the case; the second
+        value is then the failure's reason code, and the route decides its action as that same failure
+        (`decide`) instead of asking the engine again: a deny whose reasons say nothing about the case.
+        """
+        case = self.load(case_id)
+        decision = self.rt.decide(
+            {"action": "case.read", "actor": actor_facts(ctx), "case": case_facts(case)}, engine
+        )
+        if decision.allowed:
+            return case, None
+        if decision.engine_failure:
+            return case, decision.codes[0]
+        self.rt.audit_append(
+            [
+                make_entry(
+                    ctx,
+                    type_="access",
+                    action="case.read",
+                    outcome="refused",
+                    case_id=case.case_id,
+                    step=f"{case.flow}/{case.step}",
+                    subjects=pseudonyms(case),
+                    decision=decision_record(decision),
+                    refs={"attempted": attempted},
+                )
+            ]
+        )
+        raise NotFound("no such case")
+
+    def decide(
+        self, policy_input: dict[str, Any], failure: str | None, engine: PolicyEngine | None = None
+    ) -> Decision:
+        """Decide ``policy_input``, or deny it with ``failure`` when the visibility check failed closed."""
+        if failure is not None:
+            revision = (engine or self.rt.policy.current).revision
+            return Decision.fail_closed(failure, revision, policy_input)
+        return self.rt.decide(policy_input, engine)
 
     def _refuse(self, decision: Decision, what: str) -> PolicyDenied:
         codes = ", ".join(r.get("code", "?") for r in decision.reasons)
@@ -120,6 +167,7 @@ class CaseService:
         outcome: str,
         extra: dict[str, Any] | None = None,
         refs: dict[str, str] | None = None,
+        failure: str | None = None,
     ) -> Decision:
         """Decide ``action`` on ``case`` and commit the audit entry before anything takes effect."""
         policy_input = {
@@ -128,7 +176,7 @@ class CaseService:
             "case": case_facts(case),
             **(extra or {}),
         }
-        decision = self.rt.decide(policy_input)
+        decision = self.decide(policy_input, failure)
         self.rt.audit_append(
             [
                 make_entry(
@@ -168,7 +216,7 @@ class CaseService:
 
     def transition(self, ctx: CallContext, case_id: str, flow: str | None, step: str) -> Case:
         """Move the case to another step (or flow); 409 when the process does not allow that move."""
-        case = self.load(case_id)
+        case, failure = self.visible(ctx, case_id, attempted="case.transition")
         target_flow = flow or case.flow
         facts = self.rt.process()
         if target_flow not in facts.flows():
@@ -183,6 +231,7 @@ class CaseService:
             outcome="moved",
             extra={"transition": {"flow": target_flow, "step": step}},
             refs={"fromFlow": case.flow, "fromStep": case.step, "toFlow": target_flow, "toStep": step},
+            failure=failure,
         )
         if not decision.allowed:
             if any(r.get("code") == ILLEGAL_TRANSITION for r in decision.reasons):
@@ -200,7 +249,7 @@ class CaseService:
 
     def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> Case:
         """Open or close the zorg or straf track."""
-        case = self.load(case_id)
+        case, failure = self.visible(ctx, case_id, attempted="case.track")
         decision = self._decide_and_audit(
             ctx,
             case,
@@ -209,6 +258,7 @@ class CaseService:
             outcome="opened" if is_open else "closed",
             extra={"track": {"name": track, "open": is_open}},
             refs={"track": track},
+            failure=failure,
         )
         if not decision.allowed:
             raise self._refuse(decision, f"changing the {track} track")

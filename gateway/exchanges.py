@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -46,6 +47,18 @@ def _origin_of(m: Message) -> dict[str, str]:
     }
 
 
+def policy_origin(origin: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The origin as the policy sees it: one entry per (purpose, information type, sender).
+
+    The policy reads only those three (rule 4), so repeats decide nothing; without them the list is
+    bounded by the facts, however long a chain of onward shares made the lineage.
+    """
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for item in origin:
+        seen.setdefault((item["purpose"], item["informationType"], item["sender"]), item)
+    return list(seen.values())
+
+
 class ExchangeService:
     """Shares, inbox, requests and what-if decisions on one runtime."""
 
@@ -62,6 +75,17 @@ class ExchangeService:
             errors.append({"field": "purpose", "message": "unknown purpose"})
         if errors:
             raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+
+    def _payload_fields(self, names: Iterable[str]) -> list[str]:
+        """The payload field names the policy sees: only those some grant or information type names.
+
+        What the engine sees is bounded by the facts, not by the request: evaluation time grows with
+        the square of the number of field names, and a field that no grant names reaches nobody
+        anyway (rule 5), so leaving it out changes no decision. Only the ``removed`` list of a
+        ``strip_fields`` obligation no longer names fields the facts do not know.
+        """
+        known = self.rt.process().field_names()
+        return sorted(known.intersection(names))
 
     # -- shares ---------------------------------------------------------------------------------------
 
@@ -95,9 +119,9 @@ class ExchangeService:
         self._check_identifiers(body.information_type, body.purpose)
         if len(set(body.recipients)) != len(body.recipients):
             raise InvalidInput.field("recipients", "a recipient is listed twice")
-        case = self.cases.load(case_id)
-        origin = self.origin(ctx, case, body.based_on)
         engine = self.rt.policy.current
+        case, failure = self.cases.visible(ctx, case_id, attempted="share", engine=engine)
+        origin = self.origin(ctx, case, body.based_on)
         policy_input: dict[str, Any] = {
             "action": "share",
             "actor": actor_facts(ctx),
@@ -105,11 +129,11 @@ class ExchangeService:
             "informationType": body.information_type,
             "purpose": body.purpose,
             "recipients": list(body.recipients),
-            "payloadFields": sorted(body.payload.keys()),
+            "payloadFields": self._payload_fields(body.payload.keys()),
         }
         if body.based_on:
-            policy_input["origin"] = origin
-        decision = self.rt.decide(policy_input, engine)
+            policy_input["origin"] = policy_origin(origin)
+        decision = self.cases.decide(policy_input, failure, engine)
         share_id = str(uuid.uuid4())
         plan: list[dict[str, Any]] = []
         entries = []
@@ -312,9 +336,9 @@ class ExchangeService:
     def request(self, ctx: CallContext, case_id: str, body: RequestIn) -> dict[str, Any]:
         """Ask the holder's system for information; answered minimised, or 403 with reasons."""
         self._check_identifiers(body.information_type, body.purpose)
-        case = self.cases.load(case_id)
+        case, failure = self.cases.visible(ctx, case_id, attempted="request")
         requester = ctx.principal.agency
-        decision = self.rt.decide(
+        decision = self.cases.decide(
             {
                 "action": "request",
                 "actor": actor_facts(ctx),
@@ -322,7 +346,8 @@ class ExchangeService:
                 "informationType": body.information_type,
                 "purpose": body.purpose,
                 "holder": body.holder,
-            }
+            },
+            failure,
         )
         part = decision.recipients.get(requester, {})
         allowed = decision.allowed and bool(part.get("allowed", decision.allowed))
@@ -410,7 +435,7 @@ class ExchangeService:
     def what_if(self, ctx: CallContext, body: DecisionIn) -> tuple[Decision, dict[str, Any]]:
         """Evaluate a decision without changing anything (the evaluation itself is audited)."""
         self._check_identifiers(body.information_type, body.purpose)
-        case = self.cases.load(body.case_id)
+        case, failure = self.cases.visible(ctx, body.case_id, attempted=f"what-if:{body.action}")
         policy_input: dict[str, Any] = {
             "action": body.action,
             "actor": actor_facts(ctx),
@@ -422,16 +447,16 @@ class ExchangeService:
             policy_input["purpose"] = body.purpose
         if body.action == "share":
             policy_input["recipients"] = [body.recipient] if body.recipient else []
-            policy_input["payloadFields"] = body.payload_fields or []
+            policy_input["payloadFields"] = self._payload_fields(body.payload_fields or [])
         if body.action == "request" and body.holder:
             policy_input["holder"] = body.holder
         if body.action == "share" and body.based_on:
-            policy_input["origin"] = self.origin(ctx, case, body.based_on)
+            policy_input["origin"] = policy_origin(self.origin(ctx, case, body.based_on))
         if body.action == "case.transition" and body.step:
             policy_input["transition"] = {"flow": body.flow or case.flow, "step": body.step}
         if body.action == "case.track" and body.track:
             policy_input["track"] = {"name": body.track, "open": True if body.open is None else body.open}
-        decision = self.rt.decide(policy_input)
+        decision = self.cases.decide(policy_input, failure)
         focus: str | None = body.recipient if body.action == "share" else None
         if body.action == "request":
             focus = ctx.principal.agency if ctx.principal.agency in decision.recipients else None

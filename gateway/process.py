@@ -6,7 +6,8 @@ them from there to validate requests, so there is one list, not two that drift a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from functools import cached_property
 from typing import Any
 
 
@@ -36,6 +37,25 @@ class ProcessFacts:
         """Known agencies."""
         return set(self._names("agencies"))
 
+    def field_names(self) -> frozenset[str]:
+        """Every payload field name a grant row or an information type lists (``fields``).
+
+        The gateway hands the policy only these of a payload's keys: a name no row lists reaches nobody
+        (rule 5), and the set is bounded by the facts, whatever a request holds.
+        """
+        return self._field_names
+
+    @cached_property
+    def _field_names(self) -> frozenset[str]:
+        names: set[str] = set()
+        types = self._facts.get("informationTypes", {})
+        if isinstance(types, Mapping):
+            for spec in types.values():
+                names.update(_strings(spec.get("fields") if isinstance(spec, Mapping) else None))
+        for row in _rows(self._facts.get("grants", {})):
+            names.update(_strings(row.get("fields")))
+        return frozenset(names)
+
     def _names(self, key: str) -> list[str]:
         value = self._facts.get(key, [])
         if isinstance(value, Mapping):
@@ -50,3 +70,22 @@ class ProcessFacts:
                 steps = spec.get("order", spec.get("steps", [])) if isinstance(spec, Mapping) else spec
                 out[str(name)] = [str(s["id"]) if isinstance(s, Mapping) else str(s) for s in steps]
         return out
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _rows(grants: Any) -> Iterator[Mapping[str, Any]]:
+    """The rows of ``grants[type][receiver][sender]``, skipping whatever is not shaped so."""
+    if not isinstance(grants, Mapping):
+        return
+    for receivers in grants.values():
+        if not isinstance(receivers, Mapping):
+            continue
+        for senders in receivers.values():
+            if not isinstance(senders, Mapping):
+                continue
+            for row in senders.values():
+                if isinstance(row, Mapping):
+                    yield row

@@ -91,8 +91,9 @@ def test_step_moves_forward_and_illegal_moves_are_409(gateway: Gateway) -> None:
 
 def test_only_the_right_agencies_move_steps(gateway: Gateway) -> None:
     case_id = gateway.open_case()
+    gateway.move(case_id, "motorkapoverleg", by="politie")  # the OM is consulted here: it reads the case
     with gateway.agency("om") as c:
-        r = c.post(f"/v1/cases/{case_id}/transitions", json={"step": "motorkapoverleg"})
+        r = c.post(f"/v1/cases/{case_id}/transitions", json={"step": "onderzoek"})
     assert r.status_code == 403
     assert "not_authorised_for_action" in codes(r.json())
     structural = gateway.open_case(flow="structureel")
@@ -130,6 +131,7 @@ def test_tracks_are_opened_by_their_owners(gateway: Gateway) -> None:
         bad = vt.put(f"/v1/cases/{case_id}/tracks/zorg", json={"open": "misschien"})
         assert bad.status_code == 400
         assert bad.json()["errors"][0]["field"] == "open"
+    gateway.move(case_id, "motorkapoverleg", by="politie")  # the OM takes part (consulted) from here
     with gateway.agency("om") as om:
         closed = om.put(f"/v1/cases/{case_id}/tracks/straf", json={"open": False})
         assert closed.status_code == 200

@@ -180,7 +180,31 @@ def test_recipient_must_take_part_in_the_step(gateway: Gateway) -> None:
 
 
 def test_sender_must_take_part_in_the_step(gateway: Gateway) -> None:
-    case_id = gateway.open_case()
+    # The politie opened this structural case, so it reads it; the assessment is Veilig Thuis's alone.
+    with gateway.agency("politie") as c:
+        opened = c.post(
+            "/v1/cases",
+            json={"flow": "structureel", "subjects": [{"role": "slachtoffer", "bsn": "999990019"}]},
+        )
+    assert opened.status_code == 201, opened.text
+    case_id = opened.json()["caseId"]
+    gateway.move(case_id, "informatie_combineren")
+    gateway.move(case_id, "veiligheidsbeoordeling")
+    r = share(
+        gateway,
+        "politie",
+        case_id,
+        informationType="strafrechtelijke_informatie",
+        purpose="veiligheid_beoordelen",
+        recipients=["veilig_thuis"],
+        payload={"incidenten": "fictief"},
+    )
+    assert r.status_code == 200, r.text
+    assert "not_a_participant" in codes(result_for(r, "veilig_thuis"))
+
+
+def test_a_sender_that_may_not_read_the_case_gets_a_404(gateway: Gateway) -> None:
+    case_id = gateway.open_case()  # the OM takes no part in fysieke_veiligheid, nor in the case
     r = share(
         gateway,
         "om",
@@ -190,7 +214,8 @@ def test_sender_must_take_part_in_the_step(gateway: Gateway) -> None:
         recipients=["politie"],
         payload={"zaaknummer": "fictief"},
     )
-    assert "not_a_participant" in codes(result_for(r, "politie"))
+    assert r.status_code == 404
+    assert "fysieke_veiligheid" not in r.text
 
 
 def test_consulted_party_does_not_share_on_its_own(gateway: Gateway) -> None:
@@ -274,7 +299,8 @@ def test_request_is_answered_minimised_from_the_holder(gateway: Gateway) -> None
 
 
 def test_request_refused_with_reasons(gateway: Gateway) -> None:
-    case_id = gateway.open_case()  # acuut/fysieke_veiligheid: rvdk takes no part
+    case_id = gateway.open_case()
+    gateway.move(case_id, "motorkapoverleg", by="politie")  # rvdk is consulted: it reads, it does not ask
     with gateway.agency("rvdk") as c:
         r = c.post(
             f"/v1/cases/{case_id}/requests",
@@ -286,7 +312,7 @@ def test_request_refused_with_reasons(gateway: Gateway) -> None:
         )
     assert r.status_code == 403
     assert r.headers["content-type"].startswith("application/problem+json")
-    assert "not_a_participant" in {x["code"] for x in r.json()["reasons"]}
+    assert "consulted_party_cannot_share" in {x["code"] for x in r.json()["reasons"]}
 
 
 def test_what_if_changes_nothing(gateway: Gateway) -> None:
