@@ -5,7 +5,10 @@ RFC 8785 canonical JSON bytes, which are the leaves of an RFC 6962 / RFC 9162 Me
 signs C2SP tlog checkpoints (signed notes, Ed25519) of its tree, serves inclusion and consistency
 proofs, and can be verified in place (``verify_log``) or offline from an export (``verify_export``).
 Witnesses keep the last checkpoint they verified and check every new one for consistency
-(``witness``); ``subject_report`` lists every entry about one (pseudonymised) person.
+(``witness``); ``subject_report`` lists every entry about one (pseudonymised) person. The signing key
+is made for a new log only; a rotation keeps the old verifier keys (``retired_verifier_keys``) so older
+checkpoints still verify. ``write_private_file`` and friends make files readable by their owner only,
+whatever the umask (the gateway uses them for its other secrets too).
 
 Usable without the web application::
 
@@ -29,8 +32,21 @@ from audit._internal.errors import (
     InvalidNote,
     InvalidProof,
     LogCorrupted,
+    SigningKeyUnavailable,
 )
-from audit._internal.keys import load_or_create_signing_key
+from audit._internal.files import (
+    create_private_file,
+    open_private_file,
+    private_directory,
+    write_private_file,
+)
+from audit._internal.keys import (
+    install_signing_key,
+    load_or_create_signing_key,
+    retire_verifier_key,
+    retired_keys_path,
+    retired_verifier_keys,
+)
 from audit._internal.merkle import (
     EMPTY_ROOT,
     consistency_proof,
@@ -68,6 +84,7 @@ from audit._internal.store import (
     SearchFilters,
     SqlAuditStore,
     StoredCheckpoint,
+    log_size,
 )
 from audit._internal.verify import (
     VerifyResult,
@@ -108,6 +125,7 @@ __all__ = [
     "NoteVerifier",
     "ReportRow",
     "SearchFilters",
+    "SigningKeyUnavailable",
     "SqlAuditStore",
     "StoredCheckpoint",
     "SubjectReport",
@@ -121,20 +139,28 @@ __all__ = [
     "canonical_json",
     "check_consistency",
     "consistency_proof",
+    "create_private_file",
     "drop_append_only_ddl",
     "export_lines",
     "format_checkpoint",
     "inclusion_proof",
     "install_append_only_triggers",
+    "install_signing_key",
     "leaf_hash",
     "load_or_create_signing_key",
+    "log_size",
     "metadata",
     "node_hash",
     "open_note",
+    "open_private_file",
     "parse_checkpoint",
     "parse_verifier_key",
+    "private_directory",
     "remove_append_only_triggers",
     "report_row",
+    "retire_verifier_key",
+    "retired_keys_path",
+    "retired_verifier_keys",
     "root_hash",
     "subject_report",
     "verify_checkpoint",
@@ -143,4 +169,5 @@ __all__ = [
     "verify_inclusion",
     "verify_log",
     "witness",
+    "write_private_file",
 ]

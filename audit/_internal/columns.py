@@ -124,6 +124,6 @@ def extract_from_leaf(leaf_data: bytes) -> EntryColumns:
     """``extract`` on stored leaf bytes; a leaf that is not a JSON object has no search columns."""
     try:
         parsed = json.loads(leaf_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         parsed = None
     return extract(parsed if isinstance(parsed, dict) else {})

@@ -38,3 +38,7 @@ class EntryNotFound(AuditError, LookupError):
 
 class LogCorrupted(AuditError):
     """The stored log contradicts itself or a checkpoint it signed earlier; the log refuses to sign."""
+
+
+class SigningKeyUnavailable(AuditError):
+    """The signing key (or its history) is missing, unreadable, or not an Ed25519 key."""

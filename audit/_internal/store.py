@@ -26,7 +26,9 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
 )
+from sqlalchemy.types import NullType, TypeEngine
 
 from audit._internal.canonical import canonical_json
 from audit._internal.columns import EntryColumns, extract, parse_time
@@ -40,6 +42,7 @@ from audit._internal.errors import (
 )
 from audit._internal.merkle import (
     EMPTY_ROOT,
+    HASH_SIZE,
     CompactRange,
     NodeKey,
     NodeReader,
@@ -50,7 +53,7 @@ from audit._internal.merkle import (
     leaf_hash,
     verify_consistency,
 )
-from audit._internal.note import LogSigner, verify_checkpoint
+from audit._internal.note import Checkpoint, LogSigner, NoteVerifier, parse_verifier_key, verify_checkpoint
 from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
 
 log = logging.getLogger(__name__)
@@ -246,12 +249,26 @@ class SqlAuditStore:
 
     The tables must exist (``audit.metadata``), ideally with ``install_append_only_triggers``.
     Appends are serialised in-process by a group-commit queue and across processes by the database:
-    ``BEGIN IMMEDIATE`` on SQLite, ``pg_advisory_xact_lock`` on PostgreSQL.
+    ``BEGIN IMMEDIATE`` on SQLite, ``pg_advisory_xact_lock`` on PostgreSQL. ``retired`` are the verifier
+    keys of keys rotated out (``audit.retired_verifier_keys``): checkpoints they signed still anchor
+    the consistency check before each new checkpoint.
+
+    Reads check what they read: a row that is not what the log writes (text where bytes belong, a
+    leaf that is not a JSON object, a tree node of the wrong length) raises ``LogCorrupted`` naming
+    the index, never a ``TypeError``.
     """
 
-    def __init__(self, engine: Engine, signer: LogSigner, *, max_batch: int = 2000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        signer: LogSigner,
+        *,
+        max_batch: int = 2000,
+        retired: Sequence[str | NoteVerifier] = (),
+    ) -> None:
         self._engine = engine
         self._signer = signer
+        self._retired = [v if isinstance(v, NoteVerifier) else parse_verifier_key(v) for v in retired]
         self._max_batch = max_batch
         self._group = _GroupCommit()
         # The tree's right edge after our last commit; only the group-commit leader touches it.
@@ -270,6 +287,10 @@ class SqlAuditStore:
     def verifier_key(self) -> str:
         """The note verifier key of the log's signer."""
         return self._signer.verifier_key()
+
+    def verifier_keys(self) -> list[str]:
+        """Every verifier key whose checkpoints this log accepts: the current one first, then retired ones."""
+        return [self._signer.verifier_key(), *(str(v) for v in self._retired if v != self._signer.verifier)]
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -404,7 +425,7 @@ class SqlAuditStore:
         """The entry at ``index``, or None when the log has none there."""
         with self._engine.connect() as conn:
             row = conn.execute(select(entries.c.leaf_data).where(entries.c.idx == index)).first()
-        return None if row is None else LogEntry(index, bytes(row.leaf_data))
+        return None if row is None else checked_entry(index, row.leaf_data)
 
     def entries(self, start: int, end: int) -> list[LogEntry]:
         """Entries with ``start <= index < end``, in index order (fewer if the log is shorter)."""
@@ -416,7 +437,7 @@ class SqlAuditStore:
                 .where(entries.c.idx >= start, entries.c.idx < end)
                 .order_by(entries.c.idx)
             )
-            return [LogEntry(r.idx, bytes(r.leaf_data)) for r in rows]
+            return [checked_entry(r.idx, r.leaf_data) for r in rows]
 
     def iter_entries(
         self, start: int = 0, end: int | None = None, *, batch_size: int = 1000
@@ -456,16 +477,17 @@ class SqlAuditStore:
     def checkpoint(self) -> str:
         """A signed checkpoint of every entry committed so far; recorded in ``audit_checkpoints``.
 
-        Reuses the latest checkpoint when the log has not grown. Before signing a new one it proves,
-        from the stored tree, that the new tree extends the latest checkpoint this key signed, and
-        raises ``LogCorrupted`` otherwise: a log must never sign two inconsistent checkpoints.
+        Reuses the latest checkpoint when the log has not grown and the current key signed it. Before
+        signing a new one it proves, from the stored tree, that the new tree extends the latest
+        checkpoint signed by this key or a retired one, and raises ``LogCorrupted`` otherwise: a log
+        must never sign two inconsistent checkpoints, also not across a key rotation.
         """
         with self._engine.connect() as conn:
             size = _read_size(conn)
-            latest = _latest_checkpoint(conn)
-            previous = self._own(latest)
-            if previous is not None and latest is not None and previous.size == size:
-                return latest.note
+            found = self._latest_known(conn)
+            previous = found[0] if found is not None else None
+            if found is not None and found[2] and found[0].size == size:
+                return found[1]
             root = _root(conn, size)
             if previous is not None:
                 if previous.size > size:
@@ -486,15 +508,28 @@ class SqlAuditStore:
             conn.commit()
         return note
 
-    def _own(self, stored: StoredCheckpoint | None) -> StoredCheckpoint | None:
-        """``stored`` if this signer's key signed it (after a key rotation the old ones are not ours)."""
-        if stored is None:
-            return None
-        try:
-            cp = verify_checkpoint(stored.note, self._signer.verifier)
-        except InvalidNote:
-            return None
-        return StoredCheckpoint(cp.size, cp.root, stored.note, stored.created_at)
+    def _latest_known(self, conn: Connection) -> tuple[Checkpoint, str, bool] | None:
+        """The largest checkpoint a known key signed, its note, and whether the current key signed it.
+
+        Rows that no known key signed (another log's, garbage) are skipped: they anchor nothing. The
+        verifier reports them.
+        """
+        rows = conn.execute(
+            select(checkpoints.c.id, raw(checkpoints.c.note).label("note")).order_by(
+                checkpoints.c.tree_size.desc(), checkpoints.c.id.desc()
+            )
+        )
+        current = self._signer.verifier
+        for row in rows:
+            if not isinstance(row.note, str):
+                continue
+            for verifier in (current, *self._retired):
+                try:
+                    cp = verify_checkpoint(row.note, verifier)
+                except InvalidNote:
+                    continue
+                return cp, row.note, verifier == current
+        return None
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The checkpoint with the largest tree size (newest among equals), or None."""
@@ -638,7 +673,7 @@ def _search_merged(
     rows = conn.execute(
         select(entries.c.idx, entries.c.leaf_data).where(entries.c.idx.in_(ids)).order_by(entries.c.idx)
     )
-    return [LogEntry(r.idx, bytes(r.leaf_data)) for r in rows]
+    return [checked_entry(r.idx, r.leaf_data) for r in rows]
 
 
 def _search_planned(
@@ -675,7 +710,7 @@ def _search_planned(
     if f.time_to is not None:
         query = query.where(entries.c.entry_time < f.time_to)
     rows = conn.execute(query.order_by(entries.c.idx).limit(n))
-    return [LogEntry(r.idx, bytes(r.leaf_data)) for r in rows]
+    return [checked_entry(r.idx, r.leaf_data) for r in rows]
 
 
 # -- shared SQL helpers (also used by the verifier) --------------------------------------------------
@@ -722,6 +757,12 @@ def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     conn.execute(insert(table), rows)
 
 
+def log_size(engine: Engine) -> int:
+    """How many entries the log in ``engine`` holds (0 for a new log); needs no signing key."""
+    with engine.connect() as conn:
+        return _read_size(conn)
+
+
 def _read_size(conn: Connection) -> int:
     highest = conn.execute(select(func.max(entries.c.idx))).scalar()
     return 0 if highest is None else int(highest) + 1
@@ -738,7 +779,7 @@ def read_nodes(conn: Connection, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes
     inner = [(level, i) for level, i in wanted if level > 0]
     if leaves:
         for r in conn.execute(select(entries.c.idx, entries.c.leaf_hash).where(entries.c.idx.in_(leaves))):
-            found[(0, r.idx)] = bytes(r.leaf_hash)
+            found[(0, r.idx)] = _stored_hash(r.idx, r.leaf_hash)
     if inner:
         by_level: dict[int, list[int]] = {}
         for level, i in inner:
@@ -747,7 +788,11 @@ def read_nodes(conn: Connection, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes
         # but an OR of primary-key prefixes with index searches.
         where = or_(*(and_(nodes.c.level == lv, nodes.c.idx.in_(ids)) for lv, ids in by_level.items()))
         for node in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(where)):
-            found[(node.level, node.idx)] = bytes(node.hash)
+            found[(node.level, node.idx)] = _stored_hash(node.idx << node.level, node.hash)
+    for key, h in found.items():
+        if len(h) != HASH_SIZE:
+            first = key[1] << key[0]
+            raise LogCorrupted(f"entry {first}: a stored tree hash over it is not {HASH_SIZE} bytes")
     missing = wanted - found.keys()
     if missing:
         raise LogCorrupted(f"stored tree nodes are missing: {sorted(missing)[:5]}")
@@ -772,8 +817,67 @@ def _root(conn: Connection, size: int) -> bytes:
 
 def _latest_checkpoint(conn: Connection) -> StoredCheckpoint | None:
     row = conn.execute(
-        select(checkpoints).order_by(checkpoints.c.tree_size.desc(), checkpoints.c.id.desc()).limit(1)
+        select(*(raw(c).label(c.name) for c in checkpoints.c))
+        .order_by(checkpoints.c.tree_size.desc(), checkpoints.c.id.desc())
+        .limit(1)
     ).first()
     if row is None:
         return None
-    return StoredCheckpoint(row.tree_size, bytes(row.root_hash), row.note, row.created_at)
+    root = as_bytes(row.root_hash)
+    size = row.tree_size
+    try:
+        created = decode(checkpoints.c.created_at, row.created_at, conn)
+    except (TypeError, ValueError, AttributeError):
+        created = None
+    if not isinstance(size, int) or root is None or not isinstance(row.note, str) or created is None:
+        raise LogCorrupted(f"stored checkpoint #{row.id} is not a checkpoint row")
+    return StoredCheckpoint(size, root, row.note, created)
+
+
+# -- reading rows that may not be what the log wrote ----------------------------------------------
+#
+# On SQLite a column holds whatever was written to it (text in a BLOB column, an integer, NULL where
+# the schema says NOT NULL once the constraint is bypassed). The log never writes such rows; someone
+# with the file can. Reads go through these so that garbage is a finding, not a TypeError.
+
+
+def raw(column: Any) -> Any:
+    """``column`` without result processing: the value exactly as the driver returns it."""
+    return type_coerce(column, NullType())
+
+
+def as_bytes(value: Any) -> bytes | None:
+    """``value`` if it is bytes (or a buffer the driver returns for bytes), else None."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return None
+
+
+def decode(column: Any, value: Any, conn: Connection) -> Any:
+    """A raw value as ``column``'s type would return it; raises TypeError/ValueError on garbage."""
+    column_type: TypeEngine[Any] = column.type
+    processor = column_type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
+    return value if processor is None else processor(value)
+
+
+def checked_entry(index: int, value: Any) -> LogEntry:
+    """A ``LogEntry`` from a stored ``leaf_data``; ``LogCorrupted`` unless it is bytes of a JSON object."""
+    data = as_bytes(value)
+    if data is None:
+        raise LogCorrupted(f"entry {index}: its stored data is not bytes")
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise LogCorrupted(f"entry {index}: its stored data is not JSON") from e
+    if not isinstance(parsed, dict):
+        raise LogCorrupted(f"entry {index}: its stored data is not a JSON object")
+    return LogEntry(index, data)
+
+
+def _stored_hash(first: Any, value: Any) -> bytes:
+    h = as_bytes(value)
+    if h is None:
+        raise LogCorrupted(f"entry {first}: a stored tree hash over it is not bytes")
+    return h

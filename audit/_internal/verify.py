@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from audit._internal.errors import InvalidNote
 from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, leaf_hash, verify_consistency
 from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
 from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
-from audit._internal.store import LogEntry, SqlAuditStore, _read_size
+from audit._internal.store import LogEntry, SqlAuditStore, _read_size, as_bytes, decode, raw
 
 Progress = Callable[[int], None]
 """Called as ``progress(entries_checked)`` while a verification runs, and once at the end."""
@@ -106,9 +107,14 @@ def verify_log(
         # checkpoint read is within the size read. Nodes are counted up to that size for the same reason.
         stored = conn.execute(
             select(
-                checkpoints.c.id, checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note
+                checkpoints.c.id,
+                raw(checkpoints.c.tree_size).label("tree_size"),
+                raw(checkpoints.c.root_hash).label("root_hash"),
+                raw(checkpoints.c.note).label("note"),
+                raw(checkpoints.c.created_at).label("created_at"),
             ).order_by(checkpoints.c.id)
         ).all()
+        created = [_decodes(conn, checkpoints.c.created_at, row.created_at, dt.datetime) for row in stored]
         size = _read_size(conn)
         # Indexes start at 0; a row below that would be outside the tree yet found by a search.
         stray = int(conn.execute(select(func.count()).where(entries.c.idx < 0)).scalar_one())
@@ -123,14 +129,19 @@ def verify_log(
     if stray:
         findings.add(None, f"audit_entries holds {stray} rows with a negative index")
     claims: list[tuple[int, bytes, str]] = []
-    for row in stored:
+    for row, created_ok in zip(stored, created, strict=True):
         label = f"stored checkpoint #{row.id}"
+        if not created_ok:
+            findings.add(None, f"{label}: its created_at is {_kind(row.created_at)}, not a timestamp")
+        if not isinstance(row.note, str):
+            findings.add(None, f"{label} does not verify: its note is {_kind(row.note)}, not text")
+            continue
         try:
             cp = _open_checkpoint(row.note, verifiers)
         except InvalidNote as e:
             findings.add(None, f"{label} does not verify: {e}")
             continue
-        if cp.size != row.tree_size or cp.root != bytes(row.root_hash):
+        if type(row.tree_size) is not int or cp.size != row.tree_size or cp.root != as_bytes(row.root_hash):
             findings.add(None, f"{label}: its size or root columns differ from its signed note")
         claims.append((cp.size, cp.root, label))
     for n, note in enumerate(trusted_checkpoints, 1):
@@ -199,8 +210,12 @@ def _check_batch(
     findings: _Findings,
 ) -> tuple[bool, list[tuple[int, int, bytes]]]:
     """Check entries ``[low, high)``; extend ``frontier``. Returns (stopped at a bad entry, new nodes)."""
+    # Raw values: on SQLite a column holds whatever was written to it, and a type's result processing
+    # (a timestamp parser, say) would raise on garbage before any check could name the entry.
     rows = conn.execute(
-        select(entries).where(entries.c.idx >= low, entries.c.idx < high).order_by(entries.c.idx)
+        select(*(raw(c).label(c.name) for c in entries.c))
+        .where(entries.c.idx >= low, entries.c.idx < high)
+        .order_by(entries.c.idx)
     )
     agencies: dict[int, set[tuple[str, str]]] = {}
     for r in conn.execute(
@@ -219,13 +234,19 @@ def _check_batch(
         if row.idx != index:
             findings.add(index, f"entry {index} is missing (the next stored entry is {row.idx})")
             return True, produced
-        data = bytes(row.leaf_data)
+        data, stored_hash = as_bytes(row.leaf_data), as_bytes(row.leaf_hash)
+        if data is None or stored_hash is None:
+            column, value = ("leaf_data", row.leaf_data) if data is None else ("leaf_hash", row.leaf_hash)
+            findings.add(index, f"entry {index}: its {column} is {_kind(value)}, not bytes")
+            return True, produced
         h = leaf_hash(data)
-        if h != bytes(row.leaf_hash):
+        if h != stored_hash:
             findings.add(index, f"entry {index}: its stored leaf hash does not match its data")
             return True, produced
         derived = extract_from_leaf(data)
-        wrong = sorted(col for col, value in derived.row.items() if row._mapping[col] != value)
+        wrong = sorted(
+            col for col, value in derived.row.items() if not _same(conn, col, row._mapping[col], value)
+        )
         if derived.agencies != agencies.get(index, set()):
             wrong.append("agencies")
         if derived.subjects != subjects.get(index, set()):
@@ -257,8 +278,10 @@ def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findi
         spans[level] = (min(low, i), max(high, i))
     where = or_(*(and_(nodes.c.level == lv, nodes.c.idx.between(lo, hi)) for lv, (lo, hi) in spans.items()))
     stored = {
-        (r.level, r.idx): bytes(r.hash)
-        for r in conn.execute(select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(where))
+        (r.level, r.idx): as_bytes(r.hash)
+        for r in conn.execute(
+            select(nodes.c.level, nodes.c.idx, raw(nodes.c.hash).label("hash")).where(where)
+        )
     }
     # In the order the tree grew: the smallest wrong subtree is the one that says most about where.
     for (level, i), h in sorted(expected.items(), key=lambda kv: ((kv[0][1] + 1) << kv[0][0], kv[0][0])):
@@ -269,6 +292,34 @@ def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findi
             findings.add(first, f"stored tree node over entries {first}..{last} {what}")
             return True
     return False
+
+
+def _kind(value: Any) -> str:
+    """What a stored value is, without showing it (garbage may be someone's personal data)."""
+    if value is None:
+        return "NULL"
+    names = {bytes: "bytes", str: "text", int: "an integer", float: "a real number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _decoded(conn: Connection, column: Any, stored: Any) -> tuple[bool, Any]:
+    """``(True, value)`` when a raw value decodes as ``column``'s type, else ``(False, None)``."""
+    try:
+        return True, decode(column, stored, conn)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return False, None
+
+
+def _decodes(conn: Connection, column: Any, stored: Any, kind: type) -> bool:
+    """Whether a raw value is a ``kind`` once decoded as ``column``'s type."""
+    ok, value = _decoded(conn, column, stored)
+    return ok and isinstance(value, kind)
+
+
+def _same(conn: Connection, column: str, stored: Any, derived: Any) -> bool:
+    """Whether a stored search column holds the value derived from the leaf (False for garbage)."""
+    ok, value = _decoded(conn, entries.c[column], stored)
+    return ok and type(value) is type(derived) and bool(value == derived)
 
 
 def export_lines(items: Iterable[LogEntry]) -> Iterator[str]:
@@ -314,7 +365,7 @@ def verify_export(
             continue
         try:
             index, data = _parse_line(line)
-        except (ValueError, binascii.Error) as e:
+        except (ValueError, binascii.Error, RecursionError) as e:
             findings.add(frontier.size, f"line {number} is not an export line: {e}")
             break
         if index != frontier.size:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from audit._internal.errors import AuditError, InvalidNote, InvalidProof
+from audit._internal.files import write_private_file
 from audit._internal.merkle import HASH_SIZE
 from audit._internal.note import Checkpoint, open_note, parse_checkpoint, parse_verifier_key
 from audit._internal.verify import check_consistency
@@ -197,22 +196,7 @@ def _open(note: str, keys: Sequence[str]) -> Checkpoint:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_private_file(path, text.encode("utf-8"), replace=True)
 
 
 def _now() -> str:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shutil
+import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +19,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 import audit
@@ -27,6 +33,7 @@ from audit import (
     check_consistency,
     export_lines,
     leaf_hash,
+    verify_checkpoint,
     verify_export,
     verify_log,
 )
@@ -384,27 +391,52 @@ def test_a_forked_log_is_caught_by_a_witness(tmp_path: Path, signer: LogSigner, 
 
 
 def test_verify_while_the_log_grows(store: SqlAuditStore) -> None:
+    """Verifications overlap a writer that appends and signs checkpoints; each sees a consistent log.
+
+    No timing is assumed: before each verification the writer must have appended since the previous
+    one started (waited for, with a deadline only as a hang guard), so the log provably grows between
+    and during the runs however slowly either thread is scheduled.
+    """
     store.append([make_entry(i) for i in range(50)])
     store.checkpoint()
     stop = threading.Event()
+    grown = threading.Condition()
+    appended = [0]
+    failures: list[BaseException] = []
 
     def grow() -> None:
         n = 50
-        while not stop.is_set():
-            store.append([make_entry(n)])
-            if n % 7 == 0:
-                store.checkpoint()
-            n += 1
+        try:
+            while not stop.is_set():
+                store.append([make_entry(n)])
+                if n % 7 == 0:
+                    store.checkpoint()
+                n += 1
+                with grown:
+                    appended[0] += 1
+                    grown.notify_all()
+        except BaseException as e:  # reported by the main thread
+            failures.append(e)
+            with grown:
+                grown.notify_all()
 
     writer = threading.Thread(target=grow)
     writer.start()
+    results = []
     try:
-        results = [verify_log(store, store.verifier_key(), batch_size=16) for _ in range(5)]
+        for _ in range(5):
+            seen = appended[0]
+            with grown:
+                assert grown.wait_for(lambda: appended[0] > seen or failures, timeout=120), "writer hung"
+            assert not failures, failures
+            results.append(verify_log(store, store.verifier_key(), batch_size=16))
     finally:
         stop.set()
-        writer.join()
+        writer.join(timeout=120)
+    assert not failures, failures
     assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
-    assert results[-1].size > 50
+    sizes = [r.size for r in results]
+    assert sizes == sorted(sizes) and sizes[0] > 50 and sizes[-1] > sizes[0], sizes
 
 
 def test_an_append_between_the_verifiers_reads_is_no_false_alarm(
@@ -431,3 +463,207 @@ def test_an_append_between_the_verifiers_reads_is_no_false_alarm(
     assert not armed[0]
     assert result.ok, result.reason
     assert result.size == 9
+
+
+# -- garbage in any column: a finding naming the index, never a traceback -----------------------------
+#
+# SQLite stores whatever is written to a column. The log never writes text into a BLOB, NULL into a
+# leaf, or a float into an index; someone with the file can. Each example copies a template log,
+# writes one raw value into one column of one row with sqlite3 (triggers gone, NOT NULL and CHECK
+# constraints stripped from the schema, as the file's owner can), and expects a verdict.
+
+GARBAGE = st.one_of(
+    st.binary(max_size=40),
+    st.text(max_size=40),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+)
+ENTRY_TABLES = ("audit_entries", "audit_entry_agencies", "audit_entry_subjects")
+# A checkpoint's id is SQLite's rowid: only another integer fits, and renumbering a checkpoint is harmless.
+COLUMNS = [
+    (t.name, c.name)
+    for t in audit.metadata.sorted_tables
+    for c in t.columns
+    if (t.name, c.name) != ("audit_checkpoints", "id")
+]
+TEMPLATE_SIZE = 20
+_TEMPLATE_KEY = Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log of 20 entries and two checkpoints whose schema no longer refuses anything."""
+    path = tmp_path_factory.mktemp("garbage") / "template.db"
+    engine = create_log(sqlite_engine(path))
+    store = SqlAuditStore(engine, LogSigner(_TEMPLATE_KEY, ORIGIN))
+    store.append([make_entry(i) for i in range(8)])
+    store.checkpoint()
+    store.append([make_entry(i) for i in range(8, TEMPLATE_SIZE)])
+    store.checkpoint()
+    tamper.drop_triggers(engine)
+    engine.dispose()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA writable_schema = ON")
+    for name, ddl in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall():
+        loose = re.sub(r"CONSTRAINT \w+ CHECK \((?:[^()]|\([^()]*\))*\)", "", ddl.replace(" NOT NULL", ""))
+        loose = re.sub(r",\s*,", ",", re.sub(r",\s*\)\s*$", ")", loose))
+        db.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (loose, name))
+    db.commit()
+    db.close()
+    check = sqlite_engine(path)
+    assert verify_log(check, str(LogSigner(_TEMPLATE_KEY, ORIGIN).verifier)).ok
+    check.dispose()
+    return path
+
+
+def _write_garbage(db: Path, table: str, column: str, row: int, value: object) -> dict[str, object] | None:
+    """Set one column of the row-th row of ``table``; returns the row before, or None if refused."""
+    conn = sqlite3.connect(db)
+    try:
+        rowids = [r[0] for r in conn.execute(f'SELECT rowid FROM "{table}" ORDER BY rowid')]
+        rowid = rowids[row % len(rowids)]
+        cursor = conn.execute(f'SELECT * FROM "{table}" WHERE rowid = ?', (rowid,))
+        before = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
+        same = conn.execute(
+            f'SELECT "{column}" IS ? FROM "{table}" WHERE rowid = ?', (value, rowid)
+        ).fetchone()
+        if same[0]:
+            return None
+        conn.execute(f'UPDATE "{table}" SET "{column}" = ? WHERE rowid = ?', (value, rowid))
+        conn.commit()
+    except sqlite3.DatabaseError:
+        return None  # the file refused this value (a duplicate key, an index that is not an integer)
+    finally:
+        conn.close()
+    return before
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(COLUMNS), row=st.integers(min_value=0, max_value=200), value=GARBAGE)
+def test_garbage_in_any_column_is_a_finding_that_names_where(
+    template: Path, target: tuple[str, str], row: int, value: object
+) -> None:
+    table, column = target
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "audit.db"
+        shutil.copyfile(template, db)
+        before = _write_garbage(db, table, column, row, value)
+        if before is None:
+            return
+        engine = sqlite_engine(db)
+        try:
+            result = verify_log(engine, str(LogSigner(_TEMPLATE_KEY, ORIGIN).verifier))
+        finally:
+            engine.dispose()
+    assert not result.ok
+    if table in ENTRY_TABLES:
+        index = before["idx"]
+        assert isinstance(index, int)
+        assert result.first_bad_index is not None and result.first_bad_index <= index, result.reason
+        assert f"{result.first_bad_index}" in result.reason
+    elif table == "audit_nodes":
+        first = int(before["idx"]) << int(before["level"])  # type: ignore[call-overload]
+        assert result.first_bad_index is not None and result.first_bad_index <= first, result.reason
+    else:
+        assert any(f"checkpoint #{before['id']}" in p for p in result.problems), result.problems
+    # Garbage may be someone's personal data: the verdict describes it, never repeats it.
+    if isinstance(value, str) and len(value) > 3:
+        assert all(value not in p for p in result.problems)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("leaf_data", "text instead of bytes", "leaf_data is text, not bytes"),
+        ("leaf_data", None, "leaf_data is NULL, not bytes"),
+        ("leaf_hash", 12345, "leaf_hash is an integer, not bytes"),
+        ("leaf_hash", 1.5, "leaf_hash is a real number, not bytes"),
+        ("entry_time", b"\x00\xff", "search columns (entry_time)"),
+        ("entry_time", "not a time", "search columns (entry_time)"),
+    ],
+)
+def test_a_wrong_type_in_an_entry_says_which_column(
+    template: Path, tmp_path: Path, column: str, value: object, said: str
+) -> None:
+    db = tmp_path / "audit.db"
+    shutil.copyfile(template, db)
+    assert _write_garbage(db, "audit_entries", column, 7, value) is not None
+    engine = sqlite_engine(db)
+    result = verify_log(engine, str(LogSigner(_TEMPLATE_KEY, ORIGIN).verifier))
+    assert not result.ok
+    assert result.first_bad_index == 7
+    assert result.reason.startswith("entry 7: ") and said in result.reason, result.reason
+    # The store's own reads name the entry too, rather than failing with a TypeError.
+    if column == "leaf_data":
+        store = SqlAuditStore(engine, LogSigner(_TEMPLATE_KEY, ORIGIN))
+        with pytest.raises(LogCorrupted, match="entry 7"):
+            store.entry(7)
+        with pytest.raises(LogCorrupted, match="entry 7"):
+            store.search({"case_id": make_entry(7)["caseId"]})
+    engine.dispose()
+
+
+def test_a_leaf_that_is_not_a_json_object_is_refused_by_reads(template: Path, tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    shutil.copyfile(template, db)
+    for data in (b"\xff\xfe not json", b"[1, 2]", b"[" * 100_000):
+        assert _write_garbage(db, "audit_entries", "leaf_data", 3, data) is not None
+        engine = sqlite_engine(db)
+        with pytest.raises(LogCorrupted, match="entry 3"):
+            SqlAuditStore(engine, LogSigner(_TEMPLATE_KEY, ORIGIN)).entry(3)
+        result = verify_log(engine, str(LogSigner(_TEMPLATE_KEY, ORIGIN).verifier))
+        assert result.first_bad_index == 3, result.reason
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("hash", "text"), ("hash", None), ("hash", b"short"), ("hash", 7)]
+)
+def test_a_garbage_tree_node_is_logcorrupted_for_proofs_and_checkpoints(
+    template: Path, tmp_path: Path, column: str, value: object
+) -> None:
+    db = tmp_path / "audit.db"
+    shutil.copyfile(template, db)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE audit_nodes SET hash = ? WHERE level = 4 AND idx = 0", (value,))
+    conn.commit()
+    conn.close()
+    engine = sqlite_engine(db)
+    store = SqlAuditStore(engine, LogSigner(_TEMPLATE_KEY, ORIGIN))
+    with pytest.raises(LogCorrupted, match="entry 0"):
+        store.inclusion_proof(17, TEMPLATE_SIZE)  # its path takes the subtree over 0..15
+    with pytest.raises(audit.AuditWriteError):
+        store.append([make_entry(99)])  # the tree's right edge is read from the same node
+    result = verify_log(engine, store.verifier_key())
+    assert not result.ok and result.first_bad_index == 0, result.reason
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("note", b"bytes"),
+        ("note", None),
+        ("note", 3),
+        ("root_hash", "text"),
+        ("tree_size", "twenty"),
+        ("created_at", "yesterday"),
+        ("created_at", 1.5),
+    ],
+)
+def test_a_garbage_checkpoint_row_is_named_and_never_crashes(
+    template: Path, tmp_path: Path, column: str, value: object
+) -> None:
+    db = tmp_path / "audit.db"
+    shutil.copyfile(template, db)
+    assert _write_garbage(db, "audit_checkpoints", column, 1, value) is not None
+    engine = sqlite_engine(db)
+    signer = LogSigner(_TEMPLATE_KEY, ORIGIN)
+    result = verify_log(engine, signer.verifier_key())
+    assert not result.ok
+    assert any("checkpoint #2" in p for p in result.problems), result.problems
+    store = SqlAuditStore(engine, signer)
+    # Signing goes on from the last checkpoint a known key signed (#1): garbage anchors nothing.
+    assert verify_checkpoint(store.checkpoint(), signer.verifier).size == TEMPLATE_SIZE
+    engine.dispose()
