@@ -111,7 +111,31 @@ class PolicyLoadFailed(GatewayError):
     type_ = "https://veilig-delen.example/problems/policy-load-failed"
 
 
-class AuditUnavailable(GatewayError):
+DEPENDENCY_RETRY_AFTER = 5
+"""Seconds a caller is told to wait (``Retry-After``) when a dependency cannot serve the call."""
+
+
+class DependencyUnavailable(GatewayError):
+    """A dependency (database, audit log, policy engine) cannot serve the call now: 503 with
+    ``Retry-After``, never a 500. The detail names the kind of fault, never its message."""
+
+    status = 503
+    title = "Service unavailable"
+    type_ = "https://veilig-delen.example/problems/dependency-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = DEPENDENCY_RETRY_AFTER, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("Retry-After", str(retry_after))
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    """The database is locked, full or unreachable (``gateway.db.fault_kind``); retry later."""
+
+    title = "Database unavailable"
+    type_ = "https://veilig-delen.example/problems/database-unavailable"
+
+
+class AuditUnavailable(DependencyUnavailable):
     """The audit log could not be written: no audit, no exchange."""
 
     status = 503
@@ -119,7 +143,7 @@ class AuditUnavailable(GatewayError):
     type_ = "https://veilig-delen.example/problems/audit-unavailable"
 
 
-class PolicyUnavailable(GatewayError):
+class PolicyUnavailable(DependencyUnavailable):
     """The policy engine could not decide; fail closed."""
 
     status = 503

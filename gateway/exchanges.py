@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors import ConnectorError, Delivery, FetchRequest
 from gateway.cases import CaseService, actor_facts, case_facts, pseudonyms
@@ -306,29 +306,35 @@ class ExchangeService:
 
     def ack(self, ctx: CallContext, message_id: str) -> None:
         """Acknowledge a message of the caller's agency; another agency's message is a 404."""
-        with transaction(self.rt.sessions) as s:
+        with self.rt.sessions() as s:
             m = s.get(Message, message_id)
             if m is None or m.recipient != ctx.principal.agency:
                 raise NotFound("no such message")
-            already = m.acked_at is not None
-            if not already:
-                m.acked_at = utcnow()
+            if m.acked_at is not None:
+                return
             case_id, info_type, purpose, sender = m.case_id, m.information_type, m.purpose, m.sender
-        if not already:
-            self.rt.audit_append(
-                [
-                    make_entry(
-                        ctx,
-                        type_="delivery",
-                        action="ack",
-                        outcome="acknowledged",
-                        case_id=case_id,
-                        counterpart=sender,
-                        information_type=info_type,
-                        purpose=purpose,
-                        refs={"messageId": message_id},
-                    )
-                ]
+        # The entry first, as everywhere: if the database then refuses the update, the log says
+        # acknowledged once too often (a retry acknowledges again), never an acknowledgement unlogged.
+        self.rt.audit_append(
+            [
+                make_entry(
+                    ctx,
+                    type_="delivery",
+                    action="ack",
+                    outcome="acknowledged",
+                    case_id=case_id,
+                    counterpart=sender,
+                    information_type=info_type,
+                    purpose=purpose,
+                    refs={"messageId": message_id},
+                )
+            ]
+        )
+        with transaction(self.rt.sessions) as s:
+            s.execute(
+                update(Message)
+                .where(Message.message_id == message_id, Message.acked_at.is_(None))
+                .values(acked_at=utcnow())
             )
 
     # -- requests -------------------------------------------------------------------------------------

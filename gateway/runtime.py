@@ -16,7 +16,7 @@ from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
 from connectors import Connector, build_connectors
 from gateway.auth import AuthService
 from gateway.bsn import Pseudonymizer
-from gateway.db import make_engine, make_sessionmaker
+from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable
 from gateway.migrations import upgrade
 from gateway.policy import Decision, EmbeddedEngine, OpaEngine, PolicyEngine, PolicySource
@@ -119,7 +119,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db: Engine = make_engine(settings.effective_database_url)
+        self.db: Engine = make_engine(settings.effective_database_url, busy_timeout=settings.db_busy_timeout)
         upgrade(self.db)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
@@ -160,8 +160,13 @@ class Runtime:
             indexes = self.audit.append(entries)
         except Exception as e:
             self.metrics.audit_failures.inc()
-            log.error("audit append failed: %s", type(e).__name__)
-            raise AuditUnavailable("the audit log could not be written; nothing was done") from e
+            # By type and fault kind only (locked, full, unavailable): the message may quote a statement.
+            kind = fault_kind(e)
+            log.error("audit append failed: %s (%s)", type(e).__name__, kind or "not a database fault")
+            raise AuditUnavailable(
+                "the audit log could not be written; nothing was done",
+                extra={"fault": kind} if kind else None,
+            ) from e
         self.metrics.audit_seconds.observe(time.perf_counter() - t0)
         return indexes
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Field(default=REPO_ROOT / "var")
     database_url: str | None = None
+    db_busy_timeout: float = Field(default=5.0, gt=0, le=300)
+    """Seconds a database call waits for a lock (SQLite busy timeout, PostgreSQL ``lock_timeout``), a
+    pool connection or a PostgreSQL connect; past it the call answers 503 with ``Retry-After``."""
     public_url: str | None = None
     policy_engine: Literal["embedded", "opa"] = "embedded"
     policy_dir: Path = Field(default=REPO_ROOT / "policies")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from audit import LogCorrupted
-from gateway.errors import GatewayError
+from audit import AuditWriteError, LogCorrupted
+from gateway.db import fault_kind
+from gateway.errors import AuditUnavailable, DatabaseUnavailable, GatewayError
 
 log = logging.getLogger("gateway.api")
 PROBLEM = "application/problem+json"
@@ -50,6 +53,34 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+_DATABASE_DETAIL = {
+    "locked": "the database is locked by another writer; retry after Retry-After seconds",
+    "full": "the database has no space left; retry after Retry-After seconds",
+    "unavailable": "the database cannot be reached; retry after Retry-After seconds",
+}
+
+
+def _internal_error(exc: BaseException) -> JSONResponse:
+    # Logged by type only: a message could carry case content.
+    log.error("unexpected error: %s\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
+    return problem_response(
+        500,
+        {"type": "about:blank", "title": "Internal error", "status": 500, "detail": "unexpected error"},
+    )
+
+
+def dependency_problem(exc: BaseException) -> GatewayError | None:
+    """The 503 a database or audit-log fault answers (``DependencyUnavailable``, with ``Retry-After``),
+    or None when ``exc`` is not such a fault (an integrity error or a bad statement is a bug: 500)."""
+    kind = fault_kind(exc)
+    if isinstance(exc, AuditWriteError):
+        # The audit log refusing a write is a dependency fault whatever the cause: no audit, no exchange.
+        return AuditUnavailable("the audit log could not be written; nothing was done")
+    if kind is None:
+        return None
+    return DatabaseUnavailable(_DATABASE_DETAIL[kind], extra={"fault": kind})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers."""
 
@@ -70,6 +101,19 @@ def install(app: FastAPI) -> None:
                 "detail": "the audit log contradicts an earlier checkpoint; run `gateway audit verify`",
             },
         )
+
+    async def _dependency(_request: Request, exc: Exception) -> JSONResponse:
+        problem = dependency_problem(exc)
+        if problem is None:
+            return _internal_error(exc)
+        # The fault by type and kind only: a driver's message can quote a statement or a value.
+        log.warning("%s: %s (%s)", problem.title, type(exc).__name__, problem.extra.get("fault", "audit"))
+        return problem_response(problem.status, problem.problem(), problem.headers)
+
+    # Every SQLAlchemy error, the bare driver's and the audit store's: the handler sorts faults (503)
+    # from bugs (500), so no route needs its own try/except for a locked, full or unreachable database.
+    for error_class in (SQLAlchemyError, sqlite3.Error, AuditWriteError):
+        app.add_exception_handler(error_class, _dependency)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,11 +146,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        # Logged by type only: a message could carry case content.
-        log.error(
-            "unexpected error: %s\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
-        )
-        return problem_response(
-            500,
-            {"type": "about:blank", "title": "Internal error", "status": 500, "detail": "unexpected error"},
-        )
+        return _internal_error(exc)
