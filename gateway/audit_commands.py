@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+from audit import LogSigner, SqlAuditStore, open_private_file, write_private_file
 from gateway.bsn import Pseudonymizer, is_valid_bsn
+from gateway.errors import StartupRefused
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from audit import SubjectReport
 
 app = typer.Typer(help="Check and export the audit log", no_args_is_help=True)
@@ -25,15 +28,26 @@ def settings_for(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
-def _audit_parts(data_dir: Path | None) -> tuple[SqlAuditStore, LogSigner]:
+def _engine(settings: Settings) -> Engine:
     from gateway.db import make_engine
     from gateway.migrations import upgrade
 
-    settings = settings_for(data_dir)
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
-    signer = LogSigner(load_or_create_signing_key(settings.data_dir / "audit-log.key"), settings.log_origin)
-    return SqlAuditStore(engine, signer), signer
+    return engine
+
+
+def _audit_parts(data_dir: Path | None) -> tuple[SqlAuditStore, LogSigner]:
+    """The log and its signer as the gateway opens them: a log with entries never gets a new key here."""
+    from gateway.runtime import open_audit_log
+
+    settings = settings_for(data_dir)
+    try:
+        store = open_audit_log(settings, _engine(settings))
+    except StartupRefused as e:
+        typer.echo(f"error: {e.detail}", err=True)
+        raise typer.Exit(1) from e
+    return store, store.signer
 
 
 def _kept_checkpoint(path: Path) -> str:
@@ -73,9 +87,15 @@ def audit_verify(
     """Recompute the Merkle tree from every entry and check the signed checkpoints."""
     from audit import verify_log
 
-    store, signer = _audit_parts(data_dir)
     trusted = [_kept_checkpoint(p) for p in checkpoint or []]
-    result = verify_log(store, key or signer.verifier_key(), trusted_checkpoints=trusted)
+    if key:
+        # Trusted keys given: the data directory's key is not needed (it may be the thing that is lost).
+        source: SqlAuditStore | Engine = _engine(settings_for(data_dir))
+        keys = list(key)
+    else:
+        store, _ = _audit_parts(data_dir)
+        source, keys = store, store.verifier_keys()
+    result = verify_log(source, keys, trusted_checkpoints=trusted)
     if result.ok:
         outside = f", {len(trusted)} kept outside" if trusted else ""
         typer.echo(f"audit log OK: {result.size} entries, root and checkpoints verified{outside}")
@@ -103,10 +123,11 @@ def audit_export(
     store, signer = _audit_parts(data_dir)
     note = store.checkpoint()
     size = int(note.splitlines()[1])
-    with out.open("w") as f:
+    # Private like everything else the gateway writes: entries name agencies, cases and pseudonyms.
+    with open_private_file(out) as f:
         for e in store.iter_entries(0, size):
             f.write(json.dumps({"index": e.index, "leafData": base64.b64encode(e.leaf_data).decode()}) + "\n")
-    Path(str(out) + ".checkpoint").write_text(note)
+    write_private_file(Path(str(out) + ".checkpoint"), note.encode("utf-8"), replace=True)
     typer.echo(f"wrote {size} entries to {out}; checkpoint in {out}.checkpoint")
     typer.echo(f"verifier key: {signer.verifier_key()}")
 
@@ -317,3 +338,106 @@ def audit_witness(
             f"consistent: {result.previous.size} -> {result.current.size} entries "
             f"(+{result.grew_by}); checkpoint kept in {state}"
         )
+
+
+@app.command("rotate-key")
+def audit_rotate_key(
+    data_dir: DataDir = None,
+    lost_key: Annotated[
+        bool,
+        typer.Option(
+            "--lost-key",
+            help="The current key is missing or unusable: make a new one anyway. Checkpoints the lost key "
+            "signed then verify only with its verifier key (give it as --old-key, or later to verify --key).",
+        ),
+    ] = False,
+    old_key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--old-key", help="With --lost-key: the lost key's verifier key, kept in the history"),
+    ] = None,
+) -> None:
+    """Replace the checkpoint signing key on purpose, and record the rotation in the log.
+
+    Stop the gateway first (a running one keeps signing with the key it loaded). The log is sealed
+    with a checkpoint by the old key, the rotation is appended as an audit entry naming both keys,
+    the old verifier key is kept in audit-log.key.retired (so older checkpoints still verify), the
+    old private key is deleted, and a checkpoint by the new key covers the rotation entry.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit import (
+        AuditError,
+        NoteVerifier,
+        SigningKeyUnavailable,
+        install_signing_key,
+        load_or_create_signing_key,
+        parse_verifier_key,
+        retire_verifier_key,
+        retired_keys_path,
+        retired_verifier_keys,
+    )
+    from gateway.auth import Principal
+    from gateway.runtime import audit_key_path
+    from gateway.tracing import from_header
+    from gateway.trail import CallContext, make_entry
+
+    settings = settings_for(data_dir)
+    path = audit_key_path(settings)
+    engine = _engine(settings)
+    try:
+        retired = retired_verifier_keys(path)
+    except SigningKeyUnavailable as e:
+        typer.echo(f"error: {e.reason}", err=True)
+        raise typer.Exit(1) from e
+    old: NoteVerifier | None = None
+    old_signer: LogSigner | None = None
+    try:
+        old_signer = LogSigner(load_or_create_signing_key(path, create=False), settings.log_origin)
+    except SigningKeyUnavailable as e:
+        if not lost_key:
+            typer.echo(f"error: {e.reason}; if it is lost for good, run again with --lost-key", err=True)
+            raise typer.Exit(1) from e
+    if old_signer is not None:
+        old = old_signer.verifier
+    elif old_key is not None:
+        try:
+            old = parse_verifier_key(old_key)
+        except AuditError as e:
+            typer.echo(f"error: --old-key: {e.reason}", err=True)
+            raise typer.Exit(2) from e
+    new_key = Ed25519PrivateKey.generate()
+    new_signer = LogSigner(new_key, settings.log_origin)
+    try:
+        if old_signer is not None:
+            # Seal the log under the old key first: everything before the rotation is signed by it.
+            SqlAuditStore(engine, old_signer, retired=retired).checkpoint()
+        operator = Principal(client_id="gateway-cli", agency="operator", role="operator", scopes=frozenset())
+        entry = make_entry(
+            CallContext(principal=operator, trace=from_header(None)),
+            type_="audit",
+            action="audit.rotate_key",
+            outcome="rotated",
+        )
+        entry["keyRotation"] = {
+            "oldKeyId": old.key_id.hex() if old else None,
+            "oldVerifierKey": str(old) if old else None,
+            "newKeyId": new_signer.verifier.key_id.hex(),
+            "newVerifierKey": new_signer.verifier_key(),
+        }
+        [index] = SqlAuditStore(engine, new_signer, retired=retired).append([entry])
+        # History before key: a crash between the two leaves the old key in place and in the history,
+        # which verifies exactly as before; the other order could lose the old verifier key.
+        if old is not None:
+            retire_verifier_key(path, old)
+        install_signing_key(path, new_key)  # replaces the file: the old private key is gone
+        store = SqlAuditStore(engine, new_signer, retired=retired_verifier_keys(path))
+        store.checkpoint()
+    except AuditError as e:
+        typer.echo(f"error: the audit log refused the rotation: {e.reason}", err=True)
+        raise typer.Exit(1) from e
+    before = (
+        f"old key {old.key_id.hex()} retired (kept in {retired_keys_path(path)})" if old else "no old key"
+    )
+    typer.echo(f"rotated the audit signing key at entry {index}: {before}")
+    typer.echo(f"new verifier key: {new_signer.verifier_key()}")
+    typer.echo("give it to witnesses and auditors; restart the gateway to sign with it")

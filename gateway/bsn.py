@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
+
+from audit import write_private_file
 
 
 def is_valid_bsn(value: str) -> bool:
@@ -40,8 +41,7 @@ class Pseudonymizer:
             return cls(secret.encode("utf-8"))
         path = data_dir / "pseudonym.key"
         if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
+            # Atomic and exclusive: two processes starting at once agree on one secret, and none reads
+            # half a file.
+            write_private_file(path, secrets.token_hex(32).encode("ascii"))
         return cls(path.read_text().strip().encode("utf-8"))

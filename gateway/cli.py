@@ -53,9 +53,14 @@ def serve(
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.errors import StartupRefused
 
     settings = settings_for(data_dir, host=host, port=port)
-    application = create_app(settings)
+    try:
+        application = create_app(settings)
+    except StartupRefused as e:
+        typer.echo(f"error: {e.detail}", err=True)
+        raise typer.Exit(1) from e
     rt = application.state.runtime
     base = settings.base_url
     typer.echo(
@@ -116,11 +121,12 @@ def _read_pem(value: str) -> str:
 
 
 def _registry(data_dir: Path | None) -> ClientRegistry:
+    from audit import private_directory
     from gateway.db import make_engine, make_sessionmaker
     from gateway.migrations import upgrade
 
     settings = settings_for(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     return ClientRegistry(make_sessionmaker(engine))

@@ -157,3 +157,14 @@ class UpstreamFailed(GatewayError):
     status = 502
     title = "Agency system failed"
     type_ = "https://veilig-delen.example/problems/upstream-failed"
+
+
+class StartupRefused(GatewayError):
+    """The gateway will not start as configured (e.g. a log with entries but no signing key).
+
+    Never answered over HTTP: the command line prints ``detail`` as one line and exits 1.
+    """
+
+    status = 503
+    title = "Gateway not started"
+    type_ = "https://veilig-delen.example/problems/startup-refused"

@@ -6,18 +6,27 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit import LogSigner, SqlAuditStore, load_or_create_signing_key
+from audit import (
+    LogSigner,
+    SigningKeyUnavailable,
+    SqlAuditStore,
+    load_or_create_signing_key,
+    log_size,
+    private_directory,
+    retired_verifier_keys,
+)
 from connectors import Connector, build_connectors
 from gateway.auth import AuthService
 from gateway.bsn import Pseudonymizer
 from gateway.db import fault_kind, make_engine, make_sessionmaker
-from gateway.errors import AuditUnavailable
+from gateway.errors import AuditUnavailable, StartupRefused
 from gateway.migrations import upgrade
 from gateway.policy import Decision, EmbeddedEngine, OpaEngine, PolicyEngine, PolicySource
 from gateway.process import ProcessFacts
@@ -45,6 +54,38 @@ def make_policy_engine(
             wait=wait,
         )
     return EmbeddedEngine(source.directory if source else settings.policy_dir)
+
+
+AUDIT_KEY_FILE = "audit-log.key"
+"""The audit log's signing key in the data directory; ``audit-log.key.retired`` keeps rotated-out ones."""
+
+
+def audit_key_path(settings: Settings) -> Path:
+    """Where the audit log's signing key is."""
+    return settings.data_dir / AUDIT_KEY_FILE
+
+
+def open_audit_log(settings: Settings, engine: Engine) -> SqlAuditStore:
+    """The audit log with its signing key and key history; a new key is made for an empty log only.
+
+    Raises ``StartupRefused`` when the log has entries and its key is missing, or when the key or its
+    history cannot be used: a silently made new key would leave every earlier checkpoint unverifiable
+    with the key people trust. A new key for such a log only comes from ``gateway audit rotate-key``.
+    """
+    path = audit_key_path(settings)
+    try:
+        entries = 0 if path.exists() else log_size(engine)
+        key = load_or_create_signing_key(path, create=entries == 0)
+        retired = retired_verifier_keys(path)
+    except SigningKeyUnavailable as e:
+        size = log_size(engine)
+        held = f"the audit log holds {size} entries" if size else "the audit log is empty"
+        raise StartupRefused(
+            f"{held} but {e.reason}; restore the key from a backup, or make a new one deliberately with "
+            "`gateway audit rotate-key --lost-key` (older checkpoints then verify only with the old "
+            "verifier key)"
+        ) from e
+    return SqlAuditStore(engine, LogSigner(key, settings.log_origin), retired=retired)
 
 
 class PolicyHolder:
@@ -118,14 +159,13 @@ class Runtime:
         policy: PolicyEngine | None = None,
     ) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(settings.data_dir)
         self.db: Engine = make_engine(settings.effective_database_url, busy_timeout=settings.db_busy_timeout)
         upgrade(self.db)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
-        key = load_or_create_signing_key(settings.data_dir / "audit-log.key")
-        self.signer = LogSigner(key, settings.log_origin)
-        self.audit = SqlAuditStore(self.db, self.signer)
+        self.audit = open_audit_log(settings, self.db)
+        self.signer = self.audit.signer
         self.connectors: dict[str, Connector] = connectors or build_connectors(
             settings.connectors, settings.agency_urls
         )

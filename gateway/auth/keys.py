@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
+
+from audit import write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +74,12 @@ def load_or_create_signing_key(data_dir: Path) -> SigningKey:
 
 
 def _create(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fresh = SigningKey.generate()
     body = json.dumps(fresh.key.as_dict(private=True), sort_keys=True).encode()
-    # Write a private temporary file and hard-link it into place: the key file appears complete or
-    # not at all, and when two processes start at once the loser simply loads the winner's key.
-    fd, tmp = tempfile.mkstemp(prefix=".signing-key-", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-            log.info("created token-signing key %s (kid %s)", path, fresh.kid)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
+    # Atomic and exclusive (the one private-file helper): the key file appears complete or not at
+    # all, and when two processes start at once the loser simply loads the winner's key.
+    if write_private_file(path, body):
+        log.info("created token-signing key %s (kid %s)", path, fresh.kid)
 
 
 def _load(path: Path) -> SigningKey:
