@@ -196,15 +196,9 @@ CaseId = Field(
     pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
     description="A case id as the gateway issues them (a lower-case UUID).",
 )
-_INDEX_CURSOR = re.compile(r"[0-9]{1,19}")
-_RANGE_CURSOR = re.compile(r"([0-9]{1,19})(?:-([0-9]{1,19}))?")
-
-
-def _position(digits: str) -> int:
-    value = int(digits)
-    if value > MAX_INDEX:
-        raise ValueError("not a cursor this gateway issued")
-    return value
+_RFC3339_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}")
+_INDEX_CURSOR = re.compile(r"[0-9]{1,18}")
+_RANGE_CURSOR = re.compile(r"[0-9]{1,18}(?:-[0-9]{1,18})?")
 
 
 class AuditFilters(Schema):
@@ -231,17 +225,28 @@ class AuditFilters(Schema):
     to: dt.datetime | None = Field(default=None, description="Entries at or before this time.")
     limit: int = Field(default=100, ge=1, le=1000, description="Entries per page.")
     cursor: str | None = Field(
-        default=None, max_length=40, description="The ``next`` of the previous page; left out for the first."
+        default=None,
+        max_length=40,
+        description="The ``next`` of the previous page; left out for the first.",
+        # Documented, but checked by the validator below, so the message stays one a person can read.
+        json_schema_extra={"pattern": "^[0-9]{1,18}$"},
     )
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, v: object) -> object:
+        # RFC 3339 text only: pydantic would read a bare number, also "0.5" in a query, as Unix seconds.
+        if v is not None and not (isinstance(v, str) and _RFC3339_START.match(v)):
+            raise ValueError("a time is RFC 3339 text, e.g. 2026-12-01T10:00:00Z")
+        return v
 
     @field_validator("cursor")
     @classmethod
     def _cursor(cls, v: str | None) -> str | None:
-        # The decimal index the page starts at (the store's form), within 0..2^63-1.
-        if v is not None:
-            if not _INDEX_CURSOR.fullmatch(v):
-                raise ValueError("not a cursor this gateway issued")
-            _position(v)
+        # The decimal index the page starts at (the store's form). At most 18 digits, so always within
+        # 0..2^63-1 (the database's integer), and the documented pattern is exactly what is accepted.
+        if v is not None and not _INDEX_CURSOR.fullmatch(v):
+            raise ValueError("not a cursor this gateway issued")
         return v
 
 
@@ -249,12 +254,13 @@ class AuditSearchIn(AuditFilters):
     """A lookup of one person: the BSN travels in the body, never in a URL."""
 
     bsn: str = Field(description="Burgerservicenummer: nine digits, elfproef. Pseudonymised at once.")
-    limit: int = Field(default=100, ge=1, le=1000, strict=True, description="Rows per page.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Rows per page.")
     cursor: str | None = Field(
         default=None,
         max_length=40,
         description="The ``next`` of the previous page; left out for the first. Pages after the first "
         "stay within the log as the first page saw it, so paging ends even though every page is logged.",
+        json_schema_extra={"pattern": "^[0-9]{1,18}(-[0-9]{1,18})?$"},
     )
 
     @field_validator("bsn")
@@ -264,17 +270,23 @@ class AuditSearchIn(AuditFilters):
             raise ValueError("not a valid BSN (nine digits, elfproef)")
         return v
 
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _json_integer(cls, v: object) -> object:
+        # A JSON integer (``5``, or ``5.0`` as JSON Schema counts it), never a string or a boolean.
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("must be a whole number")
+        if isinstance(v, float):
+            if not v.is_integer():
+                raise ValueError("must be a whole number")
+            return int(v)
+        return v
+
     @field_validator("cursor")
     @classmethod
     def _cursor(cls, v: str | None) -> str | None:
         # ``start`` or ``start-end``: the index the page starts at and the log size the report is bound to.
-        if v is None:
-            return v
-        m = _RANGE_CURSOR.fullmatch(v)
-        if m is None:
-            raise ValueError("not a cursor this gateway issued")
-        start, end = _position(m[1]), None if m[2] is None else _position(m[2])
-        if end is not None and end <= start:
+        if v is not None and not _RANGE_CURSOR.fullmatch(v):
             raise ValueError("not a cursor this gateway issued")
         return v
 

@@ -44,8 +44,7 @@ def scoped_filters(
     The schema has checked the shape of every filter; here the identifiers are checked against the
     loaded facts, so an unknown purpose or information type is a 400 rather than an empty page.
     """
-    if filters.from_ and filters.to and filters.from_ > filters.to:
-        raise InvalidInput.field("from", "must not be after 'to'")
+    # A time range that ends before it starts is valid and matches nothing (the store answers empty).
     facts = rt.process()
     if filters.purpose is not None and filters.purpose not in facts.purposes():
         raise InvalidInput.field("purpose", "not a purpose of the loaded policy")
@@ -77,21 +76,29 @@ def _position(rt: Runtime, cursor: str | None) -> tuple[int, int | None]:
     """Where a page starts and, after a lookup's first page, the log size it is bound to.
 
     The schema has checked the form (``start`` or ``start-end``, each in 0..2^63-1). A position past
-    the end of the log is not one this gateway issued: refused, before anything is logged.
+    the end of the log names no page (this gateway never issued it): 404, before anything is logged.
     """
     if cursor is None:
         return 0, None
     start, _, end = cursor.partition("-")
     bound = int(end) if end else None
     if max(int(start), bound or 0) > rt.audit.size():
-        raise InvalidInput.field("cursor", "beyond the log: not a cursor this gateway issued")
+        raise _beyond("cursor")
     return int(start), bound
+
+
+def _beyond(field: str) -> NotFound:
+    """A position or tree size the log has not reached: nothing there, like an index past the end."""
+    message = "beyond the log"
+    return NotFound(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
 def _search(
     rt: Runtime, filters: dict[str, Any], limit: int, start: int, bound: int | None = None
 ) -> tuple[list[LogEntry], str | None]:
     """One page from ``start``; with a ``bound``, only entries below it and a cursor that keeps it."""
+    if bound is not None and start >= bound:
+        return [], None
     try:
         found, next_cursor = rt.audit.search(filters, limit=limit, cursor=start)
     except ValueError as e:
@@ -232,9 +239,13 @@ def inclusion(
 ) -> Any:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``treeSize`` entries."""
     if index >= tree_size:
-        raise InvalidInput.field("index", "must be smaller than treeSize")
+        # Well-formed, but that tree has no such leaf: nothing there, as for an index past the log.
+        raise NotFound(
+            "index: not in a tree of that size",
+            errors=[{"field": "index", "message": "not in a tree of that size"}],
+        )
     if tree_size > rt.audit.size():
-        raise InvalidInput.field("treeSize", "larger than the log")
+        raise _beyond("treeSize")
     hashes = rt.audit.inclusion_proof(index, tree_size)
     return {"index": index, "treeSize": tree_size, "hashes": [base64.b64encode(h).decode() for h in hashes]}
 
@@ -247,10 +258,11 @@ def consistency(
     to: int = Query(ge=1, le=MAX_INDEX, description="The larger tree size."),
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""
-    if from_ > to:
-        raise InvalidInput.field("from", "must not be larger than 'to'")
     if to > rt.audit.size():
-        raise InvalidInput.field("to", "larger than the log")
+        raise _beyond("to")
+    if from_ > to:
+        # Well-formed, but no tree is a prefix of a smaller one: there is no such proof.
+        raise NotFound("from: larger than 'to'", errors=[{"field": "from", "message": "larger than 'to'"}])
     hashes = rt.audit.consistency_proof(from_, to)
     return {"from": from_, "to": to, "hashes": [base64.b64encode(h).decode() for h in hashes]}
 

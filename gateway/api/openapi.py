@@ -48,6 +48,12 @@ ROUTE_PROBLEMS: dict[str, set[int]] = {
     "reload": {422},
     "token": {400, 401, 429},
     "what_if": {404},
+    # A cursor or tree size past the end of the log, a leaf outside its tree: well-formed, nothing there.
+    "entries": {404},
+    "search": {404},
+    "subject_report": {404},
+    "inclusion": {404},
+    "consistency": {404},
 }
 """Problems only some routes answer, by route name (the operation id)."""
 

@@ -25,6 +25,7 @@ from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway
 LOOKUPS = {"/v1/audit/subject-report": "audit.subject_report", "/v1/audit/search": "audit.search"}
 TOO_BIG = str(2**63)
 LARGEST = str(2**63 - 1)
+BEYOND = "9" * 18  # a well-formed cursor, far past the end of the log
 # A BSN smuggled into a filter: it must never reach the log (the subjects themselves are pseudonymised).
 SMUGGLED = BSN_SLACHTOFFER
 
@@ -265,10 +266,11 @@ def test_an_entry_index_out_of_range_is_a_400(gateway: Gateway, value: str) -> N
 def test_the_largest_index_is_beyond_the_log(gateway: Gateway) -> None:
     with gateway.as_("auditor") as a:
         assert a.get(f"/v1/audit/entries/{LARGEST}").status_code == 404
+        # In range, but a tree the log has not reached: nothing there, like an index past the end.
         r = a.get("/v1/audit/proofs/inclusion", params={"index": 0, "treeSize": LARGEST})
-        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "treeSize"
+        assert r.status_code == 404 and r.json()["errors"][0]["field"] == "treeSize"
         r = a.get("/v1/audit/proofs/consistency", params={"from": 1, "to": LARGEST})
-        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "to"
+        assert r.status_code == 404 and r.json()["errors"][0]["field"] == "to"
         r = a.get("/v1/audit/export", params={"start": LARGEST})
         assert r.status_code == 200 and r.text == ""
 
@@ -299,7 +301,24 @@ def test_query_numbers_out_of_range_are_a_400(
 
 @pytest.mark.parametrize("path", list(LOOKUPS))
 @pytest.mark.parametrize(
-    "cursor", [TOO_BIG, LARGEST, f"0-{TOO_BIG}", "-1", "abc", "1e3", "9" * 5000, "", " 1", "1-0", 5, None]
+    "cursor",
+    [
+        TOO_BIG,
+        LARGEST,
+        f"0-{TOO_BIG}",
+        "-1",
+        "abc",
+        "1e3",
+        "9" * 5000,
+        "",
+        " 1",
+        "1-2-3",
+        5,
+        None,
+        f"0-{LARGEST}",
+        BEYOND,
+        f"0-{BEYOND}",
+    ],
 )
 def test_a_bad_cursor_is_refused_before_anything_is_logged(gateway: Gateway, path: str, cursor: Any) -> None:
     before = len(raw_log(gateway))
@@ -311,27 +330,74 @@ def test_a_bad_cursor_is_refused_before_anything_is_logged(gateway: Gateway, pat
             # No cursor at all is fine; an explicit JSON null is too (the first page).
             assert r.status_code == 200
             return
-        assert r.status_code == 400, r.text
+        # Well-formed but past the end of the log names no page (404); anything else is malformed (400),
+        # 2^63-1 too: a cursor has at most 18 digits, always within the database's integers.
+        assert r.status_code == (404 if cursor in (BEYOND, f"0-{BEYOND}") else 400), r.text
         assert r.json()["errors"][0]["field"] == "cursor"
         assert len(raw_log(gateway)) == before
 
 
 @pytest.mark.parametrize("path", list(LOOKUPS))
-@pytest.mark.parametrize("limit", [0, -1, 2**63, 1001, "5", 1e3, 2.5, True])
+@pytest.mark.parametrize("limit", [0, -1, 2**63, 1001, "5", 2e3, 2.5, True, None, float("inf")])
 def test_a_bad_limit_in_a_body_is_refused(gateway: Gateway, path: str, limit: Any) -> None:
     with gateway.as_("auditor") as a:
-        r = a.post(path, json={"bsn": BSN_KIND, "limit": limit})
-    assert r.status_code == 400, r.text
-    assert r.json()["errors"][0]["field"] == "limit"
+        r = a.post(
+            path,
+            content=json.dumps({"bsn": BSN_KIND, "limit": limit}),
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 400, r.text
+        if limit != float("inf"):  # "Infinity" is not JSON at all: refused before any field
+            assert r.json()["errors"][0]["field"] == "limit"
+        # 5.0 is the integer 5 to JSON Schema, and so to the gateway.
+        assert a.post(path, json={"bsn": BSN_KIND, "limit": 5.0}).status_code == 200
+
+
+@pytest.mark.parametrize("path", list(LOOKUPS))
+def test_a_cursor_bound_below_its_start_is_an_empty_page(gateway: Gateway, path: str) -> None:
+    before = len(lookups(gateway, LOOKUPS[path]))
+    with gateway.as_("auditor") as a:
+        r = a.post(path, json={"bsn": BSN_KIND, "cursor": "2-1"})
+    assert r.status_code == 200 and (r.json()["entries"], r.json()["next"]) == ([], None)
+    assert len(lookups(gateway, LOOKUPS[path])) == before + 1  # still a lookup of the person
+
+
+@pytest.mark.parametrize("path", list(LOOKUPS))
+@pytest.mark.parametrize("when", [0, 1764000000, True, {"t": 1}, "0.5", "1764000000", "2026-12-01"])
+def test_a_time_is_rfc3339_text(gateway: Gateway, path: str, when: Any) -> None:
+    with gateway.as_("auditor") as a:
+        for field in ("from", "to"):
+            r = a.post(path, json={"bsn": BSN_KIND, field: when})
+            assert r.status_code == 400, r.text
+            assert r.json()["errors"][0]["field"] == field
+            if isinstance(when, str):
+                r = a.get("/v1/audit/entries", params={field: when})
+                assert r.status_code == 400 and r.json()["errors"][0]["field"] == field, r.text
+
+
+def test_a_time_range_that_ends_before_it_starts_matches_nothing(gateway: Gateway) -> None:
+    shared_case(gateway)
+    with gateway.as_("auditor") as a:
+        r = a.get("/v1/audit/entries", params={"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"})
+    assert r.status_code == 200 and r.json()["entries"] == []
+
+
+def test_a_proof_that_cannot_exist_is_not_found(gateway: Gateway) -> None:
+    shared_case(gateway)
+    with gateway.as_("auditor") as a:
+        r = a.get("/v1/audit/proofs/inclusion", params={"index": 1, "treeSize": 1})
+        assert r.status_code == 404 and r.json()["errors"][0]["field"] == "index"
+        r = a.get("/v1/audit/proofs/consistency", params={"from": 2, "to": 1})
+        assert r.status_code == 404 and r.json()["errors"][0]["field"] == "from"
 
 
 def test_a_cursor_beyond_the_log_on_the_listing(gateway: Gateway) -> None:
     with gateway.as_("auditor") as a:
-        for cursor in (TOO_BIG, "-1", "1e3", "9" * 5000):
+        for cursor in (TOO_BIG, LARGEST, "-1", "1e3", "9" * 5000, "0-1"):
             r = a.get("/v1/audit/entries", params={"cursor": cursor})
             assert r.status_code == 400 and r.json()["errors"][0]["field"] == "cursor", (cursor, r.text)
-        r = a.get("/v1/audit/entries", params={"cursor": LARGEST})
-        assert r.status_code == 400 and r.json()["errors"][0]["field"] == "cursor"
+        r = a.get("/v1/audit/entries", params={"cursor": BEYOND})
+        assert r.status_code == 404 and r.json()["errors"][0]["field"] == "cursor"
         assert "beyond the log" in r.json()["errors"][0]["message"]
 
 
