@@ -54,8 +54,13 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
         database = await anyio.to_thread.run_sync(database_health(rt.db).problem, limiter=_limiter())
     except Exception as e:  # /readyz reports what broke rather than answering 500
         database = f"failed: {type(e).__name__}"
+    try:
+        rate_limits = await anyio.to_thread.run_sync(rt.auth.limits.problem, limiter=_limiter())
+    except Exception as e:
+        rate_limits = f"failed: {type(e).__name__}"
     checks = {
         "database": database or "ok",
+        "rateLimits": rate_limits or "ok",
         "policy": _check(lambda: _policy_problem(rt)),
         "signingKey": _check(lambda: None if rt.auth.ready() and rt.signer.verifier_key() else "missing"),
     }

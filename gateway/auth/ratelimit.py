@@ -34,7 +34,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from gateway.errors import GatewayError
+from gateway.errors import DependencyUnavailable, GatewayError
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class RateLimited(GatewayError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
-class RateLimiterUnavailable(GatewayError):
+class RateLimiterUnavailable(DependencyUnavailable):
     """The rate limiter's storage cannot be reached; fail closed rather than serve without limits."""
 
     status = 503
@@ -70,7 +70,7 @@ class RateLimiterUnavailable(GatewayError):
     def __init__(self) -> None:
         super().__init__(
             "the rate limiter's storage cannot be reached; nothing was done",
-            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+            retry_after=UNAVAILABLE_RETRY_AFTER,
         )
 
 

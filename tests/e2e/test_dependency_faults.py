@@ -168,7 +168,7 @@ def assert_not_ready(r: httpx.Response, check: str, reason: str) -> None:
 
 def assert_ready(r: httpx.Response) -> None:
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"database": "ok", "policy": "ok", "signingKey": "ok"}
+    assert r.json()["checks"] == {"database": "ok", "rateLimits": "ok", "policy": "ok", "signingKey": "ok"}
 
 
 def assert_nothing_half_written(gw: Gateway) -> None:

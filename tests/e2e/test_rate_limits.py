@@ -199,6 +199,11 @@ def test_an_unreachable_redis_fails_closed_with_503(tmp_path: Path) -> None:
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["type"] == UNAVAILABLE
             assert int(r.headers["retry-after"]) >= 1
+            # And the gateway does not call itself ready while its limiter cannot count.
+            ready = gw.http.get(f"{gw.base}/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["rateLimits"] == "storage unreachable"
+            assert int(ready.headers["retry-after"]) >= 1
 
 
 # --- failed client authentications at the token endpoint ----------------------------------------------
