@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from gateway import API_VERSION, __version__
 from gateway.api import audit, cases, exchanges, openapi, ops, policies, problems
+from gateway.api.limits import BodyLimits
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
 from gateway.policy_watch import PolicyWatcher
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.auth = rt.auth
     problems.install(app)
 
+    # Added first, so it runs inside the conventions: its 413 and 400 carry the usual headers too.
+    app.add_middleware(BodyLimits, max_body_bytes=rt.settings.max_body_bytes)
     app.add_middleware(Conventions, runtime=rt)
 
     app.include_router(auth_router)

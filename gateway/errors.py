@@ -57,6 +57,14 @@ class InvalidInput(GatewayError):
         return cls(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
+class BodyTooLarge(GatewayError):
+    """The request body is larger than ``max_body_bytes``; refused before it is read to the end."""
+
+    status = 413
+    title = "Body too large"
+    type_ = "https://veilig-delen.example/problems/body-too-large"
+
+
 class Unauthenticated(GatewayError):
     """No or an invalid access token."""
 

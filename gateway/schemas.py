@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from gateway.bsn import is_valid_bsn
+from gateway.settings import MAX_PAYLOAD_FIELDS
 
 Agency = Literal["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
 Flow = Literal["acuut", "structureel"]
@@ -23,7 +24,42 @@ class Schema(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-class SubjectIn(Schema):
+class RequestBody(Schema):
+    """A request body, strictly typed: ``"open": "yes"`` or ``1`` is a 400, never ``true``.
+
+    FastAPI validates the parsed JSON in Python mode, where a strict ``datetime`` would refuse every
+    string; a time in a body is therefore a ``JsonDateTime``.
+    """
+
+    model_config = ConfigDict(strict=True)
+
+
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("a time is RFC 3339 text with an offset, e.g. 2026-12-01T10:00:00Z")
+    return value
+
+
+JsonDateTime = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339_text)]
+"""A time in a strict body: RFC 3339 text with an offset only, never a number of seconds."""
+
+
+def count_fields(value: Any, stop_after: int | None = None) -> int:
+    """The keys in ``value`` at every depth; counting stops once past ``stop_after``."""
+    count, stack = 0, [value]
+    while stack:  # a loop, not recursion: nothing here depends on how deep the caller nested
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        if stop_after is not None and count > stop_after:
+            break
+    return count
+
+
+class SubjectIn(RequestBody):
     role: SubjectRole
     bsn: str = Field(description="Burgerservicenummer: nine digits, elfproef. Stored only as a pseudonym.")
 
@@ -36,7 +72,7 @@ class SubjectIn(Schema):
         return v
 
 
-class CaseCreate(Schema):
+class CaseCreate(RequestBody):
     flow: Flow
     subjects: list[SubjectIn] = Field(min_length=1, max_length=50)
     step: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
@@ -63,16 +99,16 @@ class CaseOut(Schema):
     updated_at: dt.datetime
 
 
-class TransitionIn(Schema):
+class TransitionIn(RequestBody):
     flow: Flow | None = None
     step: str = Identifier
 
 
-class TrackIn(Schema):
+class TrackIn(RequestBody):
     open: bool
 
 
-class ShareIn(Schema):
+class ShareIn(RequestBody):
     information_type: str = Identifier
     purpose: str = Identifier
     recipients: list[Agency] = Field(min_length=1, max_length=5)
@@ -85,6 +121,14 @@ class ShareIn(Schema):
             "case) the payload comes from. The policy then checks the purpose against theirs."
         ),
     )
+
+    @field_validator("payload")
+    @classmethod
+    def _bounded(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # Every key at every depth counts, so nesting is no way round the limit.
+        if count_fields(v, stop_after=MAX_PAYLOAD_FIELDS) > MAX_PAYLOAD_FIELDS:
+            raise ValueError(f"more than {MAX_PAYLOAD_FIELDS} fields (keys at every depth count)")
+        return v
 
     @field_validator("based_on")
     @classmethod
@@ -142,11 +186,24 @@ class InboxMessage(Schema):
     )
 
 
+class UnreadableMessage(Schema):
+    """A message for the caller that cannot be shown (stored damaged, or by an older version)."""
+
+    message_id: str = Field(description="Acknowledge it by this id once the sender has been asked again.")
+    case_id: str
+    sender: str
+    received_at: dt.datetime
+
+
 class Inbox(Schema):
     messages: list[InboxMessage]
+    unreadable: list[UnreadableMessage] = Field(
+        default_factory=list,
+        description="Messages whose stored payload cannot be shown; they never hide the others.",
+    )
 
 
-class RequestIn(Schema):
+class RequestIn(RequestBody):
     information_type: str = Identifier
     purpose: str = Identifier
     holder: Agency
@@ -161,7 +218,7 @@ class RequestOut(Schema):
     data: dict[str, Any]
 
 
-class DecisionIn(Schema):
+class DecisionIn(RequestBody):
     action: Literal["share", "request", "case.read", "case.transition", "case.track"]
     case_id: str = Field(min_length=1, max_length=64)
     information_type: str | None = Field(default=None, min_length=1, max_length=64)
@@ -172,7 +229,7 @@ class DecisionIn(Schema):
     step: str | None = Field(default=None, min_length=1, max_length=64)
     track: Literal["zorg", "straf"] | None = None
     open: bool | None = None
-    payload_fields: list[str] | None = None
+    payload_fields: list[str] | None = Field(default=None, max_length=MAX_PAYLOAD_FIELDS)
     based_on: list[str] | None = Field(default=None, max_length=20)
 
 

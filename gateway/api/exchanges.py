@@ -23,7 +23,7 @@ def share(body: ShareIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) ->
 @router.get("/inbox", response_model=Inbox, response_model_by_alias=True)
 def inbox(ctx: Exchange, rt: RuntimeDep, limit: int = Query(100, ge=1, le=1000)) -> Any:
     """Messages for the caller's agency that it has not acknowledged yet."""
-    return {"messages": ExchangeService(rt).inbox(ctx, limit)}
+    return ExchangeService(rt).inbox(ctx, limit)
 
 
 @router.post("/inbox/{messageId}/ack", status_code=204)
