@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo serve test lint bench clean
+.PHONY: setup demo serve test lint bench fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: lint
 
 bench: setup
 	$(BIN)/python -m bench.audit_log
+
+# The schemathesis runs of the suite (tests/e2e/test_api_fuzz.py) at a large size: every check, one real
+# token per role, 200 examples per operation (about 20 minutes on two cores).
+fuzz-api: setup
+	$(BIN)/python -m tests.e2e.api_fuzz --max-examples 200
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

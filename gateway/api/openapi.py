@@ -201,7 +201,7 @@ RESPONSE_EXAMPLES: dict[str, Any] = {
     "healthz": {"status": "ok"},
     "readyz": {
         "status": "ready",
-        "checks": {"database": "ok", "policy": "ok", "signingKey": "ok"},
+        "checks": {"database": "ok", "rateLimits": "ok", "policy": "ok", "signingKey": "ok"},
     },
     "metrics": "# TYPE gateway_http_requests_total counter\n",
     "checkpoint": "veilig-delen.example/audit\n42\nq8x5...=\n\n\u2014 veilig-delen.example/audit Ab12...\n",
