@@ -539,7 +539,7 @@ def _write_garbage(db: Path, table: str, column: str, row: int, value: object) -
     return before
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(COLUMNS), row=st.integers(min_value=0, max_value=200), value=GARBAGE)
 def test_garbage_in_any_column_is_a_finding_that_names_where(
     template: Path, target: tuple[str, str], row: int, value: object
