@@ -423,6 +423,8 @@ class SqlAuditStore:
 
     def entry(self, index: int) -> LogEntry | None:
         """The entry at ``index``, or None when the log has none there."""
+        if not 0 <= index <= MAX_POSITION:
+            return None  # no log holds it, and the database could not even compare it
         with self._engine.connect() as conn:
             row = conn.execute(select(entries.c.leaf_data).where(entries.c.idx == index)).first()
         return None if row is None else checked_entry(index, row.leaf_data)
@@ -431,6 +433,7 @@ class SqlAuditStore:
         """Entries with ``start <= index < end``, in index order (fewer if the log is shorter)."""
         if start < 0 or end < start:
             raise ValueError(f"bad entry range [{start}, {end})")
+        start, end = min(start, MAX_POSITION), min(end, MAX_POSITION)
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(entries.c.idx, entries.c.leaf_data)
@@ -729,13 +732,19 @@ def _lock_log(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
 
 
+MAX_POSITION = 2**63 - 1
+"""The largest index either database stores (a signed 64-bit integer); beyond it nothing can exist."""
+
+
 def _parse_cursor(cursor: str | int | None) -> int:
     if cursor is None or cursor == "":
         return 0
-    if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0:
+    if isinstance(cursor, int) and not isinstance(cursor, bool) and 0 <= cursor <= MAX_POSITION:
         return cursor
     if isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) <= 19:
-        return int(cursor)
+        value = int(cursor)
+        if value <= MAX_POSITION:
+            return value
     raise ValueError("not a search cursor")
 
 

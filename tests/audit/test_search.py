@@ -166,3 +166,19 @@ def test_paging_to_the_end_returns_every_match_once(store: SqlAuditStore, f: Sea
         if cursor is None:
             break
     assert seen == naive(f)
+
+
+@pytest.mark.parametrize(
+    "cursor", ["9223372036854775808", "9999999999999999999", 2**63, 2**64, -1, "1e3", "x"]
+)
+def test_a_cursor_no_database_can_hold_is_a_value_error(store: SqlAuditStore, cursor: Any) -> None:
+    # Used without the API in front, the store must refuse what SQLite or PostgreSQL would overflow on.
+    with pytest.raises(ValueError):
+        store.search({}, cursor=cursor)
+
+
+def test_the_largest_cursor_and_index_find_nothing(store: SqlAuditStore) -> None:
+    assert store.search({}, cursor=str(2**63 - 1)) == ([], None)
+    assert store.entry(2**63 - 1) is None
+    assert store.entry(2**63) is None
+    assert store.entries(2**63 - 5, 2**64) == []
