@@ -21,6 +21,8 @@ def build_connectors(kind: Literal["simulated", "http"], agency_urls: dict[str, 
         missing = sorted(set(AGENCIES) - agency_urls.keys())
         unknown = sorted(agency_urls.keys() - set(AGENCIES))
         if missing or unknown:
-            raise ValueError(f"agency_urls: missing {missing or 'none'}, unknown {unknown or 'none'}")
+            raise ValueError(
+                f"agency_urls (GATEWAY_AGENCY_URLS): missing {missing or 'none'}, unknown {unknown or 'none'}"
+            )
         return {agency: HttpConnector(agency, agency_urls[agency]) for agency in AGENCIES}
     raise ValueError(f"unknown connector kind {kind!r}; expected 'simulated' or 'http'")

@@ -32,6 +32,12 @@ def _engine(settings: Settings) -> Engine:
     from gateway.db import make_engine
     from gateway.migrations import upgrade
 
+    if settings.database_url is None and not settings.data_dir.is_dir():
+        # SQLite would only say "unable to open database file"; name the directory instead.
+        typer.echo(
+            f"error: no data directory at {settings.data_dir} (GATEWAY_DATA_DIR, --data-dir)", err=True
+        )
+        raise typer.Exit(1)
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     return engine
@@ -150,10 +156,11 @@ def audit_verify_export(
         raise typer.Exit(2)
 
     def progress(done: int) -> None:
-        if done % 100_000 == 0:
+        if done and done % 100_000 == 0:
             typer.echo(f"  {done} entries checked", err=True)
 
-    with file.open() as f:
+    # Bytes that are not UTF-8 become U+FFFD: the line then fails to parse and is a finding, not a crash.
+    with file.open(encoding="utf-8", errors="replace") as f:
         result = verify_export(f, cp.read_text(), key, progress=progress)
     if result.ok:
         typer.echo(f"export OK: {result.size} entries match the signed checkpoint")
@@ -318,7 +325,7 @@ def audit_witness(
     try:
         token = token_file.read_text().strip()
     except OSError as e:
-        typer.echo(f"error: cannot read the token file: {e.strerror}", err=True)
+        typer.echo(f"error: cannot read the token file {token_file}: {e.strerror}", err=True)
         raise typer.Exit(2) from e
     try:
         with HttpLogSource(url, token) as source:

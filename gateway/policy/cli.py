@@ -57,12 +57,20 @@ def eval_(
     policy_dir: PolicyDir = DEFAULT_POLICY_DIR,
 ) -> None:
     """Evaluate one decision and print it as JSON."""
+    source = "standard input" if input_file == "-" else input_file
     try:
         text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
+    except OSError as e:
+        raise typer.BadParameter(f"{source}: {e.strerror}", param_hint="--input") from e
+    except UnicodeDecodeError as e:
+        raise typer.BadParameter(f"{source}: not UTF-8 text", param_hint="--input") from e
+    try:
         policy_input = json.loads(text)
-    except (OSError, json.JSONDecodeError) as e:
-        typer.echo(f"cannot read the input: {e}", err=True)
-        raise typer.Exit(2) from e
+    except json.JSONDecodeError as e:
+        # The parser's message gives a position only, never the text it read.
+        raise typer.BadParameter(f"{source}: not JSON ({e})", param_hint="--input") from e
+    if not isinstance(policy_input, dict):
+        raise typer.BadParameter(f"{source}: the policy input must be a JSON object", param_hint="--input")
     try:
         engine = EmbeddedEngine(policy_dir)
     except PolicyCompileError as e:
