@@ -10,7 +10,10 @@ share shared on from received data (origin). For each it reports median and p99 
 - ``evaluate``: one query on the compiled bundle, the input handed over as JSON text, output read
   (what regopy itself costs: ``CompiledPolicy.evaluate``);
 - ``decide``: the engine as the gateway calls it (``EmbeddedEngine.decide``): JSON encoding, the
-  worker hop that bounds the wait (``engine_timeout``), evaluation, parsing and checking the result.
+  hop to a worker process that bounds the evaluation (``engine_timeout``), evaluation, parsing and
+  checking the result;
+- ``in-thread``: the same decision evaluated in the calling thread (``timeout=None``), so the
+  difference from ``decide`` is what the worker process costs.
 
 Beside them, in the same run, the baseline: a trivial rule (``result := {"allowed": input.action ==
 "share"}``) compiled and queried the same way with the same share input, so the difference is what
@@ -138,8 +141,9 @@ def _trivial() -> Callable[[str], str]:
 def run(n: int, policy_dir: Path = POLICIES) -> dict[str, Any]:
     """Measure every input (and the baseline) ``n`` times; returns the figures."""
     engine = EmbeddedEngine(policy_dir, pool_size=1)
-    compiled = engine._pool.get()  # the one interpreter, used directly for the raw evaluation
-    engine._pool.put(compiled)
+    in_thread = EmbeddedEngine(policy_dir, pool_size=1, timeout=None)
+    compiled = in_thread._pool.get()  # the one interpreter, used directly for the raw evaluation
+    in_thread._pool.put(compiled)
     trivial = _trivial()
     share_term = input_term(SHARE_3)
     figures: dict[str, Any] = {
@@ -157,7 +161,9 @@ def run(n: int, policy_dir: Path = POLICIES) -> dict[str, Any]:
         figures[name] = {
             "evaluate": _summary(_times(lambda term=term: compiled.evaluate(term), n)),  # type: ignore[misc]
             "decide": _summary(_times(lambda p=policy_input: engine.decide(p), n)),  # type: ignore[misc]
+            "in-thread": _summary(_times(lambda p=policy_input: in_thread.decide(p), n)),  # type: ignore[misc]
         }
+    engine.close()
     return figures
 
 
@@ -176,14 +182,18 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     print(f"policy {figures['revision'][:19]}..., {args.iterations} decisions per input, one interpreter")
-    print(f"{'input':38} {'evaluate median':>16} {'p99':>8} {'decide median':>14} {'p99':>8}")
+    print(
+        f"{'input':38} {'evaluate median':>16} {'p99':>8} {'decide median':>14} {'p99':>8}"
+        f" {'in-thread median':>17} {'p99':>8}"
+    )
     for name, f in figures.items():
         if not isinstance(f, dict):
             continue
-        ev, de = f["evaluate"], f.get("decide")
+        ev, de, th = f["evaluate"], f.get("decide"), f.get("in-thread")
         line = f"{name:38} {ev['median_ms']:>13.3f} ms {ev['p99_ms']:>5.3f} ms"
-        if de:
+        if de and th:
             line += f" {de['median_ms']:>11.3f} ms {de['p99_ms']:>5.3f} ms"
+            line += f" {th['median_ms']:>14.3f} ms {th['p99_ms']:>5.3f} ms"
         print(line)
 
 

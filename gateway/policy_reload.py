@@ -7,7 +7,6 @@ from typing import Any
 
 from gateway.errors import PolicyLoadFailed
 from gateway.policy import (
-    CompiledPolicy,
     EmbeddedEngine,
     PolicyEngine,
     compile_source,
@@ -29,10 +28,9 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
             # Read once: what is compiled, tested and served are the same bytes, even if a file
             # changes while this runs (the next reload, or the watcher, picks the change up).
             source = read_policy(rt.settings.policy_dir)
-            # Compiled and probed with regopy for either engine: what fails here never reaches OPA.
-            checked: EmbeddedEngine | CompiledPolicy = (
-                compile_source(source) if opa else EmbeddedEngine(source)
-            )
+            # Compiled and probed with regopy for either engine: what fails here never reaches OPA,
+            # and no worker process starts for a revision that is then refused.
+            checked = compile_source(source)
         except Exception as e:
             _audit(rt, ctx, old.revision, None, "compile_failed")
             raise PolicyLoadFailed(
@@ -51,26 +49,52 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
                 extra={"revision": old.revision},
             )
         candidate: PolicyEngine
-        if isinstance(checked, CompiledPolicy):
-            try:
-                # Uploads and verifies the revision that was tested; a refusal restores OPA's old modules.
-                candidate = make_policy_engine(rt.settings, checked.source, wait=0)
-            except Exception as e:
-                _audit(rt, ctx, old.revision, checked.revision, "engine_failed")
-                raise PolicyLoadFailed(
-                    "the policy engine did not load the revision; the old revision stays active",
-                    errors=getattr(e, "errors", None) or [{"field": "opa", "message": str(e)[:2000]}],
-                    extra={"revision": old.revision},
-                ) from e
-        else:
-            candidate = checked
-        _audit(rt, ctx, old.revision, candidate.revision, "loaded")
-        rt.policy.swap(candidate)
+        try:
+            # OPA: uploads and verifies the revision that was tested (a refusal restores OPA's old
+            # modules). Embedded: the same snapshot, in new worker processes.
+            candidate = (
+                make_policy_engine(rt.settings, checked.source, wait=0)
+                if opa
+                else EmbeddedEngine(checked.source)
+            )
+        except Exception as e:
+            _audit(rt, ctx, old.revision, checked.revision, "engine_failed")
+            raise PolicyLoadFailed(
+                "the policy engine did not load the revision; the old revision stays active",
+                errors=getattr(e, "errors", None)
+                or [{"field": rt.settings.policy_engine, "message": str(e)[:2000]}],
+                extra={"revision": old.revision},
+            ) from e
+        try:
+            _audit(rt, ctx, old.revision, candidate.revision, "loaded")
+        except Exception:
+            _close(candidate)
+            raise
+        retire(rt.policy.swap(candidate))
         return {
             "revision": candidate.revision,
             "previousRevision": old.revision,
             "testsPassed": report.passed,
         }
+
+
+RETIRE_AFTER_SECONDS = 5.0
+"""How long a swapped-out engine keeps its workers: requests that took it before the swap finish on it
+(a decision waits at most twice the decision timeout), then it is closed."""
+
+
+def retire(engine: PolicyEngine, after: float = RETIRE_AFTER_SECONDS) -> None:
+    """Close ``engine`` once the requests that still hold it are done: no worker process outlives it."""
+    timer = threading.Timer(after, _close, args=(engine,))
+    timer.daemon = True
+    timer.name = "policy-retire"
+    timer.start()
+
+
+def _close(engine: object) -> None:
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
 
 
 def _audit(rt: Runtime, ctx: CallContext, old: str, new: str | None, outcome: str) -> None:

@@ -211,5 +211,8 @@ class Runtime:
         return indexes
 
     def close(self) -> None:
-        """Release the database pool."""
+        """Stop the policy engine (its worker processes) and release the database pool."""
+        close = getattr(self.policy.current, "close", None)
+        if callable(close):
+            close()
         self.db.dispose()

@@ -8,8 +8,6 @@ import json
 import logging
 import os
 import queue
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import regopy
 from gateway.policy._decision import (
     ENGINE_ERROR,
     ENGINE_TIMEOUT,
+    ENGINE_UNAVAILABLE,
     MALFORMED_DECISION,
     UNDEFINED_DECISION,
     Decision,
@@ -32,14 +31,17 @@ from gateway.policy._source import (
     refused_constructs,
     rego_errors,
 )
+from gateway.policy._workers import EvaluationError, PoolClosed, WorkerPool, WorkerTimeout
 
 log = logging.getLogger("gateway.policy")
 
 DECISION_TIMEOUT_SECONDS = 1.0
-"""How long one decision may take, waiting for a free interpreter included, before it is a deny.
+"""How long one evaluation may run, and how long a decision may wait for a free worker, before it is a
+deny.
 
 A decision takes about a millisecond; a second means the engine is stuck or starved, and the caller
-gets ``engine_timeout`` instead of waiting (see docs/policies.md, "Fail closed")."""
+gets ``engine_timeout`` instead of waiting; a stuck evaluation's worker is killed and replaced (see
+docs/policies.md, "Bounds")."""
 
 
 def new_interpreter() -> Any:
@@ -134,17 +136,22 @@ def _probe(compiled: CompiledPolicy, modules: dict[str, str]) -> None:
 
 
 def default_pool_size() -> int:
-    """One interpreter per core, at most four: regopy releases the GIL while it evaluates."""
+    """One worker per core, at most four."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
 class EmbeddedEngine:
-    """`PolicyEngine` on regopy: compiled once per revision, fail closed.
+    """`PolicyEngine` on regopy: compiled once per revision, fail closed, every decision bounded.
 
-    A regopy interpreter is not thread-safe, so each decision borrows one interpreter from a small
-    pool (each holding the same compiled bundle) and returns it after; with one interpreter this is
-    a lock. ctypes releases the GIL during evaluation, so a pool of N decides on N cores. To change
-    revision, build a new engine and swap it in (the gateway's reload does).
+    With a ``timeout`` (the default) each decision runs in one of ``pool_size`` worker processes that
+    hold the compiled bundle (`gateway.policy._workers`): past the deadline the worker is killed and
+    replaced and the caller is denied ``engine_timeout``, so no evaluation keeps an interpreter busy
+    for longer than the deadline. With ``timeout=None`` decisions run in the calling thread on a pool
+    of in-process interpreters, unbounded (for tools and tests that want no child processes).
+
+    The parent compiles and probes the revision too: compile errors name file and line, and `facts`
+    and `info` need no worker. To change revision, build a new engine, swap it in and `close` the old
+    one (the gateway's reload does). `close` stops the workers; a decision after it fails closed.
     """
 
     name = "embedded"
@@ -164,21 +171,17 @@ class EmbeddedEngine:
             raise ValueError("pool_size must be at least 1")
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive (or None for no bound)")
-        self._pool: queue.Queue[CompiledPolicy] = queue.Queue()
-        self._pool.put(self._compiled)
-        for _ in range(size - 1):
-            # Same source, so the same revision: what was hashed is what every interpreter runs.
-            self._pool.put(compile_source(self._compiled.source))
         self.pool_size = size
         self.timeout = timeout
-        # regopy cannot be interrupted, so a bounded decision runs on a worker and the caller stops
-        # waiting at the deadline. A stuck evaluation keeps its worker and interpreter until it ends;
-        # the next callers then wait for a free one and, past the deadline, are denied too.
-        self._workers = (
-            ThreadPoolExecutor(max_workers=size, thread_name_prefix="rego-decision")
-            if timeout is not None
-            else None
-        )
+        self._pool: queue.Queue[CompiledPolicy] = queue.Queue()
+        self._pool.put(self._compiled)
+        self._workers: WorkerPool | None = None
+        if timeout is None:
+            for _ in range(size - 1):
+                # Same source, so the same revision: what was hashed is what every interpreter runs.
+                self._pool.put(compile_source(self._compiled.source))
+        else:
+            self._workers = WorkerPool(self._compiled.source, size, timeout)
 
     @property
     def revision(self) -> str:
@@ -199,15 +202,23 @@ class EmbeddedEngine:
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
         try:
             text = self._run(term)
-        except FutureTimeout:
-            log.error("policy decision timed out (%s s) for action %r", self.timeout, _action(policy_input))
+        except WorkerTimeout as e:
+            log.error(
+                "policy decision timed out (%s s, %s) for action %r", self.timeout, e, _action(policy_input)
+            )
             return Decision.fail_closed(ENGINE_TIMEOUT, revision, policy_input)
+        except PoolClosed:
+            log.error("policy decision on a closed engine for action %r", _action(policy_input))
+            return Decision.fail_closed(ENGINE_UNAVAILABLE, revision, policy_input)
         except json.JSONDecodeError:
             # regopy parses its own output; invalid JSON there is a malformed decision, not a crash.
             log.error("policy output is not JSON for action %r", _action(policy_input))
             return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)
+        except EvaluationError as e:
+            log.error("policy engine error: %s", str(e)[:200])
+            return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
         except Exception as e:  # whatever the engine raises, the answer is a deny
-            log.error("policy engine error (%s): %s", type(e).__name__, _short(str(e)))
+            log.error("policy engine error (%s): %s", type(e).__name__, error_summary(str(e)))
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
         if text.strip() == "undefined":
             log.error("policy decision undefined for action %r", _action(policy_input))
@@ -220,22 +231,17 @@ class EmbeddedEngine:
             return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)
 
     def _run(self, term: str) -> str:
-        """Evaluate on a pooled interpreter: on a worker within ``timeout``, or here when unbounded."""
+        """The output text: from a worker within the deadline, or here when unbounded."""
         if self._workers is None:
-            return self._evaluate(term)
-        future = self._workers.submit(self._evaluate, term)
-        try:
-            return future.result(timeout=self.timeout)
-        except FutureTimeout:
-            future.cancel()  # still queued: it never runs; already running: it finishes unobserved
-            raise
-
-    def _evaluate(self, term: str) -> str:
-        compiled = self._pool.get()
-        try:
-            return compiled.evaluate(term)
-        finally:
-            self._pool.put(compiled)
+            compiled = self._pool.get()
+            try:
+                return compiled.evaluate(term)
+            finally:
+                self._pool.put(compiled)
+        tag, text = self._workers.evaluate(term)
+        if tag == "e":
+            raise EvaluationError(error_summary(text))
+        return text
 
     def info(self) -> dict[str, Any]:
         """What is loaded: revision, engine, when, which modules."""
@@ -252,11 +258,27 @@ class EmbeddedEngine:
         return copy.deepcopy(self._compiled.source.facts)
 
     def health(self) -> str | None:
-        """None: this engine has no state that stops it deciding (a failed decision is a deny anyway)."""
-        return None
+        """``"stalled"`` when no worker can take a decision now (each busy past the deadline or being
+        replaced), ``"closed"`` after `close`; None when the engine can decide."""
+        return self._workers.health() if self._workers is not None else None
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live workers (none for an unbounded, in-thread engine)."""
+        return self._workers.pids() if self._workers is not None else []
+
+    def close(self) -> None:
+        """Stop the workers (killed, reaped, not replaced); decisions after this fail closed."""
+        if self._workers is not None:
+            self._workers.close()
+
+    def __enter__(self) -> EmbeddedEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _short(text: str) -> str:
+def error_summary(text: str) -> str:
     """The first error message of a regopy error, never the echoed input."""
     errors = rego_errors(text, {})
     return errors[0]["message"][:200] if errors else "unknown"

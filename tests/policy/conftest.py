@@ -18,7 +18,8 @@ POLICIES = REPO / "policies"
 @pytest.fixture(scope="session")
 def engine() -> Iterator[EmbeddedEngine]:
     """The embedded engine on the repository's policies (one interpreter)."""
-    yield EmbeddedEngine(POLICIES, pool_size=1)
+    with EmbeddedEngine(POLICIES, pool_size=1) as engine:
+        yield engine
 
 
 @pytest.fixture
