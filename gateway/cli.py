@@ -405,7 +405,7 @@ def describe_error(error: BaseException) -> tuple[str, int]:
     import sqlalchemy.exc
     from pydantic_settings import SettingsError
 
-    from audit import AuditError
+    from audit import AuditError, InvalidEntry
     from connectors.base import ConnectorError
     from gateway.auth.keys import SigningKeyError
     from gateway.errors import GatewayError
@@ -425,6 +425,9 @@ def describe_error(error: BaseException) -> tuple[str, int]:
             return _one_line(f"bad settings: {_settings_source_problem(error)}"), 1
         case GatewayError():
             message = error.detail
+        case InvalidEntry():
+            # Its text can quote a value of the entry, and an entry is about a person: say what failed only.
+            message = "an audit entry could not be written (InvalidEntry); nothing was logged"
         case AuditError():
             message = error.reason
         case ConnectorError() | SigningKeyError():
@@ -436,7 +439,10 @@ def describe_error(error: BaseException) -> tuple[str, int]:
             message = f"GATEWAY_DATABASE_URL is not a usable database URL: {error}"
         case sqlalchemy.exc.DBAPIError():
             # The driver's first line only: SQLAlchemy's own text repeats the statement and its parameters.
-            message = f"database unavailable: {_first_line(error.orig)}"
+            message = (
+                f"database unavailable: {_first_line(error.orig)} "
+                "(GATEWAY_DATABASE_URL, or gateway.db in the data directory)"
+            )
         case OSError():
             message = _os_reason(error)
         case _:

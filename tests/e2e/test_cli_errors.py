@@ -222,12 +222,8 @@ SETTINGS_CASES = [
     ({"GATEWAY_AGENCY_URLS": "not json"}, "GATEWAY_AGENCY_URLS"),
     ({"GATEWAY_DATABASE_URL": "foo://nowhere"}, "GATEWAY_DATABASE_URL"),
 ]
-COMMANDS_READING_SETTINGS = [
-    ("serve",),
-    ("clients", "list"),
-    ("audit", "verify"),
-    ("audit", "checkpoint"),
-]
+# One command per way settings are read: serve's (with options on top), the registry's, the audit log's.
+COMMANDS_READING_SETTINGS = [("serve",), ("clients", "list"), ("audit", "checkpoint")]
 
 
 @pytest.mark.parametrize(("env", "named"), SETTINGS_CASES, ids=[n for _, n in SETTINGS_CASES])
@@ -287,6 +283,12 @@ def test_a_data_directory_that_cannot_be_one_is_named(
     """As root no directory is unwritable, so a path through a regular file stands in for one."""
     result = cli(*command, "--data-dir", str(files.root / where), env={"GATEWAY_PORT": "0"}, cwd=files.root)
     assert_one_line(result, str(files.root / "a-file"))
+
+
+@pytest.mark.parametrize("command", [("clients", "list"), ("audit", "verify")], ids=" ".join)
+def test_a_database_file_that_is_not_one_is_one_line(command: tuple[str, ...], tmp_path: Path) -> None:
+    (tmp_path / "gateway.db").write_bytes(b"not SQLite at all " * 300)
+    assert_one_line(cli(*command, "--data-dir", str(tmp_path)), "not a database", "GATEWAY_DATABASE_URL")
 
 
 def test_serve_on_a_port_in_use_names_the_address(tmp_path: Path) -> None:
