@@ -222,6 +222,10 @@ class CaseService:
         if target_flow not in facts.flows():
             raise InvalidInput.field("flow", "unknown flow")
         if step not in facts.steps(target_flow):
+            if flow is None and any(step in facts.steps(f) for f in facts.flows()):
+                # A well-formed step of another flow: whether it fits depends on the case, so a conflict
+                # with its state (409), not malformed input; naming the flow moves between flows.
+                raise Conflict(f"{step} is not a step of the case's flow {case.flow}; name the flow to move")
             raise InvalidInput.field("step", f"not a step of flow {target_flow}")
         decision = self._decide_and_audit(
             ctx,

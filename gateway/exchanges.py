@@ -118,8 +118,8 @@ class ExchangeService:
     def origin(self, ctx: CallContext, case: Case, based_on: list[str] | None) -> list[dict[str, str]]:
         """Where shared-on data came from: each message in ``based_on`` and, in turn, its own origin.
 
-        Each must be a message delivered to the caller's agency in this case; otherwise a 400 that
-        does not say whether the id exists elsewhere. The policy checks the new purpose against every
+        Each must be a message delivered to the caller's agency in this case; otherwise a 404 naming
+        the field that does not say whether the id exists elsewhere. The policy checks the new purpose against every
         purpose in the result (baseline rule 4: received data carries its purpose).
         """
         if not based_on:
@@ -137,7 +137,9 @@ class ExchangeService:
             for item in [_origin_of(m), *(m.origin or [])]:
                 lineage.setdefault(item["messageId"], item)
         if errors:
-            raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+            # A well-formed id that names nothing the caller received: not found, naming the field, and
+            # the same answer whether the id exists elsewhere or not at all.
+            raise NotFound("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
         return list(lineage.values())
 
     def share(self, ctx: CallContext, case_id: str, body: ShareIn) -> dict[str, Any]:

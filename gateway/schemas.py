@@ -16,6 +16,9 @@ Agency = Literal["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
 Flow = Literal["acuut", "structureel"]
 SubjectRole = Literal["slachtoffer", "pleger", "kind", "ouder", "betrokkene"]
 Identifier = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+MessageId = Annotated[str, Field(min_length=1, max_length=64)]
+UNIQUE = {"uniqueItems": True}
+"""Lists whose items may appear once (refused with a 400 otherwise): say so in the schema too."""
 
 
 class Schema(BaseModel):
@@ -111,11 +114,12 @@ class TrackIn(RequestBody):
 class ShareIn(RequestBody):
     information_type: str = Identifier
     purpose: str = Identifier
-    recipients: list[Agency] = Field(min_length=1, max_length=5)
+    recipients: list[Agency] = Field(min_length=1, max_length=5, json_schema_extra=UNIQUE)
     payload: dict[str, Any]
-    based_on: list[str] | None = Field(
+    based_on: list[MessageId] | None = Field(
         default=None,
         max_length=20,
+        json_schema_extra=UNIQUE,
         description=(
             "Onward sharing: the ids of received messages (delivered to the caller's agency, in this "
             "case) the payload comes from. The policy then checks the purpose against theirs."
@@ -133,8 +137,6 @@ class ShareIn(RequestBody):
     @field_validator("based_on")
     @classmethod
     def _message_ids(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None and any(not (1 <= len(m) <= 64) for m in v):
-            raise ValueError("message ids are 1 to 64 characters")
         if v is not None and len(set(v)) != len(v):
             raise ValueError("a message is listed twice")
         return v
@@ -230,7 +232,14 @@ class DecisionIn(RequestBody):
     track: Literal["zorg", "straf"] | None = None
     open: bool | None = None
     payload_fields: list[str] | None = Field(default=None, max_length=MAX_PAYLOAD_FIELDS)
-    based_on: list[str] | None = Field(default=None, max_length=20)
+    based_on: list[MessageId] | None = Field(default=None, max_length=20, json_schema_extra=UNIQUE)
+
+    @field_validator("based_on")
+    @classmethod
+    def _once(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a message is listed twice")
+        return v
 
 
 class DecisionOut(Schema):

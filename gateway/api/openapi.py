@@ -365,6 +365,29 @@ def _enums(rt: Runtime) -> dict[str, list[str]]:
     }
 
 
+def _steps_per_flow(schemas: dict[str, Any], rt: Runtime) -> None:
+    """A body naming a flow and a step takes only that flow's steps: say so as alternatives per flow.
+
+    Without a flow (a transition within the case's own flow) any step of the facts fits the schema;
+    whether it is a step of the case's flow is the case's state, answered with 409.
+    """
+    facts = rt.process()
+    for schema in schemas.values():
+        props = schema.get("properties", {})
+        if "flow" not in props or "step" not in props:
+            continue
+        step_required = "step" in schema.get("required", [])
+        alternatives = []
+        if "flow" not in schema.get("required", []):
+            alternatives.append({"properties": {"flow": {"type": "null"}}})
+        for flow in facts.flows():
+            step: dict[str, Any] = {"enum": facts.steps(flow)}
+            if not step_required:
+                step = {"anyOf": [step, {"type": "null"}]}
+            alternatives.append({"properties": {"flow": {"const": flow}, "step": step}})
+        schema["anyOf"] = alternatives
+
+
 def annotate(doc: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """The generated document with the truth added: problems, enums, descriptions, examples."""
     doc = copy.deepcopy(doc)
@@ -372,6 +395,7 @@ def annotate(doc: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     schemas.update(_problem_schemas())
+    _steps_per_flow({k: v for k, v in schemas.items() if k in ("CaseCreate", "TransitionIn")}, rt)
     enums = _enums(rt)
     for name, schema in list(_schemas_in(doc)):
         if name in enums:

@@ -87,6 +87,13 @@ def test_step_moves_forward_and_illegal_moves_are_409(gateway: Gateway) -> None:
         unknown = c.post(f"/v1/cases/{case_id}/transitions", json={"step": "nergens"})
         assert unknown.status_code == 400
         assert unknown.json()["errors"][0]["field"] == "step"
+        # A real step, of the other flow: the case's state decides, so a conflict, not bad input.
+        other_flow = c.post(f"/v1/cases/{case_id}/transitions", json={"step": "veiligheidsplan"})
+        assert other_flow.status_code == 409, other_flow.text
+        assert other_flow.headers["content-type"].startswith("application/problem+json")
+        named = c.post(f"/v1/cases/{case_id}/transitions", json={"flow": "acuut", "step": "veiligheidsplan"})
+        assert named.status_code == 400
+        assert named.json()["errors"][0]["field"] == "step"
 
 
 def test_only_the_right_agencies_move_steps(gateway: Gateway) -> None:

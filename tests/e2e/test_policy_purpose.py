@@ -182,14 +182,14 @@ def test_based_on_must_name_messages_the_caller_received_in_this_case(gateway: G
         "recipients": ["politie"],
         "payload": MELDING,
     }
-    # Not delivered to the caller (politie sent it), unknown, or from another case: all the same 400.
+    # Not delivered to the caller (politie sent it), unknown, or from another case: all the same 404.
     for sender, case, based_on in [
         ("politie", case_id, [m1]),
         ("veilig_thuis", case_id, ["no-such-message"]),
         ("veilig_thuis", other_case, [m1]),
     ]:
         r = share(gateway, sender, case, **body, basedOn=based_on)
-        assert r.status_code == 400, r.text
+        assert r.status_code == 404, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["errors"] == [
             {"field": "basedOn[0]", "message": "not a message delivered to your agency in this case"}
