@@ -119,8 +119,8 @@ class ExchangeService:
         """Where shared-on data came from: each message in ``based_on`` and, in turn, its own origin.
 
         Each must be a message delivered to the caller's agency in this case; otherwise a 404 naming
-        the field that does not say whether the id exists elsewhere. The policy checks the new purpose against every
-        purpose in the result (baseline rule 4: received data carries its purpose).
+        the field that does not say whether the id exists elsewhere. The policy checks the new purpose
+        against every purpose in the result (baseline rule 4: received data carries its purpose).
         """
         if not based_on:
             return []

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from gateway.bsn import is_valid_bsn
 from gateway.settings import MAX_PAYLOAD_FIELDS
@@ -17,7 +18,7 @@ Flow = Literal["acuut", "structureel"]
 SubjectRole = Literal["slachtoffer", "pleger", "kind", "ouder", "betrokkene"]
 Identifier = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
 MessageId = Annotated[str, Field(min_length=1, max_length=64)]
-UNIQUE = {"uniqueItems": True}
+UNIQUE: JsonDict = {"uniqueItems": True}
 """Lists whose items may appear once (refused with a 400 otherwise): say so in the schema too."""
 
 

@@ -104,7 +104,12 @@ def test_operations_endpoints(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.base}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.base}/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "rateLimits": "ok", "policy": "ok", "signingKey": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "rateLimits": "ok",
+        "policy": "ok",
+        "signingKey": "ok",
+    }
     metrics = httpx.get(f"{gateway.base}/metrics")
     assert metrics.status_code == 200
     assert "gateway_http_requests_total" in metrics.text
