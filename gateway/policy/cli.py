@@ -72,11 +72,15 @@ def eval_(
     if not isinstance(policy_input, dict):
         raise typer.BadParameter(f"{source}: the policy input must be a JSON object", param_hint="--input")
     try:
-        engine = EmbeddedEngine(policy_dir)
+        # One decision: one worker, still under the deadline, so a runaway rule cannot hang the shell.
+        engine = EmbeddedEngine(policy_dir, pool_size=1)
     except PolicyCompileError as e:
         _print_compile_error(e)
         raise typer.Exit(2) from e
-    decision = engine.decide(policy_input)
+    try:
+        decision = engine.decide(policy_input)
+    finally:
+        engine.close()
     typer.echo(json.dumps(decision.to_json(), indent=2, ensure_ascii=False))
 
 
