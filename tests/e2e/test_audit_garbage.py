@@ -64,6 +64,7 @@ def test_verify_names_the_entry_and_exits_1_without_a_traceback(garbage_gateway:
         "/v1/audit/entries/5",
         "/v1/audit/entries?limit=100",
         "/v1/audit/proofs/inclusion?index=9&treeSize=12",  # its path takes the node over 0..7
+        "/v1/audit/export",  # garbage in the first batch: still a 503, not a stream cut off
     ],
 )
 def test_routes_that_read_garbage_answer_503_audit_integrity(garbage_gateway: Gateway, path: str) -> None:
