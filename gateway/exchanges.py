@@ -92,9 +92,13 @@ class ExchangeService:
         self.rt = rt
         self.cases = CaseService(rt)
 
-    def _check_identifiers(self, information_type: str | None, purpose: str | None) -> None:
+    def _check_identifiers(
+        self, information_type: str | None, purpose: str | None, step: str | None = None
+    ) -> None:
         facts = self.rt.process()
         errors = []
+        if step is not None and not any(step in facts.steps(f) for f in facts.flows()):
+            errors.append({"field": "step", "message": "unknown step"})
         if information_type is not None and information_type not in facts.information_types():
             errors.append({"field": "informationType", "message": "unknown information type"})
         if purpose is not None and purpose not in facts.purposes():
@@ -485,7 +489,7 @@ class ExchangeService:
 
     def what_if(self, ctx: CallContext, body: DecisionIn) -> tuple[Decision, dict[str, Any]]:
         """Evaluate a decision without changing anything (the evaluation itself is audited)."""
-        self._check_identifiers(body.information_type, body.purpose)
+        self._check_identifiers(body.information_type, body.purpose, body.step)
         case, failure = self.cases.visible(ctx, body.case_id, attempted=f"what-if:{body.action}")
         policy_input: dict[str, Any] = {
             "action": body.action,

@@ -92,6 +92,23 @@ class Gateway:
         assert r.status_code == 200, r.text
 
 
+def shared_case(gw: Gateway) -> str:
+    """A case politie opened and shared a melding in, with veilig_thuis and rvdk: a trail to look at."""
+    case_id = gw.open_case()
+    with gw.agency("politie") as c:
+        r = c.post(
+            f"/v1/cases/{case_id}/shares",
+            json={
+                "informationType": "melding",
+                "purpose": "veiligheid_herstellen",
+                "recipients": ["veilig_thuis", "rvdk"],
+                "payload": {"aard": "fysiek geweld"},
+            },
+        )
+    assert r.status_code == 200, r.text
+    return case_id
+
+
 def fuzz_settings() -> dict[str, Any]:
     """Settings for a gateway under a fuzzer: tokens that outlive the run, limits it does not reach."""
     return {

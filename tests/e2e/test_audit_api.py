@@ -11,23 +11,7 @@ from audit import canonical_json, leaf_hash, verify_checkpoint, verify_consisten
 from gateway.auth import Principal
 from gateway.tracing import from_header
 from gateway.trail import CallContext, make_entry
-from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway
-
-
-def shared_case(gw: Gateway) -> str:
-    case_id = gw.open_case()
-    with gw.agency("politie") as c:
-        r = c.post(
-            f"/v1/cases/{case_id}/shares",
-            json={
-                "informationType": "melding",
-                "purpose": "veiligheid_herstellen",
-                "recipients": ["veilig_thuis", "rvdk"],
-                "payload": {"aard": "fysiek geweld"},
-            },
-        )
-    assert r.status_code == 200
-    return case_id
+from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway, shared_case
 
 
 def test_entries_are_the_exact_hashed_bytes(gateway: Gateway) -> None:

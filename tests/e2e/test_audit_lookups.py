@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app as cli
-from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway
+from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway, shared_case
 
 LOOKUPS = {"/v1/audit/subject-report": "audit.subject_report", "/v1/audit/search": "audit.search"}
 TOO_BIG = str(2**63)
@@ -28,22 +28,6 @@ LARGEST = str(2**63 - 1)
 BEYOND = "9" * 18  # a well-formed cursor, far past the end of the log
 # A BSN smuggled into a filter: it must never reach the log (the subjects themselves are pseudonymised).
 SMUGGLED = BSN_SLACHTOFFER
-
-
-def shared_case(gw: Gateway) -> str:
-    case_id = gw.open_case()
-    with gw.agency("politie") as c:
-        r = c.post(
-            f"/v1/cases/{case_id}/shares",
-            json={
-                "informationType": "melding",
-                "purpose": "veiligheid_herstellen",
-                "recipients": ["veilig_thuis", "rvdk"],
-                "payload": {"aard": "fysiek geweld"},
-            },
-        )
-    assert r.status_code == 200, r.text
-    return case_id
 
 
 def raw_log(gw: Gateway) -> list[bytes]:

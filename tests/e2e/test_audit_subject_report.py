@@ -13,25 +13,9 @@ from typer.testing import CliRunner
 
 from audit import leaf_hash, verify_checkpoint, verify_inclusion
 from gateway.cli import app as cli
-from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway
+from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway, shared_case
 
 NOBODY = "999990044"  # valid under the elfproef, in no case
-
-
-def shared_case(gw: Gateway) -> str:
-    case_id = gw.open_case()
-    with gw.agency("politie") as c:
-        r = c.post(
-            f"/v1/cases/{case_id}/shares",
-            json={
-                "informationType": "melding",
-                "purpose": "veiligheid_herstellen",
-                "recipients": ["veilig_thuis", "rvdk"],
-                "payload": {"aard": "fysiek geweld"},
-            },
-        )
-    assert r.status_code == 200, r.text
-    return case_id
 
 
 def test_the_report_lists_every_exchange_with_agencies_purpose_and_legal_basis(gateway: Gateway) -> None:

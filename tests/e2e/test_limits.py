@@ -298,6 +298,8 @@ def test_open_is_a_real_boolean(gateway: Gateway, case_id: str, value: Any) -> N
             {"action": "share", "payloadFields": [f"f{i}" for i in range(MAX_PAYLOAD_FIELDS + 1)]},
             "payloadFields",
         ),
+        # The schema lists the steps of the facts; an unknown one is refused even where it is unused.
+        ({"action": "share", "recipient": "om", "step": "AAA"}, "step"),
     ],
 )
 def test_what_if_bodies_are_strict_too(
