@@ -72,6 +72,7 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)),
         json.dumps({**OKPKey.generate_key("Ed25519").as_dict(private=True), "kid": "made-up"}),
     ],
+    ids=["not-json", "p256", "ed25519-public", "made-up-kid"],  # stable ids: the keys are random
 )
 def test_a_key_file_that_is_not_a_private_ed25519_jwk_is_refused(tmp_path: Path, content: str) -> None:
     path = tmp_path / KEY_FILE_NAME
