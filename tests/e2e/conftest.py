@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from connectors import simulated_connectors
 from gateway.app import create_app
@@ -107,6 +110,27 @@ def shared_case(gw: Gateway) -> str:
         )
     assert r.status_code == 200, r.text
     return case_id
+
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def fresh_pg_database(prefix: str = "vd_test") -> Iterator[tuple[str, sa.Engine, str]]:
+    """A new, empty PostgreSQL database: its URL, an admin engine and its name; dropped afterwards."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", admin, name
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def fuzz_settings() -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ import sqlalchemy as sa
 from audit import verify_log
 from gateway.app import create_app
 from gateway.policy import EmbeddedEngine
-from tests.e2e.conftest import BSN_PLEGER, BSN_SLACHTOFFER, Gateway, start_gateway
+from tests.e2e.conftest import BSN_PLEGER, BSN_SLACHTOFFER, Gateway, fresh_pg_database, start_gateway
 from tests.live import serve
 
 PROBLEM = "application/problem+json"
@@ -44,7 +43,6 @@ HANG_GUARD = 20.0
 BUSY_TIMEOUT = 1.0
 #: The tests call in bursts of a few hundred; per-client rate limits are not what they are about.
 RATE_LIMIT = "10000/second"
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def _start(data_dir: Path, **settings: Any) -> Iterator[Gateway]:
@@ -340,21 +338,9 @@ def test_a_full_database_answers_503_and_readyz_until_a_write_succeeds(calls: Ca
 
 @pytest.fixture()
 def pg(tmp_path: Path) -> Iterator[tuple[Gateway, sa.Engine, str]]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"vd_faults_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with fresh_pg_database("vd_faults") as (url, admin, name):
         for gw in _start(tmp_path, database_url=url, db_busy_timeout=BUSY_TIMEOUT, rate_limit=RATE_LIMIT):
             yield gw, admin, name
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _postgres_down(admin: sa.Engine, name: str, down: bool) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,27 +10,14 @@ import sqlalchemy as sa
 
 from audit import verify_log
 from gateway.app import create_app
-from tests.e2e.conftest import AGENCIES, Gateway, start_gateway
+from tests.e2e.conftest import AGENCIES, Gateway, fresh_pg_database, start_gateway
 from tests.live import serve
-
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture()
 def pg_url() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"vd_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_pg_database() as (url, _admin, _name):
+        yield url
 
 
 def test_gateway_on_postgresql(pg_url: str, tmp_path: Path) -> None:
