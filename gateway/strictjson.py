@@ -17,8 +17,10 @@ from gateway.errors import InvalidInput
 from gateway.settings import MAX_JSON_DEPTH
 
 MAX_SAFE_INTEGER = 2**53 - 1
-"""Integers beyond +-(2^53 - 1) are refused: not every reader keeps them (RFC 7493 2.2), and the
-audit digest's canonical JSON (RFC 8785) cannot hold them exactly."""
+"""Numbers beyond +-(2^53 - 1) are refused: not every reader keeps such integers (RFC 7493 2.2), the
+audit digest's canonical JSON (RFC 8785) cannot hold them exactly, and JSON Schema cannot tell an
+integer from a float of the same value (1e300 is an ``integer`` to it), so the one bound that the
+OpenAPI document can state is on every number."""
 _MAX_INT_DIGITS = len(str(MAX_SAFE_INTEGER)) + 1  # longer text is out of range without converting it
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FIELD_MAX = 200  # characters of a field name in an error: keys are the caller's, and unbounded
@@ -69,7 +71,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _float(text: str) -> float | _Refused:
     value = float(text)
-    return value if math.isfinite(value) else _NOT_FINITE
+    if not math.isfinite(value):
+        return _NOT_FINITE
+    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else _OUT_OF_RANGE
 
 
 def _int(text: str) -> int | _Refused:

@@ -237,8 +237,28 @@ RESPONSE_EXAMPLES: dict[str, Any] = {
 """A success example for the operations that take neither a body nor a parameter."""
 
 
+MAX_SAFE_NUMBER = 2**53 - 1
+
+
+def _json_value_schema() -> dict[str, Any]:
+    """Any JSON value the gateway accepts in a payload: numbers within +-(2^53 - 1) (strictjson)."""
+    ref = {"$ref": "#/components/schemas/JsonValue"}
+    return {
+        "description": "A JSON value; numbers lie within -(2^53-1)..2^53-1, nesting at most 32 deep.",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "string"},
+            {"type": "number", "minimum": -MAX_SAFE_NUMBER, "maximum": MAX_SAFE_NUMBER},
+            {"type": "array", "items": ref},
+            {"type": "object", "additionalProperties": ref},
+        ],
+    }
+
+
 def _problem_schemas() -> dict[str, Any]:
     return {
+        "JsonValue": _json_value_schema(),
         "Problem": {
             "type": "object",
             "description": "An RFC 9457 problem document.",
@@ -395,6 +415,10 @@ def annotate(doc: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     schemas.update(_problem_schemas())
+    for schema in schemas.values():
+        payload = schema.get("properties", {}).get("payload")
+        if payload is not None and payload.get("type") == "object":
+            payload["additionalProperties"] = {"$ref": "#/components/schemas/JsonValue"}
     _steps_per_flow({k: v for k, v in schemas.items() if k in ("CaseCreate", "TransitionIn")}, rt)
     enums = _enums(rt)
     for name, schema in list(_schemas_in(doc)):
