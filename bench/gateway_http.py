@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from gateway.auth import generate_keypair, make_client_assertion
-from gateway.local_server import free_port
+from standins.local_server import free_port
 
 PAYLOAD = {
     "datumTijd": "2026-11-28T02:14:00Z",

@@ -1,7 +1,7 @@
 """Connectors: how the gateway reaches agency systems, after it has decided and audited.
 
 ``Connector`` is the seam; ``SimulatedAgencySystem`` (in memory) and ``HttpConnector`` (real systems)
-implement it. The HTTP stand-in for an agency lives in ``connectors.agency_server``, apart, so that
+implement it. The HTTP stand-in for an agency lives in ``standins.agency``, apart, so that
 importing the connectors does not pull in a web framework.
 """
 

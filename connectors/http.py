@@ -1,6 +1,6 @@
 """The connector for a real agency system reached over HTTP.
 
-Wire protocol (the agency side is ``connectors.agency_server``; shapes in ``connectors._wire``):
+Wire protocol (the agency side is ``standins.agency``; shapes in ``connectors._wire``):
 
 - ``POST {base}/veilig-delen/deliveries`` with a camelCase delivery -> ``{messageId, accepted, detail}``
 - ``POST {base}/veilig-delen/fetch`` with a camelCase fetch request -> ``{found, data}``

@@ -9,7 +9,7 @@ from gateway.api import audit, cases, exchanges, openapi, ops, policies, problem
 from gateway.api.limits import BodyLimits
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
-from gateway.policy_watch import PolicyWatcher
+from gateway.policy.admin import PolicyWatcher
 from gateway.runtime import Runtime
 from gateway.settings import Settings, get_settings
 

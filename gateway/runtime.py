@@ -29,7 +29,7 @@ from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
 from gateway.migrations import upgrade
 from gateway.policy import Decision, EmbeddedEngine, OpaEngine, PolicyEngine, PolicySource
-from gateway.process import ProcessFacts
+from gateway.services.process import ProcessFacts
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -173,15 +173,18 @@ class Runtime:
         self.metrics = Metrics()
         self.auth = AuthService(settings, self.sessions, on_rate_limited=self.metrics.count_rate_limited)
         self.started_at = time.time()
-        self._process: tuple[PolicyEngine, ProcessFacts] | None = None
+        self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
 
-    def process(self) -> ProcessFacts:
-        """Identifier lists of the active policy revision (read once per revision, not per request)."""
+    def process_facts(self) -> ProcessFacts:
+        """The process facts (flows, steps, types, purposes) of the active policy revision.
+
+        Read once per revision, not per request.
+        """
         engine = self.policy.current
-        cached = self._process
+        cached = self._process_facts
         if cached is None or cached[0] is not engine:
             cached = (engine, ProcessFacts(engine.facts()))
-            self._process = cached  # a benign race: two threads may both build the same view
+            self._process_facts = cached  # a benign race: two threads may both build the same view
         return cached[1]
 
     def decide(self, policy_input: dict[str, Any], engine: PolicyEngine | None = None) -> Decision:

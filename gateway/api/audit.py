@@ -27,7 +27,7 @@ from gateway.schemas import (
     ProofOut,
     SubjectReport,
 )
-from gateway.trail import CallContext, lookup_entry
+from gateway.services.trail import CallContext, lookup_entry
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -46,7 +46,7 @@ def scoped_filters(
     loaded facts, so an unknown purpose or information type is a 400 rather than an empty page.
     """
     # A time range that ends before it starts is valid and matches nothing (the store answers empty).
-    facts = rt.process()
+    facts = rt.process_facts()
     if filters.purpose is not None and filters.purpose not in facts.purposes():
         raise InvalidInput.field("purpose", "not a purpose of the loaded policy")
     if filters.information_type is not None and filters.information_type not in facts.information_types():

@@ -6,10 +6,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Path
 
-from gateway.api.deps import Exchange, RuntimeDep
-from gateway.cases import CaseService
+from gateway.api.deps import ExchangeCaller, RuntimeDep
 from gateway.models import Case
 from gateway.schemas import CaseCreate, CaseOut, SubjectOut, TrackIn, Tracks, TransitionIn
+from gateway.services.cases import CaseService
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 CaseId = Path(min_length=1, max_length=64)
@@ -30,19 +30,19 @@ def case_out(case: Case) -> CaseOut:
 
 
 @router.post("", status_code=201, response_model=CaseOut, response_model_by_alias=True)
-def open_case(body: CaseCreate, ctx: Exchange, rt: RuntimeDep) -> CaseOut:
+def open_case(body: CaseCreate, ctx: ExchangeCaller, rt: RuntimeDep) -> CaseOut:
     """Open a case (politie or veilig_thuis)."""
     return case_out(CaseService(rt).open(ctx, body))
 
 
 @router.get("/{caseId}", response_model=CaseOut, response_model_by_alias=True)
-def read_case(ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
+def read_case(ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
     """The case, to agencies that take part in it."""
     return case_out(CaseService(rt).read(ctx, caseId))
 
 
 @router.post("/{caseId}/transitions", response_model=CaseOut, response_model_by_alias=True)
-def move_case(body: TransitionIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
+def move_case(body: TransitionIn, ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
     """Move the case to another step; 409 when the process does not allow the move."""
     return case_out(CaseService(rt).transition(ctx, caseId, body.flow, body.step))
 
@@ -51,7 +51,7 @@ def move_case(body: TransitionIn, ctx: Exchange, rt: RuntimeDep, caseId: str = C
 def set_track(
     track: Literal["zorg", "straf"],
     body: TrackIn,
-    ctx: Exchange,
+    ctx: ExchangeCaller,
     rt: RuntimeDep,
     caseId: str = CaseId,
 ) -> CaseOut:

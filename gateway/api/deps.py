@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 
 from gateway.auth import Principal, require_scope
 from gateway.runtime import Runtime
+from gateway.services.trail import CallContext
 from gateway.tracing import TraceContext, from_header
-from gateway.trail import CallContext
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -40,6 +40,7 @@ def requires(*scopes: str) -> Callable[..., CallContext]:
     return dependency
 
 
-Exchange = Annotated[CallContext, Depends(requires("exchange"))]
+# The caller of a route, by the scope it needs: an agency system, a privacy officer, a policy author.
+ExchangeCaller = Annotated[CallContext, Depends(requires("exchange"))]
 AuditReader = Annotated[CallContext, Depends(requires("audit", "audit:all"))]
 PolicyAuthor = Annotated[CallContext, Depends(requires("policy"))]

@@ -1,4 +1,4 @@
-"""Exchange routes: shares, inbox, requests and what-if decisions."""
+"""ExchangeCaller routes: shares, inbox, requests and what-if decisions."""
 
 from __future__ import annotations
 
@@ -6,41 +6,41 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from gateway.api.deps import Exchange, RuntimeDep
-from gateway.exchanges import ExchangeService
+from gateway.api.deps import ExchangeCaller, RuntimeDep
 from gateway.schemas import DecisionIn, DecisionOut, Inbox, RequestIn, RequestOut, ShareIn, ShareOut
+from gateway.services.exchanges import ExchangeService
 
 router = APIRouter(prefix="/v1", tags=["exchanges"])
 CaseId = Path(min_length=1, max_length=64)
 
 
 @router.post("/cases/{caseId}/shares", response_model=ShareOut, response_model_by_alias=True)
-def share(body: ShareIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> Any:
+def share(body: ShareIn, ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> Any:
     """Share information with recipients; each recipient is decided on its own."""
     return ExchangeService(rt).share(ctx, caseId, body)
 
 
 @router.get("/inbox", response_model=Inbox, response_model_by_alias=True)
-def inbox(ctx: Exchange, rt: RuntimeDep, limit: int = Query(100, ge=1, le=1000)) -> Any:
+def inbox(ctx: ExchangeCaller, rt: RuntimeDep, limit: int = Query(100, ge=1, le=1000)) -> Any:
     """Messages for the caller's agency that it has not acknowledged yet."""
     return ExchangeService(rt).inbox(ctx, limit)
 
 
 @router.post("/inbox/{messageId}/ack", status_code=204)
-def ack(ctx: Exchange, rt: RuntimeDep, messageId: str = Path(min_length=1, max_length=64)) -> Response:
+def ack(ctx: ExchangeCaller, rt: RuntimeDep, messageId: str = Path(min_length=1, max_length=64)) -> Response:
     """Acknowledge a message."""
     ExchangeService(rt).ack(ctx, messageId)
     return Response(status_code=204)
 
 
 @router.post("/cases/{caseId}/requests", response_model=RequestOut, response_model_by_alias=True)
-def request_information(body: RequestIn, ctx: Exchange, rt: RuntimeDep, caseId: str = CaseId) -> Any:
+def request_information(body: RequestIn, ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> Any:
     """Ask the holder's system for information; answered minimised, or refused with reasons."""
     return ExchangeService(rt).request(ctx, caseId, body)
 
 
 @router.post("/decisions", response_model=DecisionOut, response_model_by_alias=True)
-def what_if(body: DecisionIn, ctx: Exchange, rt: RuntimeDep) -> Any:
+def what_if(body: DecisionIn, ctx: ExchangeCaller, rt: RuntimeDep) -> Any:
     """What would the policy decide? Changes nothing."""
     _, out = ExchangeService(rt).what_if(ctx, body)
     return out

@@ -376,7 +376,7 @@ def _string_schemas(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _enums(rt: Runtime) -> dict[str, list[str]]:
-    facts = rt.process()
+    facts = rt.process_facts()
     steps = sorted({s for flow in facts.flows() for s in facts.steps(flow)})
     return {
         "informationType": sorted(facts.information_types()),
@@ -391,7 +391,7 @@ def _steps_per_flow(schemas: dict[str, Any], rt: Runtime) -> None:
     Without a flow (a transition within the case's own flow) any step of the facts fits the schema;
     whether it is a step of the case's flow is the case's state, answered with 409.
     """
-    facts = rt.process()
+    facts = rt.process_facts()
     for schema in schemas.values():
         props = schema.get("properties", {})
         if "flow" not in props or "step" not in props:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.deps import PolicyAuthor, RuntimeDep
-from gateway.policy_reload import reload_policy
+from gateway.policy.admin import reload_policy
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from connectors import SimulatedAgencySystem
-from connectors.agency_server import make_agency_app
+from standins.agency import make_agency_app
 from tests.connectors.samples import RecordingClient
 from tests.live import serve
 

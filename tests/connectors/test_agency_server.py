@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from connectors import SimulatedAgencySystem
-from connectors.agency_server import main, make_agency_app
+from standins.agency import main, make_agency_app
 from tests.connectors.samples import TRACEPARENT
 from tests.live import serve
 

@@ -9,8 +9,8 @@ import httpx
 
 from audit import canonical_json, leaf_hash, verify_checkpoint, verify_consistency, verify_inclusion
 from gateway.auth import Principal
+from gateway.services.trail import CallContext, make_entry
 from gateway.tracing import from_header
-from gateway.trail import CallContext, make_entry
 from tests.e2e.conftest import BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway, shared_case
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.policy import ENGINE_TIMEOUT, EmbeddedEngine
-from gateway.process import ProcessFacts
+from gateway.services.process import ProcessFacts
 from tests.e2e.conftest import AGENCIES, Gateway, start_gateway
 from tests.live import serve
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from connectors import SimulatedAgencySystem, build_connectors
-from connectors.agency_server import make_agency_app
 from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from standins.agency import make_agency_app
 from tests.e2e.conftest import AGENCIES, Gateway
 from tests.live import reserve_socket, serve
 

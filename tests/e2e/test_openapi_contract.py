@@ -65,7 +65,7 @@ def test_every_route_documents_its_problems(doc: dict[str, Any]) -> None:
 
 
 def test_identifiers_are_enums_of_the_loaded_facts(doc: dict[str, Any], gateway: Gateway) -> None:
-    facts = gateway.runtime.process()
+    facts = gateway.runtime.process_facts()
     share = doc["components"]["schemas"]["ShareIn"]["properties"]
     assert share["informationType"]["enum"] == sorted(facts.information_types())
     assert share["purpose"]["enum"] == sorted(facts.purposes())

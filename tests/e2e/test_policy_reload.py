@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-import gateway.policy_reload as policy_reload
+import gateway.policy.admin as policy_reload
 from gateway.app import create_app
 from gateway.policy import PolicySource, TestReport, policy_revision, run_tests
-from gateway.policy_watch import PolicyWatcher
+from gateway.policy.admin import PolicyWatcher
 from gateway.settings import REPO_ROOT, Settings
 from tests.e2e.conftest import AGENCIES, Gateway, start_gateway
 from tests.live import serve

@@ -1,4 +1,4 @@
-"""Run the STAND-IN for OPA (``gateway.policy.opa_standin``) as a separate process for the opa tests."""
+"""Run the STAND-IN for OPA (``standins.opa``) as a separate process for the opa tests."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class StandIn:
 def run_standin(
     *, policy_dir: Path | None = None, evaluator: str = "regopy", attempts: int = 3
 ) -> Iterator[StandIn]:
-    """Start ``python -m gateway.policy.opa_standin`` on a free port; stop it when the block ends."""
+    """Start ``python -m standins.opa`` on a free port; stop it when the block ends."""
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "standin.log"
         for attempt in range(attempts):
@@ -58,7 +58,7 @@ def run_standin(
             cmd = [
                 sys.executable,
                 "-m",
-                "gateway.policy.opa_standin",
+                "standins.opa",
                 "--port",
                 str(port),
                 "--evaluator",

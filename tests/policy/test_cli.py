@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gateway.policy.cli import app
+from gateway.cli.policy import app
 from tests.policy.conftest import POLICIES, case, share
 
 runner = CliRunner()

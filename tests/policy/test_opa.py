@@ -27,9 +27,9 @@ from gateway.policy import (
     policy_revision,
 )
 from gateway.policy._opa import _client
-from gateway.policy.opa_standin import STANDIN_BANNER
 from gateway.runtime import make_policy_engine
 from gateway.settings import Settings
+from standins.opa import STANDIN_BANNER
 from tests.policy.conftest import POLICIES, case, request, share
 from tests.policy.standin import StandIn, run_standin
 

@@ -16,17 +16,17 @@ from sqlalchemy import Row, Text, cast, select, update
 from sqlalchemy.orm import defer
 
 from connectors import ConnectorError, Delivery, FetchRequest
-from gateway.cases import CaseService, actor_facts, case_facts, pseudonyms
 from gateway.db import transaction, utcnow
 from gateway.errors import InvalidInput, NotFound, PolicyDenied, UpstreamFailed
 from gateway.models import Case, Message
 from gateway.policy import Decision
 from gateway.runtime import Runtime
 from gateway.schemas import DecisionIn, InboxMessage, RequestIn, ShareIn
+from gateway.services.cases import CaseService, actor_facts, case_facts, pseudonyms
+from gateway.services.trail import CallContext, decision_record, make_entry, payload_digest
 from gateway.strictjson import strict_json
-from gateway.trail import CallContext, decision_record, make_entry, payload_digest
 
-log = logging.getLogger("gateway.exchanges")
+log = logging.getLogger("gateway.services.exchanges")
 
 
 def usage_restriction(purpose: str, legal_basis: str | None) -> str:
@@ -95,7 +95,7 @@ class ExchangeService:
     def _check_identifiers(
         self, information_type: str | None, purpose: str | None, step: str | None = None
     ) -> None:
-        facts = self.rt.process()
+        facts = self.rt.process_facts()
         errors = []
         if step is not None and not any(step in facts.steps(f) for f in facts.flows()):
             errors.append({"field": "step", "message": "unknown step"})
@@ -114,7 +114,7 @@ class ExchangeService:
         anyway (rule 5), so leaving it out changes no decision. Only the ``removed`` list of a
         ``strip_fields`` obligation no longer names fields the facts do not know.
         """
-        known = self.rt.process().field_names()
+        known = self.rt.process_facts().field_names()
         return sorted(known.intersection(names))
 
     # -- shares ---------------------------------------------------------------------------------------

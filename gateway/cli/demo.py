@@ -19,8 +19,8 @@ import httpx
 from audit import verify_log
 from gateway.app import create_app
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
-from gateway.local_server import reserve_socket, serve_in_thread
 from gateway.settings import REPO_ROOT, Settings
+from standins.local_server import reserve_socket, serve_in_thread
 
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
 # Test BSNs from the RvIG test range (999990xxx): fictional people.

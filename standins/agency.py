@@ -3,7 +3,7 @@
 Tests run it under uvicorn to exercise the HTTP connector against a real server; operators run it to
 stand in for an agency whose system is not connected yet::
 
-    python -m connectors.agency_server --agency politie --port 9001
+    python -m standins.agency --agency politie --port 9001
 
 It speaks the wire protocol in ``connectors._wire``. Errors are RFC 9457 problem documents that never
 echo the request body back: it holds case data.
@@ -86,7 +86,7 @@ def make_agency_app(system: SimulatedAgencySystem) -> FastAPI:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a stand-in agency system until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.agency_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m standins.agency", description=__doc__)
     parser.add_argument("--agency", required=True, choices=AGENCIES)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)

@@ -265,8 +265,8 @@ def audit_subject_report(
     from audit import subject_report, verify_checkpoint
     from gateway.auth import Principal
     from gateway.schemas import Agency
+    from gateway.services.trail import CallContext, lookup_entry
     from gateway.tracing import from_header
-    from gateway.trail import CallContext, lookup_entry
 
     if agency is not None and agency not in get_args(Agency):
         # Never repeat the value: whatever was typed here must not reach the screen or the log.
@@ -385,8 +385,8 @@ def audit_rotate_key(
     )
     from gateway.auth import Principal
     from gateway.runtime import audit_key_path
+    from gateway.services.trail import CallContext, make_entry
     from gateway.tracing import from_header
-    from gateway.trail import CallContext, make_entry
 
     settings = settings_for(data_dir)
     path = audit_key_path(settings)

@@ -19,7 +19,7 @@ built from the uploaded modules and data after every change. So agreement betwee
 ``--evaluator opa`` it evaluates with OPA's own Rego engine (the Go library, loaded from the optional
 ``opa-golib-python-bindings`` package): the real OPA evaluator behind a stand-in HTTP front.
 
-Run: ``python -m gateway.policy.opa_standin --policy-dir policies --port 8181``. With
+Run: ``python -m standins.opa --policy-dir policies --port 8181``. With
 ``--enable-fault-injection`` it also serves ``PUT /_standin/faults`` so tests can make decisions slow,
 undefined, malformed or failing; never enable that outside tests.
 """
@@ -49,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.policy._embedded import input_term, new_interpreter
 from gateway.policy._source import TEST_SUFFIX, read_policy, refused_constructs, rego_errors
 
-log = logging.getLogger("gateway.policy.opa_standin")
+log = logging.getLogger("standins.opa")
 
 STANDIN_BANNER = "STAND-IN for OPA: not the real OPA server"
 Evaluator = Literal["regopy", "opa"]
@@ -466,7 +466,7 @@ def create_app(server: StandInOpaServer, *, fault_injection: bool = False) -> Fa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the stand-in until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m gateway.policy.opa_standin", description=STANDIN_BANNER)
+    parser = argparse.ArgumentParser(prog="python -m standins.opa", description=STANDIN_BANNER)
     parser.add_argument(
         "--policy-dir", type=Path, help="load this directory at start, like `opa run --server DIR`"
     )

@@ -14,7 +14,7 @@ from gateway.models import Case, Subject
 from gateway.policy import Decision, PolicyEngine
 from gateway.runtime import Runtime
 from gateway.schemas import CaseCreate
-from gateway.trail import CallContext, decision_record, make_entry
+from gateway.services.trail import CallContext, decision_record, make_entry
 
 ILLEGAL_TRANSITION = "illegal_transition"
 
@@ -112,7 +112,7 @@ class CaseService:
 
     def open(self, ctx: CallContext, body: CaseCreate) -> Case:
         """Open a case when the policy allows the caller to (baseline rule 7)."""
-        facts = self.rt.process()
+        facts = self.rt.process_facts()
         steps = facts.steps(body.flow)
         step = body.step or steps[0]
         if step not in steps:
@@ -218,7 +218,7 @@ class CaseService:
         """Move the case to another step (or flow); 409 when the process does not allow that move."""
         case, failure = self.visible(ctx, case_id, attempted="case.transition")
         target_flow = flow or case.flow
-        facts = self.rt.process()
+        facts = self.rt.process_facts()
         if target_flow not in facts.flows():
             raise InvalidInput.field("flow", "unknown flow")
         if step not in facts.steps(target_flow):

@@ -1,0 +1,91 @@
+"""The ``gateway`` command: serve, demo, clients, audit, policy.
+
+Every command fails the same way: one line on stderr naming what is wrong (the file, the setting, the
+URL) and a non-zero exit (2 for a usage error), never a traceback; ``main`` is the one place that turns
+errors into that line. ``GATEWAY_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from gateway.cli._common import DEBUG_ENV, DataDir, check_data_dir
+from gateway.cli.clients import clients_app, token
+from gateway.cli.errors import describe_error
+from gateway.cli.serve import serve
+
+__all__ = ["app", "describe_error", "main", "run"]
+
+app = typer.Typer(help="Veilig Delen gateway", no_args_is_help=True, add_completion=False)
+app.command()(serve)
+app.command()(token)
+app.add_typer(clients_app, name="clients")
+
+
+def _register_policy_app() -> None:
+    from gateway.cli.policy import app as policy_app
+
+    app.add_typer(policy_app, name="policy", help="Test and evaluate the Rego policies")
+
+
+def _register_audit_app() -> None:
+    from gateway.cli.audit import app as audit_app
+
+    app.add_typer(audit_app, name="audit", help="Check, export and search the audit log")
+
+
+_register_policy_app()
+_register_audit_app()
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    quiet: Annotated[bool, typer.Option(help="Print only the trail and the verdict")] = False,
+) -> None:
+    """Play the seed's process end to end on a fresh data directory and print the trail."""
+    from gateway.cli.demo import run_demo
+
+    if data_dir is not None:
+        check_data_dir(data_dir)
+    ok = run_demo(data_dir, verbose=not quiet)
+    raise typer.Exit(0 if ok else 1)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gateway`` command and return its exit code; a failure is one line on stderr."""
+    debug = os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    try:
+        result = app(args=argv, prog_name="gateway", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 1
+    except typer.TyperException as e:
+        if not e.format_message():
+            return e.exit_code  # ``gateway`` alone: Typer printed the help, nothing failed to explain
+        if debug and e.__cause__ is not None:
+            raise  # a failure we worded ourselves, raised from the error whose traceback is wanted
+        line, code = describe_error(e)
+        typer.echo(f"error: {line}", err=True)
+        return code
+    except Exception as e:
+        if debug:
+            raise
+        line, code = describe_error(e)
+        typer.echo(f"error: {line}", err=True)
+        return code
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())
+
+

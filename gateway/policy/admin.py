@@ -1,0 +1,200 @@
+"""Policy administration: reload without downtime, and the file watcher that reloads on a change.
+
+A reload compiles, tests, then swaps; the change is an audit entry.
+
+An optional file watcher (``GATEWAY_POLICY_WATCH=true``) that reloads the policy when its files change.
+
+It polls: every ``GATEWAY_POLICY_WATCH_INTERVAL`` seconds it stats the files that make up a revision
+(``.rego`` and ``.json`` under the policy directory). A change must hold still for one more poll, so
+an editor or a ``git checkout`` that writes several files is taken as a whole; then, when the content
+hash differs from the serving revision, it reloads through `reload_policy`, the same path as
+``POST /v1/policies/reload``: compile, test, swap, audit. A revision that fails stays refused until
+the files change again, and the old one keeps serving. No library: stat calls on a few files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from gateway.auth import Principal
+from gateway.errors import PolicyLoadFailed
+from gateway.policy import (
+    EmbeddedEngine,
+    PolicyEngine,
+    compile_source,
+    policy_fingerprint,
+    policy_revision,
+    read_policy,
+    run_tests,
+)
+from gateway.runtime import Runtime, make_policy_engine
+from gateway.services.trail import CallContext, make_entry
+from gateway.tracing import from_header
+
+_reload_lock = threading.Lock()
+
+
+def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
+    """Load ``policy_dir`` as a new revision; keep the old one serving if anything fails."""
+    with _reload_lock:
+        old = rt.policy.current
+        opa = rt.settings.policy_engine == "opa"
+        try:
+            # Read once: what is compiled, tested and served are the same bytes, even if a file
+            # changes while this runs (the next reload, or the watcher, picks the change up).
+            source = read_policy(rt.settings.policy_dir)
+            # Compiled and probed with regopy for either engine: what fails here never reaches OPA,
+            # and no worker process starts for a revision that is then refused.
+            checked = compile_source(source)
+        except Exception as e:
+            _audit(rt, ctx, old.revision, None, "compile_failed")
+            raise PolicyLoadFailed(
+                "the policy does not compile; the old revision stays active",
+                errors=[{"field": "policies", "message": str(e)[:2000]}],
+                extra={"revision": old.revision},
+            ) from e
+        report = run_tests(source)
+        if report.failed or report.errors:
+            _audit(rt, ctx, old.revision, checked.revision, "tests_failed")
+            failures = [{"field": r.name, "message": r.message} for r in report.results if not r.ok]
+            failures += [{"field": "policies", "message": m} for m in report.errors]
+            raise PolicyLoadFailed(
+                f"{report.passed} passed, {report.failed} failed; the old revision stays active",
+                errors=failures,
+                extra={"revision": old.revision},
+            )
+        candidate: PolicyEngine
+        try:
+            # OPA: uploads and verifies the revision that was tested (a refusal restores OPA's old
+            # modules). Embedded: the same snapshot, in new worker processes.
+            candidate = (
+                make_policy_engine(rt.settings, checked.source, wait=0)
+                if opa
+                else EmbeddedEngine(checked.source)
+            )
+        except Exception as e:
+            _audit(rt, ctx, old.revision, checked.revision, "engine_failed")
+            raise PolicyLoadFailed(
+                "the policy engine did not load the revision; the old revision stays active",
+                errors=getattr(e, "errors", None)
+                or [{"field": rt.settings.policy_engine, "message": str(e)[:2000]}],
+                extra={"revision": old.revision},
+            ) from e
+        try:
+            _audit(rt, ctx, old.revision, candidate.revision, "loaded")
+        except Exception:
+            _close(candidate)
+            raise
+        retire(rt.policy.swap(candidate))
+        return {
+            "revision": candidate.revision,
+            "previousRevision": old.revision,
+            "testsPassed": report.passed,
+        }
+
+
+RETIRE_AFTER_SECONDS = 5.0
+"""How long a swapped-out engine keeps its workers: requests that took it before the swap finish on it
+(a decision waits at most twice the decision timeout), then it is closed."""
+
+
+def retire(engine: PolicyEngine, after: float = RETIRE_AFTER_SECONDS) -> None:
+    """Close ``engine`` once the requests that still hold it are done: no worker process outlives it."""
+    timer = threading.Timer(after, _close, args=(engine,))
+    timer.daemon = True
+    timer.name = "policy-retire"
+    timer.start()
+
+
+def _close(engine: object) -> None:
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
+
+
+def _audit(rt: Runtime, ctx: CallContext, old: str, new: str | None, outcome: str) -> None:
+    refs = {"oldRevision": old}
+    if new:
+        refs["newRevision"] = new
+    rt.audit_append([make_entry(ctx, type_="policy", action="policy.reload", outcome=outcome, refs=refs)])
+
+
+log = logging.getLogger("gateway.policy")
+
+WATCHER = Principal(client_id="policy-watcher", agency="gateway", role="system", scopes=frozenset({"policy"}))
+"""Who reloads, in the audit trail, when the watcher does."""
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+class PolicyWatcher:
+    """Polls the policy directory and reloads on a settled change. ``check`` is one poll."""
+
+    def __init__(self, rt: Runtime, *, interval: float = 2.0) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.rt = rt
+        self.interval = interval
+        self._seen: Fingerprint = self._fingerprint()
+        self._pending: Fingerprint | None = None
+        self._refused: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _fingerprint(self) -> Fingerprint:
+        try:
+            return policy_fingerprint(self.rt.settings.policy_dir)
+        except Exception as e:  # a missing directory is a state like any other: nothing to load
+            log.warning("cannot read the policy directory: %s", type(e).__name__)
+            return ()
+
+    def check(self) -> dict[str, Any] | None:
+        """One poll: the reload's answer when it reloaded, else None. Never raises for a bad policy."""
+        now = self._fingerprint()
+        if now == self._seen:
+            self._pending = None
+            return None
+        if now != self._pending:  # changed since the last poll: let it settle for one more
+            self._pending = now
+            return None
+        self._seen, self._pending = now, None
+        try:
+            revision = policy_revision(self.rt.settings.policy_dir)
+        except Exception as e:
+            log.warning("cannot hash the policy directory: %s", type(e).__name__)
+            return None
+        if revision in (self.rt.policy.current.revision, self._refused):
+            return None
+        ctx = CallContext(principal=WATCHER, trace=from_header(None))
+        try:
+            answer = reload_policy(self.rt, ctx)
+        except PolicyLoadFailed as e:
+            self._refused = revision
+            log.error("policy change refused, the old revision keeps serving: %s", e.detail)
+            return None
+        self._refused = None
+        log.info("policy reloaded by the watcher: %s", answer["revision"])
+        return answer
+
+    def start(self) -> None:
+        """Poll in a daemon thread until `stop`."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="policy-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (waits for a reload in progress)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # the watcher must outlive any failure; the audit trail has the rest
+                log.exception("policy watcher poll failed")
