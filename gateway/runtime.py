@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import (
@@ -196,11 +197,18 @@ class Runtime:
         self.metrics.decisions.labels(str(policy_input.get("action")), str(decision.allowed).lower()).inc()
         return decision
 
-    def audit_append(self, entries: list[dict[str, Any]]) -> list[int]:
-        """Commit entries to the audit log; if that fails, the call fails: no audit, no exchange."""
+    def audit_append(
+        self, entries: list[dict[str, Any]], writes: Callable[[Connection], None] | None = None
+    ) -> list[int]:
+        """Commit entries to the audit log, with ``writes`` in the same transaction; else the call fails.
+
+        ``writes`` are the exchange's own rows (messages, the case's change, its involvement): they and
+        the entries commit together or not at all, so there is no message without its entry and no
+        "authorised" entry without its message. A failure is `AuditUnavailable` (503): nothing was done.
+        """
         t0 = time.perf_counter()
         try:
-            indexes = self.audit.append(entries)
+            indexes = self.audit.append(entries, writes=writes) if writes else self.audit.append(entries)
         except Exception as e:
             self.metrics.audit_failures.inc()
             # By type and fault kind only (locked, full, unavailable): the message may quote a statement.

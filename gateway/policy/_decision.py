@@ -43,18 +43,91 @@ class MalformedDecision(ValueError):
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why a decision came out as it did: a code of ``reasonCodes`` and its sentence in both languages."""
+
+    code: str
+    message: str
+    message_nl: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{code, message, messageNl}``, as the API and the audit log show it."""
+        return {"code": self.code, "message": self.message, "messageNl": self.message_nl}
+
+
+STRIP_FIELDS = "strip_fields"
+USAGE_RESTRICTION = "usage_restriction"
+ENFORCED_OBLIGATIONS = frozenset({STRIP_FIELDS, USAGE_RESTRICTION})
+"""The obligations the gateway carries out; a decision with any other is malformed (fail closed).
+
+``strip_fields``: only ``fields`` reach the recipient (rule 5); ``usage_restriction``: the delivered
+message carries its purpose and that sharing it on is a new decision (rule 4).
+"""
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """Something the gateway must do with one delivery; ``params`` are the policy's other members."""
+
+    code: str
+    recipient: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields a ``strip_fields`` obligation lets through."""
+        value = self.params.get("fields", ())
+        return tuple(value) if isinstance(value, (list, tuple)) else ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The obligation as the policy returned it."""
+        return {"code": self.code, "recipient": self.recipient, **self.params}
+
+
+@dataclass(frozen=True)
+class RecipientDecision:
+    """The decision for one receiving agency: allowed or not, why, on which basis, which fields.
+
+    ``obligations`` are the decision's obligations that concern this recipient; the gateway enforces
+    each of them (`ENFORCED_OBLIGATIONS`).
+    """
+
+    agency: str
+    allowed: bool
+    reasons: tuple[Reason, ...]
+    legal_basis: str | None
+    purpose: str | None
+    fields: tuple[str, ...]
+    obligations: tuple[Obligation, ...] = ()
+
+    @property
+    def codes(self) -> list[str]:
+        """The reason codes, in order."""
+        return [r.code for r in self.reasons]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{allowed, reasons, legalBasis, purpose, fields}`` (camelCase, as the policy returns it)."""
+        return {
+            "allowed": self.allowed,
+            "reasons": [r.to_json() for r in self.reasons],
+            "legalBasis": self.legal_basis,
+            "purpose": self.purpose,
+            "fields": list(self.fields),
+        }
+
+
+@dataclass(frozen=True)
 class Decision:
     """One policy decision: allowed or not, why, on which legal basis, and what the gateway must do.
 
-    ``reasons`` are ``{code, message, messageNl}``; ``recipients`` maps each receiving agency to
-    ``{allowed, reasons, legalBasis, purpose, fields}`` (camelCase, as the policy returns it).
+    ``recipients`` maps each receiving agency of a share or request to its `RecipientDecision`.
     """
 
     allowed: bool
-    reasons: list[dict[str, Any]]
+    reasons: tuple[Reason, ...]
     legal_basis: str | None
-    obligations: list[dict[str, Any]]
-    recipients: dict[str, dict[str, Any]]
+    obligations: tuple[Obligation, ...]
+    recipients: Mapping[str, RecipientDecision]
     policy_revision: str
     engine_failure: bool = field(default=False, compare=False)
     """True when the engine, not the policy, decided (fail closed): an operator should look."""
@@ -62,16 +135,27 @@ class Decision:
     @property
     def codes(self) -> list[str]:
         """The reason codes, in order."""
-        return [str(r.get("code")) for r in self.reasons]
+        return [r.code for r in self.reasons]
+
+    def recipient(self, agency: str) -> RecipientDecision:
+        """The decision for ``agency``; one the policy did not decide is refused with the overall reasons.
+
+        `from_result` makes sure an allowed share or request decided every receiver, so the fallback
+        only ever stands for a decision refused as a whole.
+        """
+        found = self.recipients.get(agency)
+        if found is not None:
+            return found
+        return RecipientDecision(agency, False, self.reasons, None, None, ())
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API shows it (camelCase)."""
         return {
             "allowed": self.allowed,
-            "reasons": [dict(r) for r in self.reasons],
+            "reasons": [r.to_json() for r in self.reasons],
             "legalBasis": self.legal_basis,
-            "obligations": [dict(o) for o in self.obligations],
-            "recipients": {a: dict(p) for a, p in self.recipients.items()},
+            "obligations": [o.to_json() for o in self.obligations],
+            "recipients": {a: p.to_json() for a, p in self.recipients.items()},
             "policyRevision": self.policy_revision,
         }
 
@@ -83,27 +167,23 @@ class Decision:
         message, message_nl = _FAIL_MESSAGES.get(code, _FAIL_MESSAGES[ENGINE_ERROR])
         if detail:
             message = f"{message}: {detail}"
-        reason = {"code": code, "message": message, "messageNl": message_nl}
+        reason = Reason(code, message, message_nl)
         purpose = policy_input.get("purpose") if isinstance(policy_input, Mapping) else None
         recipients = {
-            agency: {
-                "allowed": False,
-                "reasons": [dict(reason)],
-                "legalBasis": None,
-                "purpose": purpose if isinstance(purpose, str) else None,
-                "fields": [],
-            }
+            agency: RecipientDecision(
+                agency, False, (reason,), None, purpose if isinstance(purpose, str) else None, ()
+            )
             for agency in _receivers(policy_input)
         }
-        return cls(False, [reason], None, [], recipients, revision, engine_failure=True)
+        return cls(False, (reason,), None, (), recipients, revision, engine_failure=True)
 
     @classmethod
     def from_result(cls, result: Any, revision: str, policy_input: Any = None) -> Decision:
         """Check and convert the policy's ``result`` document; raises `MalformedDecision`.
 
         Beyond the shape it checks what the gateway relies on: an allow names a legal basis (rule 1), a
-        deny gives a reason, a share decides every requested recipient, and the top level agrees with the
-        recipients.
+        deny gives a reason, a share decides every requested recipient, the top level agrees with the
+        recipients, and every obligation is one the gateway enforces, for a recipient it allows.
         """
         if not isinstance(result, Mapping):
             raise MalformedDecision("the result is not an object")
@@ -114,37 +194,32 @@ class Decision:
         legal_basis = result.get("legalBasis")
         if legal_basis is not None and not isinstance(legal_basis, str):
             raise MalformedDecision("legalBasis is neither a string nor null")
-        obligations = result.get("obligations")
-        if not isinstance(obligations, list) or not all(
-            isinstance(o, Mapping) and isinstance(o.get("code"), str) for o in obligations
-        ):
-            raise MalformedDecision("obligations is not a list of objects with a code")
+        obligations = _obligations(result.get("obligations"))
         raw_recipients = result.get("recipients")
         if not isinstance(raw_recipients, Mapping):
             raise MalformedDecision("recipients is not an object")
-        recipients = {str(a): _recipient(a, p) for a, p in raw_recipients.items()}
+        recipients = {
+            str(a): _recipient(str(a), p, [o for o in obligations if o.recipient == a])
+            for a, p in raw_recipients.items()
+        }
+        for o in obligations:
+            if o.recipient not in recipients or not recipients[o.recipient].allowed:
+                raise MalformedDecision(f"an obligation for {o.recipient}, which is not an allowed recipient")
         if allowed and not legal_basis:
             raise MalformedDecision("an allow without a legal basis")
         if not allowed and not reasons:
             raise MalformedDecision("a deny without a reason")
         action = policy_input.get("action") if isinstance(policy_input, Mapping) else None
         if action in {"share", "request"}:
-            any_allowed = any(p["allowed"] for p in recipients.values())
+            any_allowed = any(p.allowed for p in recipients.values())
             if allowed != any_allowed:
                 raise MalformedDecision("allowed disagrees with the recipients")
             if allowed and set(_receivers(policy_input)) - set(recipients):
                 raise MalformedDecision("a requested recipient was not decided")
-        return cls(
-            allowed,
-            reasons,
-            legal_basis,
-            [dict(o) for o in obligations],
-            recipients,
-            revision,
-        )
+        return cls(allowed, reasons, legal_basis, tuple(obligations), recipients, revision)
 
 
-def _reasons(value: Any, where: str) -> list[dict[str, Any]]:
+def _reasons(value: Any, where: str) -> tuple[Reason, ...]:
     if not isinstance(value, list):
         raise MalformedDecision(f"{where} is not a list")
     out = []
@@ -156,11 +231,31 @@ def _reasons(value: Any, where: str) -> list[dict[str, Any]]:
             and isinstance(r.get("messageNl"), str)
         ):
             raise MalformedDecision(f"{where} holds an entry without code, message and messageNl")
-        out.append(dict(r))
+        out.append(Reason(r["code"], r["message"], r["messageNl"]))
+    return tuple(out)
+
+
+def _obligations(value: Any) -> list[Obligation]:
+    if not isinstance(value, list) or not all(
+        isinstance(o, Mapping) and isinstance(o.get("code"), str) and isinstance(o.get("recipient"), str)
+        for o in value
+    ):
+        raise MalformedDecision("obligations is not a list of objects with a code and a recipient")
+    out = []
+    for o in value:
+        if o["code"] not in ENFORCED_OBLIGATIONS:
+            # Returning an obligation the gateway would ignore would be a promise nobody keeps.
+            raise MalformedDecision(f"obligation {o['code']} is not one the gateway enforces")
+        params = {k: v for k, v in o.items() if k not in {"code", "recipient"}}
+        if o["code"] == STRIP_FIELDS and not (
+            isinstance(params.get("fields"), list) and all(isinstance(f, str) for f in params["fields"])
+        ):
+            raise MalformedDecision("a strip_fields obligation without a list of fields")
+        out.append(Obligation(o["code"], o["recipient"], params))
     return out
 
 
-def _recipient(agency: Any, part: Any) -> dict[str, Any]:
+def _recipient(agency: str, part: Any, obligations: list[Obligation]) -> RecipientDecision:
     if not isinstance(part, Mapping) or not isinstance(part.get("allowed"), bool):
         raise MalformedDecision(f"recipient {agency} has no boolean allowed")
     reasons = _reasons(part.get("reasons"), f"recipients.{agency}.reasons")
@@ -172,14 +267,19 @@ def _recipient(agency: Any, part: Any) -> dict[str, Any]:
         raise MalformedDecision(f"recipient {agency} is allowed without a legal basis")
     if not part["allowed"] and (not reasons or fields):
         raise MalformedDecision(f"recipient {agency} is denied without a reason, or with fields")
+    for o in obligations:
+        if o.code == STRIP_FIELDS and not set(o.fields) <= set(fields):
+            raise MalformedDecision(f"strip_fields for {agency} lets through fields the decision does not")
     purpose = part.get("purpose")
-    return {
-        "allowed": part["allowed"],
-        "reasons": reasons,
-        "legalBasis": legal_basis if isinstance(legal_basis, str) else None,
-        "purpose": purpose if isinstance(purpose, str) else None,
-        "fields": list(fields),
-    }
+    return RecipientDecision(
+        agency,
+        part["allowed"],
+        reasons,
+        legal_basis if isinstance(legal_basis, str) else None,
+        purpose if isinstance(purpose, str) else None,
+        tuple(fields),
+        tuple(obligations),
+    )
 
 
 def _receivers(policy_input: Any) -> list[str]:

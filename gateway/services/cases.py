@@ -1,44 +1,49 @@
-"""Cases: open, read, move a step, open and close tracks. Every change is a policy decision first."""
+"""Cases: open, read, move a step, open and close tracks. Every change is a policy decision first.
+
+A change and its audit entry commit in one transaction (`Runtime.audit_append` with ``writes``): there is
+no case change without its entry, and no "moved" entry for a move that did not happen.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select, update
 
-from gateway.db import transaction, utcnow
+from gateway.db import utcnow
 from gateway.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from gateway.models import Case, Subject
-from gateway.policy import Decision, PolicyEngine
+from gateway.policy import Decision, PolicyEngine, Reason
 from gateway.runtime import Runtime
 from gateway.schemas import CaseCreate
-from gateway.services.trail import CallContext, decision_record, make_entry
+from gateway.services import policy_input
+from gateway.services.trail import CallContext, case_entry
 
 ILLEGAL_TRANSITION = "illegal_transition"
 
 
-def case_facts(case: Case) -> dict[str, Any]:
-    """The case as the policy sees it: no identifiers of people, only roles."""
-    return {
-        "flow": case.flow,
-        "step": case.step,
-        "tracks": {"zorg": case.zorg, "straf": case.straf},
-        "subjectRoles": sorted({s.role for s in case.subjects}),
-        "involved": list(case.involved or []),
-    }
+def refusal(what: str, reasons: tuple[Reason, ...], decision: Decision, **extra: str) -> PolicyDenied:
+    """The 403 of a refused action: its reason codes in the detail, the reasons and the revision."""
+    return PolicyDenied(
+        f"{what} refused by policy ({', '.join(r.code for r in reasons)})",
+        reasons=[r.to_json() for r in reasons],
+        extra={"policyRevision": decision.policy_revision, **extra},
+    )
 
 
-def actor_facts(ctx: CallContext) -> dict[str, str]:
-    """The caller as the policy sees it."""
-    p = ctx.principal
-    return {"agency": p.agency, "clientId": p.client_id, "role": p.role}
+def involve(conn: Connection, case_id: str, agencies: Iterable[str]) -> None:
+    """Add ``agencies`` to the case's involved agencies, inside the caller's transaction.
 
-
-def pseudonyms(case: Case) -> list[str]:
-    """The subjects' pseudonyms, for the audit entry."""
-    return [s.pseudonym for s in case.subjects]
+    Read and written under the audit log's write lock (the writes of `Runtime.audit_append`), so two
+    exchanges on one case, in any process, never lose each other's agencies.
+    """
+    involved = conn.execute(select(Case.involved).where(Case.case_id == case_id)).scalar_one_or_none()
+    if involved is None:
+        return
+    merged = list(dict.fromkeys([*involved, *agencies]))
+    if merged != involved:
+        conn.execute(update(Case).where(Case.case_id == case_id).values(involved=merged))
 
 
 class CaseService:
@@ -69,24 +74,20 @@ class CaseService:
         (`decide`) instead of asking the engine again: a deny whose reasons say nothing about the case.
         """
         case = self.load(case_id)
-        decision = self.rt.decide(
-            {"action": "case.read", "actor": actor_facts(ctx), "case": case_facts(case)}, engine
-        )
+        decision = self.rt.decide(policy_input.case_read(ctx, case), engine)
         if decision.allowed:
             return case, None
         if decision.engine_failure:
             return case, decision.codes[0]
         self.rt.audit_append(
             [
-                make_entry(
+                case_entry(
                     ctx,
+                    case,
                     type_="access",
                     action="case.read",
                     outcome="refused",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
-                    decision=decision_record(decision),
+                    decision=decision,
                     refs={"attempted": attempted},
                 )
             ]
@@ -94,122 +95,135 @@ class CaseService:
         raise NotFound("no such case")
 
     def decide(
-        self, policy_input: dict[str, Any], failure: str | None, engine: PolicyEngine | None = None
+        self, built: policy_input.PolicyInput, failure: str | None, engine: PolicyEngine | None = None
     ) -> Decision:
-        """Decide ``policy_input``, or deny it with ``failure`` when the visibility check failed closed."""
+        """Decide ``built``, or deny it with ``failure`` when the visibility check failed closed."""
         if failure is not None:
             revision = (engine or self.rt.policy.current).revision
-            return Decision.fail_closed(failure, revision, policy_input)
-        return self.rt.decide(policy_input, engine)
-
-    def _refuse(self, decision: Decision, what: str) -> PolicyDenied:
-        codes = ", ".join(r.get("code", "?") for r in decision.reasons)
-        return PolicyDenied(
-            f"{what} refused by policy ({codes})",
-            reasons=decision.reasons,
-            extra={"policyRevision": decision.policy_revision},
-        )
+            return Decision.fail_closed(failure, revision, built)
+        return self.rt.decide(built, engine)
 
     def open(self, ctx: CallContext, body: CaseCreate) -> Case:
         """Open a case when the policy allows the caller to (baseline rule 7)."""
-        facts = self.rt.process_facts()
-        steps = facts.steps(body.flow)
+        steps = self.rt.process_facts().steps(body.flow)
         step = body.step or steps[0]
         if step not in steps:
             raise InvalidInput.field("step", f"not a step of flow {body.flow}")
-        subjects = [(sub.role, self.rt.pseudonymizer.pseudonym(sub.bsn)) for sub in body.subjects]
-        case_id = str(uuid.uuid4())
-        policy_case = {
-            "flow": body.flow,
-            "step": step,
-            "tracks": {"zorg": False, "straf": False},
-            "subjectRoles": sorted({r for r, _ in subjects}),
-            "involved": [],
-        }
-        decision = self.rt.decide({"action": "case.open", "actor": actor_facts(ctx), "case": policy_case})
-        entry = make_entry(
+        now = utcnow()
+        case = Case(
+            case_id=str(uuid.uuid4()),
+            flow=body.flow,
+            step=step,
+            zorg=False,
+            straf=False,
+            opened_by=ctx.principal.agency,
+            involved=[],
+            created_at=now,
+            updated_at=now,
+            subjects=[
+                Subject(position=i, role=sub.role, pseudonym=self.rt.pseudonymizer.pseudonym(sub.bsn))
+                for i, sub in enumerate(body.subjects)
+            ],
+        )
+        decision = self.rt.decide(policy_input.case_open(ctx, case))
+        entry = case_entry(
             ctx,
+            case,
             type_="case",
             action="case.open",
             outcome="opened" if decision.allowed else "refused",
-            case_id=case_id,
-            step=f"{body.flow}/{step}",
-            subjects=[p for _, p in subjects],
-            decision=decision_record(decision),
+            decision=decision,
         )
-        self.rt.audit_append([entry])
         if not decision.allowed:
-            raise self._refuse(decision, "opening the case")
-        now = utcnow()
-        with transaction(self.rt.sessions) as s:
-            case = Case(
-                case_id=case_id,
-                flow=body.flow,
-                step=step,
-                zorg=False,
-                straf=False,
-                opened_by=ctx.principal.agency,
-                involved=[ctx.principal.agency],
-                created_at=now,
-                updated_at=now,
-                subjects=[Subject(position=i, role=r, pseudonym=p) for i, (r, p) in enumerate(subjects)],
-            )
-            s.add(case)
-        return case
+            self.rt.audit_append([entry])
+            raise refusal("opening the case", decision.reasons, decision)
+        case.involved = [ctx.principal.agency]
 
-    def _decide_and_audit(
+        def store(conn: Connection) -> None:
+            conn.execute(
+                insert(Case).values(
+                    case_id=case.case_id,
+                    flow=case.flow,
+                    step=case.step,
+                    zorg=False,
+                    straf=False,
+                    opened_by=case.opened_by,
+                    involved=case.involved,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                insert(Subject),
+                [
+                    {
+                        "case_id": case.case_id,
+                        "position": s.position,
+                        "role": s.role,
+                        "pseudonym": s.pseudonym,
+                    }
+                    for s in case.subjects
+                ],
+            )
+
+        self.rt.audit_append([entry], writes=store)
+        return self.load(case.case_id)
+
+    def _change(
         self,
         ctx: CallContext,
         case: Case,
+        built: policy_input.PolicyInput,
         *,
-        action: str,
-        type_: str,
         outcome: str,
-        extra: dict[str, Any] | None = None,
-        refs: dict[str, str] | None = None,
-        failure: str | None = None,
+        refs: dict[str, str],
+        failure: str | None,
+        values: dict[str, object],
     ) -> Decision:
-        """Decide ``action`` on ``case`` and commit the audit entry before anything takes effect."""
-        policy_input = {
-            "action": action,
-            "actor": actor_facts(ctx),
-            "case": case_facts(case),
-            **(extra or {}),
-        }
-        decision = self.decide(policy_input, failure)
-        self.rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_=type_,
-                    action=action,
-                    outcome=outcome if decision.allowed else "refused",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
-                    decision=decision_record(decision),
-                    refs=refs,
-                )
-            ]
-        )
-        return decision
+        """Decide a change of ``case``; when allowed, commit ``values`` with the entry in one transaction.
 
-    def _apply(self, ctx: CallContext, case_id: str, change: Callable[[Case], None]) -> Case:
-        """Apply an allowed change; the acting agency now takes part in the case."""
-        with transaction(self.rt.sessions) as s:
-            stored = s.get(Case, case_id)
-            if stored is None:
-                raise NotFound("no such case")
-            change(stored)
-            stored.updated_at = utcnow()
-            if ctx.principal.agency not in stored.involved:
-                stored.involved = [*stored.involved, ctx.principal.agency]
-        return self.load(case_id)
+        The acting agency takes part in the case from then on. A refusal commits its entry alone.
+        """
+        decision = self.decide(built, failure)
+        action = str(built["action"])
+        entry = case_entry(
+            ctx,
+            case,
+            type_="case",
+            action=action,
+            outcome=outcome if decision.allowed else "refused",
+            decision=decision,
+            refs=refs,
+        )
+        if not decision.allowed:
+            self.rt.audit_append([entry])
+            return decision
+
+        def change(conn: Connection) -> None:
+            conn.execute(
+                update(Case).where(Case.case_id == case.case_id).values(**values, updated_at=utcnow())
+            )
+            involve(conn, case.case_id, [ctx.principal.agency])
+
+        self.rt.audit_append([entry], writes=change)
+        return decision
 
     def read(self, ctx: CallContext, case_id: str) -> Case:
         """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
         case = self.load(case_id)
-        decision = self._decide_and_audit(ctx, case, action="case.read", type_="access", outcome="read")
+        decision = self.rt.decide(policy_input.case_read(ctx, case))
+        self.rt.audit_append(
+            [
+                case_entry(
+                    ctx,
+                    case,
+                    type_="access",
+                    action="case.read",
+                    outcome="read" if decision.allowed else "refused",
+                    decision=decision,
+                )
+            ]
+        )
         if not decision.allowed:
             raise NotFound("no such case")
         return case
@@ -227,46 +241,40 @@ class CaseService:
                 # with its state (409), not malformed input; naming the flow moves between flows.
                 raise Conflict(f"{step} is not a step of the case's flow {case.flow}; name the flow to move")
             raise InvalidInput.field("step", f"not a step of flow {target_flow}")
-        decision = self._decide_and_audit(
+        decision = self._change(
             ctx,
             case,
-            action="case.transition",
-            type_="case",
+            policy_input.case_transition(ctx, case, target_flow, step),
             outcome="moved",
-            extra={"transition": {"flow": target_flow, "step": step}},
             refs={"fromFlow": case.flow, "fromStep": case.step, "toFlow": target_flow, "toStep": step},
             failure=failure,
+            values={"flow": target_flow, "step": step},
         )
         if not decision.allowed:
-            if any(r.get("code") == ILLEGAL_TRANSITION for r in decision.reasons):
+            if ILLEGAL_TRANSITION in decision.codes:
                 raise Conflict(
                     f"{case.flow}/{case.step} -> {target_flow}/{step} is not a move of the process",
-                    reasons=decision.reasons,
+                    reasons=[r.to_json() for r in decision.reasons],
                     extra={"policyRevision": decision.policy_revision},
                 )
-            raise self._refuse(decision, "moving the case")
-
-        def move(stored: Case) -> None:
-            stored.flow, stored.step = target_flow, step
-
-        return self._apply(ctx, case_id, move)
+            raise refusal("moving the case", decision.reasons, decision)
+        return self.load(case_id)
 
     def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> Case:
         """Open or close the zorg or straf track."""
         case, failure = self.visible(ctx, case_id, attempted="case.track")
-        decision = self._decide_and_audit(
+        decision = self._change(
             ctx,
             case,
-            action="case.track",
-            type_="case",
+            policy_input.case_track(ctx, case, track, is_open),
             outcome="opened" if is_open else "closed",
-            extra={"track": {"name": track, "open": is_open}},
             refs={"track": track},
             failure=failure,
+            values={track: is_open},
         )
         if not decision.allowed:
-            raise self._refuse(decision, f"changing the {track} track")
-        return self._apply(ctx, case_id, lambda stored: setattr(stored, track, is_open))
+            raise refusal(f"changing the {track} track", decision.reasons, decision)
+        return self.load(case_id)
 
     def list_for(self, agency: str, limit: int = 100) -> list[Case]:
         """Cases an agency is involved in (for operators' tools and the demo)."""

@@ -1,32 +1,33 @@
 """Exchanges: shares (push), the inbox, requests (pull) and what-if decisions.
 
-Order on every path: validate -> decide (one evaluation for all recipients) -> commit audit entries ->
-only then move data. A recipient the policy refuses receives nothing.
+Order on every path: validate -> decide (one evaluation for all recipients) -> commit the audit entries
+together with the exchange's own rows (the messages, the case's involvement) in one transaction -> only
+then move data. A recipient the policy refuses receives nothing; a share answered 5xx stored nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Row, Text, cast, select, update
+from sqlalchemy import Connection, Row, Text, cast, insert, select, update
 from sqlalchemy.orm import defer
 
 from connectors import ConnectorError, Delivery, FetchRequest
-from gateway.db import transaction, utcnow
-from gateway.errors import InvalidInput, NotFound, PolicyDenied, UpstreamFailed
+from gateway.db import utcnow
+from gateway.errors import InvalidInput, NotFound, UpstreamFailed
 from gateway.models import Case, Message
-from gateway.policy import Decision
+from gateway.policy import USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
 from gateway.schemas import DecisionIn, InboxMessage, RequestIn, ShareIn
-from gateway.services.cases import CaseService, actor_facts, case_facts, pseudonyms
-from gateway.services.trail import CallContext, decision_record, make_entry, payload_digest
+from gateway.services import policy_input
+from gateway.services.cases import CaseService, involve, refusal
+from gateway.services.trail import CallContext, case_entry, make_entry, payload_digest
 from gateway.strictjson import strict_json
 
-log = logging.getLogger("gateway.services.exchanges")
+log = logging.getLogger("gateway.exchanges")
 
 
 def usage_restriction(purpose: str, legal_basis: str | None) -> str:
@@ -35,6 +36,27 @@ def usage_restriction(purpose: str, legal_basis: str | None) -> str:
         f"Only for purpose '{purpose}' (basis: {legal_basis or 'n/a'}). "
         "Sharing it on is a new decision through the gateway."
     )
+
+
+def _restriction(part: RecipientDecision, purpose: str) -> str:
+    """The usage restriction of one delivery, from the policy's ``usage_restriction`` obligation.
+
+    Rule 4 holds whatever the policy returns: without the obligation the delivery is bound to the
+    share's purpose all the same.
+    """
+    for o in part.obligations:
+        if o.code == USAGE_RESTRICTION and isinstance(o.params.get("purpose"), str):
+            return usage_restriction(str(o.params["purpose"]), part.legal_basis)
+    return usage_restriction(part.purpose or purpose, part.legal_basis)
+
+
+def _delivered_fields(part: RecipientDecision, payload: dict[str, Any]) -> list[str]:
+    """The payload fields that reach a recipient: the decision's fields, narrowed by ``strip_fields``."""
+    fields = set(part.fields)
+    for o in part.obligations:
+        if o.code == "strip_fields":
+            fields &= set(o.fields)
+    return sorted(f for f in fields if f in payload)
 
 
 def _stored(text: str | None) -> Any:
@@ -73,18 +95,6 @@ def _origin_of(m: Message) -> dict[str, str]:
     }
 
 
-def policy_origin(origin: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The origin as the policy sees it: one entry per (purpose, information type, sender).
-
-    The policy reads only those three (rule 4), so repeats decide nothing; without them the list is
-    bounded by the facts, however long a chain of onward shares made the lineage.
-    """
-    seen: dict[tuple[str, str, str], dict[str, str]] = {}
-    for item in origin:
-        seen.setdefault((item["purpose"], item["informationType"], item["sender"]), item)
-    return list(seen.values())
-
-
 class ExchangeService:
     """Shares, inbox, requests and what-if decisions on one runtime."""
 
@@ -105,17 +115,6 @@ class ExchangeService:
             errors.append({"field": "purpose", "message": "unknown purpose"})
         if errors:
             raise InvalidInput("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
-
-    def _payload_fields(self, names: Iterable[str]) -> list[str]:
-        """The payload field names the policy sees: only those some grant or information type names.
-
-        What the engine sees is bounded by the facts, not by the request: evaluation time grows with
-        the square of the number of field names, and a field that no grant names reaches nobody
-        anyway (rule 5), so leaving it out changes no decision. Only the ``removed`` list of a
-        ``strip_fields`` obligation no longer names fields the facts do not know.
-        """
-        known = self.rt.process_facts().field_names()
-        return sorted(known.intersection(names))
 
     # -- shares ---------------------------------------------------------------------------------------
 
@@ -147,166 +146,136 @@ class ExchangeService:
         return list(lineage.values())
 
     def share(self, ctx: CallContext, case_id: str, body: ShareIn) -> dict[str, Any]:
-        """Decide per recipient, audit, then deliver the minimised payload to each allowed recipient."""
+        """Decide per recipient; commit the entries, messages and involvement at once; then push."""
         self._check_identifiers(body.information_type, body.purpose)
         if len(set(body.recipients)) != len(body.recipients):
             raise InvalidInput.field("recipients", "a recipient is listed twice")
         engine = self.rt.policy.current
         case, failure = self.cases.visible(ctx, case_id, attempted="share", engine=engine)
         origin = self.origin(ctx, case, body.based_on)
-        policy_input: dict[str, Any] = {
-            "action": "share",
-            "actor": actor_facts(ctx),
-            "case": case_facts(case),
-            "informationType": body.information_type,
-            "purpose": body.purpose,
-            "recipients": list(body.recipients),
-            "payloadFields": self._payload_fields(body.payload.keys()),
-        }
-        if body.based_on:
-            policy_input["origin"] = policy_origin(origin)
-        decision = self.cases.decide(policy_input, failure, engine)
+        built = policy_input.share(
+            ctx,
+            case,
+            self.rt.process_facts(),
+            information_type=body.information_type,
+            purpose=body.purpose,
+            recipients=body.recipients,
+            field_names=body.payload.keys(),
+            origin=origin,
+        )
+        decision = self.cases.decide(built, failure, engine)
         share_id = str(uuid.uuid4())
-        plan: list[dict[str, Any]] = []
-        entries = []
+        sender = ctx.principal.agency
+        now = utcnow()
+        entries: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        deliveries: list[Delivery] = []
         for recipient in body.recipients:
-            part = decision.recipients.get(recipient, {})
-            allowed = bool(part.get("allowed", False))
-            fields = sorted(f for f in part.get("fields", []) if f in body.payload) if allowed else []
-            minimised = {k: body.payload[k] for k in fields}
-            message_id = str(uuid.uuid4()) if allowed else None
-            plan.append(
-                {
-                    "recipient": recipient,
-                    "allowed": allowed,
-                    "part": part,
-                    "fields": fields,
-                    "payload": minimised,
-                    "messageId": message_id,
-                }
-            )
+            part = decision.recipient(recipient)
+            result: dict[str, Any] = {
+                "recipient": recipient,
+                "allowed": part.allowed,
+                "reasons": [r.to_json() for r in part.reasons],
+                "legalBasis": part.legal_basis,
+            }
             refs = {"shareId": share_id}
-            if message_id:
+            minimised: dict[str, Any] = {}
+            if part.allowed:
+                fields = _delivered_fields(part, body.payload)
+                minimised = {k: body.payload[k] for k in fields}
+                message_id = str(uuid.uuid4())
                 refs["messageId"] = message_id
+                result.update(messageId=message_id, fields=fields)
+                messages.append(
+                    {
+                        "message_id": message_id,
+                        "share_id": share_id,
+                        "case_id": case.case_id,
+                        "recipient": recipient,
+                        "sender": sender,
+                        "information_type": body.information_type,
+                        "purpose": body.purpose,
+                        "legal_basis": part.legal_basis or "",
+                        "payload": minimised,
+                        "received_at": now,
+                        "based_on": list(body.based_on) if body.based_on else None,
+                        "origin": origin or None,
+                    }
+                )
+                deliveries.append(
+                    Delivery(
+                        message_id=message_id,
+                        case_id=case.case_id,
+                        sender=sender,
+                        recipient=recipient,
+                        information_type=body.information_type,
+                        purpose=body.purpose,
+                        legal_basis=part.legal_basis or "",
+                        payload=minimised,
+                        usage_restriction=_restriction(part, body.purpose),
+                        trace_parent=ctx.trace.child().traceparent,
+                    )
+                )
             if body.based_on:
                 # The trail names what the data was shared on from (comma-separated message ids).
                 refs["basedOn"] = ",".join(body.based_on)
             entries.append(
-                make_entry(
+                case_entry(
                     ctx,
+                    case,
                     type_="exchange",
                     action="share",
-                    outcome="authorised" if allowed else "refused",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
+                    outcome="authorised" if part.allowed else "refused",
                     information_type=body.information_type,
                     purpose=body.purpose,
-                    counterpart=recipient,
-                    decision=decision_record(decision, recipient),
-                    digest=payload_digest(minimised) if allowed else None,
+                    decision=decision,
+                    recipient=recipient,
+                    digest=payload_digest(minimised) if part.allowed else None,
                     refs=refs,
                 )
             )
-        # No audit, no exchange: the entries are committed before anything is stored or sent.
-        self.rt.audit_append(entries)
-        results = []
-        delivered_to: list[str] = []
-        for item in plan:
-            result: dict[str, Any] = {
-                "recipient": item["recipient"],
-                "allowed": item["allowed"],
-                "reasons": item["part"].get("reasons", decision.reasons),
-                "legalBasis": item["part"].get("legalBasis"),
-            }
-            if item["allowed"]:
-                result["messageId"] = item["messageId"]
-                result["fields"] = item["fields"]
-                result["delivered"] = self._deliver(ctx, case, body, item, share_id, origin)
-                delivered_to.append(item["recipient"])
             results.append(result)
-        if delivered_to:
-            self._involve(case, [ctx.principal.agency, *delivered_to])
+
+        def store(conn: Connection) -> None:
+            conn.execute(insert(Message), messages)
+            involve(conn, case.case_id, [sender, *(m["recipient"] for m in messages)])
+
+        # No audit, no exchange: the entries commit with the messages, or neither does.
+        self.rt.audit_append(entries, writes=store if messages else None)
+        pushed = {d.message_id: self._push(ctx, case, d) for d in deliveries}
+        for result in results:
+            if result["allowed"]:
+                result["delivered"] = pushed[result["messageId"]]
         return {"shareId": share_id, "policyRevision": decision.policy_revision, "results": results}
 
-    def _deliver(
-        self,
-        ctx: CallContext,
-        case: Case,
-        body: ShareIn,
-        item: dict[str, Any],
-        share_id: str,
-        origin: list[dict[str, str]],
-    ) -> bool:
-        """Put the message in the recipient's inbox, then push it to the recipient's system."""
-        legal_basis = item["part"].get("legalBasis") or ""
-        with transaction(self.rt.sessions) as s:
-            s.add(
-                Message(
-                    message_id=item["messageId"],
-                    share_id=share_id,
-                    case_id=case.case_id,
-                    recipient=item["recipient"],
-                    sender=ctx.principal.agency,
-                    information_type=body.information_type,
-                    purpose=body.purpose,
-                    legal_basis=legal_basis,
-                    payload=item["payload"],
-                    received_at=utcnow(),
-                    based_on=list(body.based_on) if body.based_on else None,
-                    origin=origin or None,
-                )
-            )
-        connector = self.rt.connectors.get(item["recipient"])
+    def _push(self, ctx: CallContext, case: Case, delivery: Delivery) -> bool:
+        """Push a stored message to the recipient's system; it waits in the inbox whatever happens."""
+        connector = self.rt.connectors.get(delivery.recipient)
         if connector is None:
             return False
         try:
-            receipt = connector.deliver(
-                Delivery(
-                    message_id=item["messageId"],
-                    case_id=case.case_id,
-                    sender=ctx.principal.agency,
-                    recipient=item["recipient"],
-                    information_type=body.information_type,
-                    purpose=body.purpose,
-                    legal_basis=legal_basis,
-                    payload=item["payload"],
-                    usage_restriction=usage_restriction(body.purpose, legal_basis),
-                    trace_parent=ctx.trace.child().traceparent,
-                )
-            )
-            return bool(receipt.accepted)
+            return bool(connector.deliver(delivery).accepted)
         except ConnectorError as e:
             # The message waits in the inbox; the failed push is itself part of the trail.
-            log.warning("push to %s failed: %s", item["recipient"], type(e).__name__)
+            log.warning("push to %s failed: %s", delivery.recipient, type(e).__name__)
             self.rt.audit_append(
                 [
-                    make_entry(
+                    case_entry(
                         ctx,
+                        case,
                         type_="delivery",
                         action="push",
                         outcome="push_failed",
-                        case_id=case.case_id,
-                        step=f"{case.flow}/{case.step}",
-                        counterpart=item["recipient"],
-                        information_type=body.information_type,
-                        purpose=body.purpose,
-                        refs={"messageId": item["messageId"], "error": type(e).__name__},
+                        recipient=delivery.recipient,
+                        information_type=delivery.information_type,
+                        purpose=delivery.purpose,
+                        refs={"messageId": delivery.message_id, "error": type(e).__name__},
+                        subjects=False,
                     )
                 ]
             )
             return False
-
-    def _involve(self, case: Case, agencies: list[str]) -> None:
-        """Remember which agencies took part; most exchanges change nothing, so skip the write then."""
-        if set(agencies) <= set(case.involved or []):
-            return
-        with transaction(self.rt.sessions) as s:
-            stored = s.get(Case, case.case_id)
-            if stored is not None:
-                merged = list(dict.fromkeys([*(stored.involved or []), *agencies]))
-                if merged != stored.involved:
-                    stored.involved = merged
 
     # -- inbox ----------------------------------------------------------------------------------------
 
@@ -362,29 +331,27 @@ class ExchangeService:
             if m.acked_at is not None:
                 return
             case_id, info_type, purpose, sender = m.case_id, m.information_type, m.purpose, m.sender
-        # The entry first, as everywhere: if the database then refuses the update, the log says
-        # acknowledged once too often (a retry acknowledges again), never an acknowledgement unlogged.
-        self.rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_="delivery",
-                    action="ack",
-                    outcome="acknowledged",
-                    case_id=case_id,
-                    counterpart=sender,
-                    information_type=info_type,
-                    purpose=purpose,
-                    refs={"messageId": message_id},
-                )
-            ]
+        entry = make_entry(
+            ctx,
+            type_="delivery",
+            action="ack",
+            outcome="acknowledged",
+            case_id=case_id,
+            counterpart=sender,
+            information_type=info_type,
+            purpose=purpose,
+            refs={"messageId": message_id},
         )
-        with transaction(self.rt.sessions) as s:
-            s.execute(
+
+        def mark(conn: Connection) -> None:
+            conn.execute(
                 update(Message)
                 .where(Message.message_id == message_id, Message.acked_at.is_(None))
                 .values(acked_at=utcnow())
             )
+
+        # The entry and the acknowledgement commit together: never one without the other.
+        self.rt.audit_append([entry], writes=mark)
 
     # -- requests -------------------------------------------------------------------------------------
 
@@ -394,46 +361,35 @@ class ExchangeService:
         case, failure = self.cases.visible(ctx, case_id, attempted="request")
         requester = ctx.principal.agency
         decision = self.cases.decide(
-            {
-                "action": "request",
-                "actor": actor_facts(ctx),
-                "case": case_facts(case),
-                "informationType": body.information_type,
-                "purpose": body.purpose,
-                "holder": body.holder,
-            },
+            policy_input.request(
+                ctx, case, information_type=body.information_type, purpose=body.purpose, holder=body.holder
+            ),
             failure,
         )
-        part = decision.recipients.get(requester, {})
-        allowed = decision.allowed and bool(part.get("allowed", decision.allowed))
-        legal_basis = part.get("legalBasis") or decision.legal_basis
+        part = decision.recipient(requester)
         request_id = str(uuid.uuid4())
-        record = decision_record(decision, requester if requester in decision.recipients else None)
-        self.rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_="decision",
-                    action="request",
-                    outcome="authorised" if allowed else "refused",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
-                    information_type=body.information_type,
-                    purpose=body.purpose,
-                    counterpart=body.holder,
-                    decision=record,
-                    refs={"requestId": request_id},
-                )
-            ]
-        )
-        if not allowed:
-            reasons = part.get("reasons") or decision.reasons
-            raise PolicyDenied(
-                "request refused by policy (" + ", ".join(r.get("code", "?") for r in reasons) + ")",
-                reasons=reasons,
-                extra={"policyRevision": decision.policy_revision, "requestId": request_id},
+        focus = requester if requester in decision.recipients else None
+
+        def entry(type_: str, outcome: str, digest: str | None = None) -> dict[str, Any]:
+            return case_entry(
+                ctx,
+                case,
+                type_=type_,
+                action="request",
+                outcome=outcome,
+                information_type=body.information_type,
+                purpose=body.purpose,
+                counterpart=body.holder,
+                decision=decision,
+                recipient=focus,
+                digest=digest,
+                refs={"requestId": request_id},
             )
+
+        # The decision is committed before the holder is asked: no data moves without its entry.
+        self.rt.audit_append([entry("decision", "authorised" if part.allowed else "refused")])
+        if not part.allowed:
+            raise refusal("request", part.reasons, decision, requestId=request_id)
         connector = self.rt.connectors.get(body.holder)
         if connector is None:
             raise UpstreamFailed(f"no connector for {body.holder}")
@@ -447,39 +403,27 @@ class ExchangeService:
                     information_type=body.information_type,
                     purpose=body.purpose,
                     subject_roles=[s.role for s in case.subjects],
-                    subject_pseudonyms=pseudonyms(case),
+                    subject_pseudonyms=[s.pseudonym for s in case.subjects],
                     trace_parent=ctx.trace.child().traceparent,
                 )
             )
         except ConnectorError as e:
             raise UpstreamFailed(f"the system of {body.holder} did not answer") from e
-        allowed_fields = set(part.get("fields", []))
+        allowed_fields = set(_delivered_fields(part, dict.fromkeys(part.fields)))
         data = {k: v for k, v in (result.data if result.found else {}).items() if k in allowed_fields}
+
+        def take_part(conn: Connection) -> None:
+            involve(conn, case.case_id, [requester, body.holder])
+
         # The answer is audited (with a digest of exactly what goes out) before the caller receives it.
         self.rt.audit_append(
-            [
-                make_entry(
-                    ctx,
-                    type_="exchange",
-                    action="request",
-                    outcome="answered" if result.found else "not_found",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
-                    subjects=pseudonyms(case),
-                    information_type=body.information_type,
-                    purpose=body.purpose,
-                    counterpart=body.holder,
-                    decision=record,
-                    digest=payload_digest(data),
-                    refs={"requestId": request_id},
-                )
-            ]
+            [entry("exchange", "answered" if result.found else "not_found", payload_digest(data))],
+            writes=take_part,
         )
-        self._involve(case, [requester, body.holder])
         return {
             "requestId": request_id,
             "allowed": True,
-            "legalBasis": legal_basis,
+            "legalBasis": part.legal_basis or decision.legal_basis,
             "policyRevision": decision.policy_revision,
             "fields": sorted(data.keys()),
             "data": data,
@@ -488,57 +432,57 @@ class ExchangeService:
     # -- what-if --------------------------------------------------------------------------------------
 
     def what_if(self, ctx: CallContext, body: DecisionIn) -> tuple[Decision, dict[str, Any]]:
-        """Evaluate a decision without changing anything (the evaluation itself is audited)."""
+        """Evaluate a decision without changing anything (the evaluation itself is audited).
+
+        The input is built by the same `policy_input` builder the real action uses.
+        """
         self._check_identifiers(body.information_type, body.purpose, body.step)
         case, failure = self.cases.visible(ctx, body.case_id, attempted=f"what-if:{body.action}")
-        policy_input: dict[str, Any] = {
-            "action": body.action,
-            "actor": actor_facts(ctx),
-            "case": case_facts(case),
-        }
-        if body.information_type is not None:
-            policy_input["informationType"] = body.information_type
-        if body.purpose is not None:
-            policy_input["purpose"] = body.purpose
-        if body.action == "share":
-            policy_input["recipients"] = [body.recipient] if body.recipient else []
-            policy_input["payloadFields"] = self._payload_fields(body.payload_fields or [])
-        if body.action == "request" and body.holder:
-            policy_input["holder"] = body.holder
-        if body.action == "share" and body.based_on:
-            policy_input["origin"] = policy_origin(self.origin(ctx, case, body.based_on))
-        if body.action == "case.transition" and body.step:
-            policy_input["transition"] = {"flow": body.flow or case.flow, "step": body.step}
-        if body.action == "case.track" and body.track:
-            policy_input["track"] = {"name": body.track, "open": True if body.open is None else body.open}
-        decision = self.cases.decide(policy_input, failure)
+        origin = self.origin(ctx, case, body.based_on) if body.action == "share" else []
+        built = policy_input.what_if(
+            ctx,
+            case,
+            self.rt.process_facts(),
+            action=body.action,
+            information_type=body.information_type,
+            purpose=body.purpose,
+            recipient=body.recipient,
+            holder=body.holder,
+            field_names=body.payload_fields or [],
+            origin=origin,
+            flow=body.flow,
+            step=body.step,
+            track=body.track,
+            is_open=body.open,
+        )
+        decision = self.cases.decide(built, failure)
         focus: str | None = body.recipient if body.action == "share" else None
         if body.action == "request":
             focus = ctx.principal.agency if ctx.principal.agency in decision.recipients else None
-        record = decision_record(decision, focus)
         self.rt.audit_append(
             [
-                make_entry(
+                case_entry(
                     ctx,
+                    case,
                     type_="decision",
                     action=f"what-if:{body.action}",
                     outcome="evaluated",
-                    case_id=case.case_id,
-                    step=f"{case.flow}/{case.step}",
                     information_type=body.information_type,
                     purpose=body.purpose,
                     counterpart=body.recipient or body.holder,
-                    decision=record,
+                    decision=decision,
+                    recipient=focus,
+                    subjects=False,
                 )
             ]
         )
-        part = decision.recipients.get(focus, {}) if focus else {}
+        part = decision.recipient(focus) if focus else None
         out = {
-            "allowed": bool(part.get("allowed")) if focus else decision.allowed,
-            "reasons": part.get("reasons", decision.reasons) if focus else decision.reasons,
-            "legalBasis": part.get("legalBasis") if focus else decision.legal_basis,
-            "obligations": decision.obligations,
+            "allowed": part.allowed if part else decision.allowed,
+            "reasons": [r.to_json() for r in (part.reasons if part else decision.reasons)],
+            "legalBasis": part.legal_basis if part else decision.legal_basis,
+            "obligations": [o.to_json() for o in decision.obligations],
             "policyRevision": decision.policy_revision,
-            "recipients": decision.recipients or None,
+            "recipients": {a: r.to_json() for a, r in decision.recipients.items()} or None,
         }
         return decision, out

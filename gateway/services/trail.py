@@ -14,6 +14,7 @@ from typing import Any
 
 from audit import canonical_json
 from gateway.auth import Principal
+from gateway.models import Case
 from gateway.policy import Decision
 from gateway.tracing import TraceContext
 
@@ -43,24 +44,14 @@ def _time() -> str:
 
 def decision_record(decision: Decision, recipient: str | None = None) -> dict[str, Any]:
     """The decision part of an entry; per recipient when the decision covered several."""
-    if recipient is not None and recipient in decision.recipients:
-        part = decision.recipients[recipient]
-        return {
-            "allowed": bool(part.get("allowed", False)),
-            "reasons": [_reason(r) for r in part.get("reasons", [])],
-            "legalBasis": part.get("legalBasis"),
-            "policyRevision": decision.policy_revision,
-        }
+    part = decision.recipients.get(recipient) if recipient is not None else None
+    reasons = part.reasons if part is not None else decision.reasons
     return {
-        "allowed": decision.allowed,
-        "reasons": [_reason(r) for r in decision.reasons],
-        "legalBasis": decision.legal_basis,
+        "allowed": part.allowed if part is not None else decision.allowed,
+        "reasons": [{"code": r.code, "message": r.message} for r in reasons],
+        "legalBasis": part.legal_basis if part is not None else decision.legal_basis,
         "policyRevision": decision.policy_revision,
     }
-
-
-def _reason(r: dict[str, Any]) -> dict[str, str]:
-    return {"code": str(r.get("code", "")), "message": str(r.get("message", ""))}
 
 
 def make_entry(
@@ -144,4 +135,48 @@ def lookup_entry(
         case_id=case_id,
         counterpart=counterpart,
         query=query,
+    )
+
+
+def pseudonyms(case: Case) -> list[str]:
+    """The subjects' pseudonyms, as entries name them."""
+    return [s.pseudonym for s in case.subjects]
+
+
+def case_entry(
+    ctx: CallContext,
+    case: Case,
+    *,
+    type_: str,
+    action: str,
+    outcome: str,
+    decision: Decision | None = None,
+    recipient: str | None = None,
+    counterpart: str | None = None,
+    information_type: str | None = None,
+    purpose: str | None = None,
+    digest: str | None = None,
+    refs: dict[str, str] | None = None,
+    subjects: bool = True,
+) -> dict[str, Any]:
+    """The entry of anything done about ``case``: its id, step and subjects filled in from the case.
+
+    ``decision`` (with ``recipient`` for a decision over several receivers) is recorded as the decision
+    part; ``counterpart`` defaults to ``recipient``. ``subjects=False`` leaves the pseudonyms out (an
+    acknowledgement names the message, not the people again).
+    """
+    return make_entry(
+        ctx,
+        type_=type_,
+        action=action,
+        outcome=outcome,
+        case_id=case.case_id,
+        step=f"{case.flow}/{case.step}",
+        subjects=pseudonyms(case) if subjects else None,
+        information_type=information_type,
+        purpose=purpose,
+        counterpart=counterpart or recipient,
+        decision=decision_record(decision, recipient) if decision is not None else None,
+        digest=digest,
+        refs=refs,
     )
