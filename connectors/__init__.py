@@ -7,6 +7,7 @@ importing the connectors does not pull in a web framework.
 
 from connectors.base import (
     AGENCIES,
+    Agency,
     Connector,
     ConnectorError,
     ConnectorRejected,
@@ -22,6 +23,7 @@ from connectors.simulated import SimulatedAgencySystem, simulated_connectors
 
 __all__ = [
     "AGENCIES",
+    "Agency",
     "Connector",
     "ConnectorError",
     "ConnectorRejected",

@@ -8,10 +8,13 @@ here decides anything: a connector carries what it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-#: The agency identifiers of the contract (DESIGN section 2).
-AGENCIES: tuple[str, ...] = ("politie", "veilig_thuis", "om", "reclassering", "rvdk")
+Agency = Literal["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
+"""An agency identifier of the contract (DESIGN section 2): the one list, which every other place uses."""
+
+AGENCIES: tuple[str, ...] = get_args(Agency)
+"""The agency identifiers, in the contract's order."""
 
 
 @dataclass(frozen=True)

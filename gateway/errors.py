@@ -151,14 +151,6 @@ class AuditUnavailable(DependencyUnavailable):
     type_ = "https://veilig-delen.example/problems/audit-unavailable"
 
 
-class PolicyUnavailable(DependencyUnavailable):
-    """The policy engine could not decide; fail closed."""
-
-    status = 503
-    title = "Policy engine unavailable"
-    type_ = "https://veilig-delen.example/problems/policy-unavailable"
-
-
 class UpstreamFailed(GatewayError):
     """An agency system did not answer."""
 

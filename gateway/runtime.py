@@ -173,7 +173,6 @@ class Runtime:
         self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
         self.metrics = Metrics()
         self.auth = AuthService(settings, self.sessions, on_rate_limited=self.metrics.count_rate_limited)
-        self.started_at = time.time()
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
 
     def process_facts(self) -> ProcessFacts:

@@ -10,10 +10,10 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from connectors import Agency
 from gateway.bsn import is_valid_bsn
 from gateway.settings import MAX_PAYLOAD_FIELDS
 
-Agency = Literal["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
 Flow = Literal["acuut", "structureel"]
 SubjectRole = Literal["slachtoffer", "pleger", "kind", "ouder", "betrokkene"]
 Identifier = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Agency identifiers (contract values).
-AGENCIES: Final = frozenset({"politie", "veilig_thuis", "om", "reclassering", "rvdk"})
+from connectors import AGENCIES
+
+__all__ = ["AGENCIES", "ROLES", "ROLE_SCOPES", "SCOPES", "SCOPE_DESCRIPTIONS"]
 
 #: Scope each role receives; a token never carries a scope outside its role's set.
 ROLE_SCOPES: Final[dict[str, frozenset[str]]] = {

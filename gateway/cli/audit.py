@@ -263,8 +263,8 @@ def audit_subject_report(
     from typing import get_args
 
     from audit import subject_report, verify_checkpoint
+    from connectors import Agency
     from gateway.auth import Principal
-    from gateway.schemas import Agency
     from gateway.services.trail import CallContext, lookup_entry
     from gateway.tracing import from_header
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -81,12 +80,11 @@ def clients_keygen(
         raise typer.BadParameter("Ed25519, ES256 or RS256", param_hint="--kind")
     private_pem, public_pem = generate_keypair(kind)  # type: ignore[arg-type]
     key_path, pub_path = Path(f"{out}.key.pem"), Path(f"{out}.pub.pem")
-    try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as e:
-        raise typer.TyperException(f"{key_path} already exists; not overwritten") from e
-    with os.fdopen(fd, "wb") as f:
-        f.write(private_pem)
+    from audit import write_private_file
+
+    # The one helper for private files: mode 0600, written atomically, never over an existing key.
+    if not write_private_file(key_path, private_pem):
+        raise typer.TyperException(f"{key_path} already exists; not overwritten")
     pub_path.write_bytes(public_pem)
     typer.echo(f"private key {key_path} (keep it on the agency system), public key {pub_path}")
 

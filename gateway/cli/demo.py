@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 
 from audit import verify_log
+from connectors import AGENCIES
 from gateway.app import create_app
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
 from gateway.settings import REPO_ROOT, Settings
 from standins.local_server import reserve_socket, serve_in_thread
 
-AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
 # Test BSNs from the RvIG test range (999990xxx): fictional people.
 SUBJECTS = [
     {"role": "slachtoffer", "bsn": "999990019"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 from pathlib import Path
@@ -97,12 +96,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _record_url(data_dir: Path, url: str) -> Path:
     """Write the URL this gateway serves on into its data directory (mode 0600, replaced atomically)."""
+    from audit import write_private_file
+
     path = data_dir / URL_FILE
-    tmp = path.with_name(f".{URL_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(url + "\n")
-    os.replace(tmp, path)
+    write_private_file(path, (url + "\n").encode(), replace=True)
     return path
 
 
