@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import builtins
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sqlalchemy import select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,11 +95,24 @@ def _normalised_pem(public_key_pem: str | bytes) -> str:
     ).decode()
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What a request's token check needs of a client: its agency, its role, and whether it is revoked."""
+
+    agency: str
+    role: str
+    revoked: bool
+
+
 class ClientRegistry:
     """Register, list, revoke and look up clients, straight from the database."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
+        self._registration = select(Client.agency, Client.role, Client.revoked_at).where(
+            Client.client_id == bindparam("client_id")
+        )
 
     def register(self, client_id: str, agency: str, role: str, public_key_pem: str | bytes) -> Client:
         """Register a client with its public key; the key type decides the assertion algorithm."""
@@ -147,6 +161,15 @@ class ClientRegistry:
         """The client, revoked or not, or ``None``."""
         with self._sessions() as session:
             return session.get(Client, client_id)
+
+    def registration(self, client_id: str) -> Registration | None:
+        """The client's agency, role and revocation, or ``None``: one indexed read on a plain
+        connection (no ORM session or object), as every authenticated request makes it."""
+        with self._engine.connect() as connection:
+            row = connection.execute(self._registration, {"client_id": client_id}).first()
+        if row is None:
+            return None
+        return Registration(agency=row.agency, role=row.role, revoked=row.revoked_at is not None)
 
     def get_active(self, client_id: str) -> Client | None:
         """The client if it is registered and not revoked, else ``None``."""

@@ -1,11 +1,16 @@
 """FastAPI dependencies: who is calling, and may they. Routes read ``caller: ExchangeCaller``.
 
 The app keeps one ``AuthService`` at ``app.state.auth``; these dependencies read it from there.
+
+FastAPI runs a plain ``def`` dependency in its thread pool, a hand-over to a thread and back per
+dependency and request; the ones here that neither block nor compute much are ``async def`` and run on
+the event loop. ``current_principal`` reads the database (the client's registration) and stays a
+``def``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -29,12 +34,17 @@ oauth2_scheme = OAuth2(
 )
 
 
-def get_auth_service(request: Request) -> AuthService:
+def auth_service_of(request: Request) -> AuthService:
     """The ``AuthService`` the app stored at ``app.state.auth``."""
     service = getattr(request.app.state, "auth", None)
     if not isinstance(service, AuthService):
         raise RuntimeError("app.state.auth is not set: create an AuthService at start-up")
     return service
+
+
+async def get_auth_service(request: Request) -> AuthService:
+    """``auth_service_of`` as a dependency (on the event loop: it only reads an attribute)."""
+    return auth_service_of(request)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
@@ -54,7 +64,7 @@ def current_principal(
 Caller = Annotated[Principal, Depends(current_principal)]
 
 
-def require_scope(*scopes: str) -> Callable[[Principal], Principal]:
+def require_scope(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits a caller holding at least one of ``scopes``; ``Forbidden`` otherwise."""
     if not scopes:
         raise ValueError("require_scope needs at least one scope")
@@ -64,7 +74,7 @@ def require_scope(*scopes: str) -> Callable[[Principal], Principal]:
     wanted = frozenset(scopes)
     needed = " or ".join(scopes)
 
-    def check_scope(caller: Caller) -> Principal:
+    async def check_scope(caller: Caller) -> Principal:
         if caller.scopes.isdisjoint(wanted):
             raise Forbidden(
                 f"scope {needed} required",

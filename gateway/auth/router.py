@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from gateway.auth.deps import AuthServiceDep, get_auth_service
+from gateway.auth.deps import AuthServiceDep, auth_service_of
 from gateway.auth.server import TokenEndpoint
 from gateway.auth.service import JWKS_PATH, METADATA_PATH, TOKEN_PATH
 
@@ -45,7 +45,7 @@ _TOKEN_FORM_SCHEMA: dict[str, Any] = {
 @router.post(TOKEN_PATH, openapi_extra=_TOKEN_FORM_SCHEMA, summary="Get an access token")
 async def token(request: Request) -> JSONResponse:
     """OAuth2 client credentials with a ``private_key_jwt`` assertion; errors per RFC 6749 section 5.2."""
-    auth = get_auth_service(request)
+    auth = auth_service_of(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         result = TokenEndpoint.invalid_request("send the parameters as application/x-www-form-urlencoded")

@@ -9,6 +9,9 @@ from typing import Any
 from authlib.common.security import is_secure_transport
 from joserfc import jwt
 from joserfc.errors import JoseError
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
@@ -17,7 +20,7 @@ from gateway.auth.ratelimit import LimitKind, RateLimits
 from gateway.auth.replay import ReplayGuard
 from gateway.auth.roles import SCOPES
 from gateway.auth.server import AUTH_METHOD, GRANT_TYPE, TokenEndpoint, TokenResponse
-from gateway.auth.tokens import Principal, authenticate
+from gateway.auth.tokens import Principal, TokenCache, authenticate
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class AuthService:
         sessions: sessionmaker[Session],
         signing_key: SigningKey | None = None,
         on_rate_limited: Callable[[LimitKind], None] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -44,6 +48,9 @@ class AuthService:
         self.token_url = f"{self.issuer}{TOKEN_PATH}"
         self.jwks_uri = f"{self.issuer}{JWKS_PATH}"
         self.clients = ClientRegistry(sessions)
+        self.token_cache = TokenCache()
+        if registry is not None:
+            registry.register(_CacheCollector(self))
         self.replay = ReplayGuard(sessions)
         self.limits = RateLimits(settings, on_refusal=on_rate_limited)
         self._token_endpoint = TokenEndpoint(
@@ -69,10 +76,16 @@ class AuthService:
         database); ``RateLimited`` past the failed-authentication limits."""
         return self._token_endpoint.handle(form, headers, address)
 
-    def authenticate(self, authorization_header: str | None) -> Principal:
-        """The caller behind an ``Authorization`` header, or ``Unauthenticated`` (one primary-key lookup)."""
+    def authenticate(self, authorization_header: str | None, now: int | None = None) -> Principal:
+        """The caller behind an ``Authorization`` header, or ``Unauthenticated``: the token verified
+        once and then served from ``token_cache``, the client's registration read on every call."""
         return authenticate(
-            authorization_header, key=self.signing_key, issuer=self.issuer, clients=self.clients
+            authorization_header,
+            key=self.signing_key,
+            issuer=self.issuer,
+            clients=self.clients,
+            now=now,
+            cache=self.token_cache,
         )
 
     def ready(self) -> bool:
@@ -104,3 +117,18 @@ class AuthService:
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify access tokens."""
         return self.signing_key.jwks()
+
+
+class _CacheCollector(Collector):
+    """``gateway_cache_hits_total`` and ``gateway_cache_misses_total`` of the verified-token cache."""
+
+    def __init__(self, auth: AuthService) -> None:
+        self._auth = auth
+
+    def collect(self) -> list[Metric]:
+        cache = self._auth.token_cache
+        hits = CounterMetricFamily("gateway_cache_hits", "Cache lookups that hit", labels=["cache"])
+        misses = CounterMetricFamily("gateway_cache_misses", "Cache lookups that missed", labels=["cache"])
+        hits.add_metric(["verified_token"], cache.hits)
+        misses.add_metric(["verified_token"], cache.misses)
+        return [hits, misses]

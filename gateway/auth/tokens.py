@@ -1,12 +1,20 @@
 """Access tokens: RFC 9068 JWTs signed with the gateway key, and their verification into a ``Principal``.
 
 Nothing here knows about HTTP frameworks: ``authenticate`` takes the raw ``Authorization`` header.
+
+A token's signature and claims are checked once: ``TokenCache`` keeps what a verified token says, by the
+token's SHA-256, until the token expires. What can change while a token is valid, the client's
+registration (revoked, or its agency or role changed), is read from the database on every request, so
+revoking a client still ends its tokens at once, from any process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -25,6 +33,9 @@ ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 
 #: Tolerated clock difference between replicas, in seconds.
 ACCESS_TOKEN_LEEWAY: Final = 5
+
+#: Verified tokens a ``TokenCache`` keeps by default: a few per client for thousands of clients.
+TOKEN_CACHE_SIZE: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,87 @@ def verify_access_token(
     return claims
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a token whose signature and claims were verified says: who, which scopes, until when."""
+
+    client_id: str
+    agency: str
+    role: str
+    scopes: frozenset[str]
+    expires_at: int
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> VerifiedToken:
+        """From the claims ``verify_access_token`` returned."""
+        return cls(
+            client_id=claims["client_id"],
+            agency=claims["agency"],
+            role=claims["role"],
+            scopes=frozenset(claims["scope"].split()),
+            expires_at=int(claims["exp"]),
+        )
+
+    def expired(self, now: float) -> bool:
+        """Whether ``verify_access_token`` would refuse the token as expired at ``now``."""
+        return self.expires_at < now - ACCESS_TOKEN_LEEWAY
+
+
+class TokenCache:
+    """Verified access tokens by the SHA-256 of the token, until they expire: a bounded LRU.
+
+    Only tokens that passed ``verify_access_token`` go in, so a forged or malformed token is never
+    cached and costs a verification every time. An entry past its token's ``exp`` (with the leeway) is
+    dropped when looked up, so an expired token is refused as before. ``hits`` and ``misses`` count the
+    lookups (for the hit rate in ``/metrics``).
+    """
+
+    def __init__(self, maxsize: int = TOKEN_CACHE_SIZE) -> None:
+        if maxsize < 1:
+            raise ValueError("a token cache holds at least one token")
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, token: str, now: float) -> VerifiedToken | None:
+        """The verified token, or ``None`` when it is not cached or has expired (and is dropped)."""
+        key = self._key(token)
+        with self._lock:
+            verified = self._entries.get(key)
+            if verified is not None and verified.expired(now):
+                del self._entries[key]
+                verified = None
+            if verified is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return verified
+
+    def put(self, token: str, verified: VerifiedToken) -> None:
+        """Keep ``verified`` for ``token``, dropping the least recently used entry past ``maxsize``."""
+        key = self._key(token)
+        with self._lock:
+            self._entries[key] = verified
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every token (a new signing key, a test)."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def parse_bearer(authorization_header: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header (RFC 6750 section 2.1)."""
     if not authorization_header or not authorization_header.strip():
@@ -151,22 +243,30 @@ def authenticate(
     issuer: str,
     clients: ClientRegistry,
     now: int | None = None,
+    cache: TokenCache | None = None,
 ) -> Principal:
     """The caller behind an ``Authorization`` header, or ``Unauthenticated``.
 
-    Besides the token itself this checks, with one primary-key lookup, that the client is still
-    registered and not revoked: revoking a client ends its tokens at once.
+    The token's signature and claims are verified unless ``cache`` holds it from an earlier request
+    (and it has not expired since). Either way one primary-key lookup then checks that the client is
+    still registered as the token says and not revoked: revoking a client ends its tokens at once.
     """
-    claims = verify_access_token(parse_bearer(authorization_header), key, issuer=issuer, now=now)
-    client = clients.get(claims["client_id"])
-    if client is None or client.revoked_at is not None:
+    token = parse_bearer(authorization_header)
+    verified = cache.get(token, time.time() if now is None else now) if cache is not None else None
+    if verified is None:
+        claims = verify_access_token(token, key, issuer=issuer, now=now)
+        verified = VerifiedToken.from_claims(claims)
+        if cache is not None:
+            cache.put(token, verified)
+    registration = clients.registration(verified.client_id)
+    if registration is None or registration.revoked:
         raise Unauthenticated("client is revoked or no longer registered")
-    if client.agency != claims["agency"] or client.role != claims["role"]:
+    if registration.agency != verified.agency or registration.role != verified.role:
         raise Unauthenticated("access token does not match the client's registration")
     return Principal(
-        client_id=client.client_id,
-        agency=client.agency,
-        role=client.role,
+        client_id=verified.client_id,
+        agency=registration.agency,
+        role=registration.role,
         # Defence in depth: a token never grants more than the client's role allows today.
-        scopes=frozenset(claims["scope"].split()) & ROLE_SCOPES.get(client.role, frozenset()),
+        scopes=verified.scopes & ROLE_SCOPES.get(registration.role, frozenset()),
     )
