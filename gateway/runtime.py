@@ -172,7 +172,12 @@ class Runtime:
         )
         self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
         self.metrics = Metrics()
-        self.auth = AuthService(settings, self.sessions, on_rate_limited=self.metrics.count_rate_limited)
+        self.auth = AuthService(
+            settings,
+            self.sessions,
+            on_rate_limited=self.metrics.count_rate_limited,
+            registry=self.metrics.registry,  # the token cache's hit rate in /metrics
+        )
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
 
     def process_facts(self) -> ProcessFacts:
