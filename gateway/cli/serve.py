@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 from pathlib import Path
@@ -10,32 +11,46 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-if TYPE_CHECKING:
-    pass
 from gateway.cli._common import URL_FILE, DataDir, check_data_dir, settings_for
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+WORKER_APP = "gateway.app:create_app"
+"""What each worker process of ``--workers N`` imports and calls: its own runtime, from the environment."""
 
 
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to listen on")] = None,  # noqa: UP045
     port: Annotated[Optional[int], typer.Option(help="Port")] = None,  # noqa: UP045
     data_dir: DataDir = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes (one per core), each its own runtime on the same data and database"
+        ),
+    ] = 1,
 ) -> None:
     """Start the gateway: SQLite, embedded Rego and simulated agencies unless configured otherwise."""
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.runtime import Runtime
 
     settings = settings_for(data_dir, host=host, port=port)
     check_data_dir(settings.data_dir)
+    limits_line = _worker_rate_limits(settings, workers)
     # Bind first: a port in use is said in one line before any start-up work (uvicorn would log it and exit).
     sock = _listen(settings.host, settings.port)
     try:
         try:
-            application = create_app(settings)
+            # With workers, this runtime only does what must happen once, before they start: migrate the
+            # database and create the signing keys and the pseudonym secret, which N workers would race.
+            application = create_app(settings) if workers == 1 else None
+            rt = application.state.runtime if application is not None else Runtime(settings)
         except ValueError as e:
             # At start-up no request has been seen, so the message holds configuration only.
             raise typer.TyperException(f"the gateway cannot start with these settings: {e}") from e
-        rt = application.state.runtime
         base = settings.base_url
         url_file = _record_url(settings.data_dir, base)
         typer.echo(
@@ -50,11 +65,19 @@ def serve(
                     f"  OpenAPI          {base}/v1/openapi.json  (browse: {base}/v1/docs)",
                     f"  token endpoint   {base}/oauth2/token",
                     f"  audit log key    {rt.signer.verifier_key()}",
+                    *([f"  workers          {workers} processes", limits_line] if workers > 1 else []),
                     "Register an agency system:  gateway clients register --client-id ID --agency AGENCY "
                     "--role agency_system --public-key key.pem",
                 ]
             )
         )
+        if application is None:
+            rt.close()
+            try:
+                _serve_workers(settings, sock, workers)
+            finally:
+                _forget_url(url_file, base)
+            return
         config = uvicorn.Config(
             application, host=settings.host, port=settings.port, log_level="warning", server_header=False
         )
@@ -77,6 +100,42 @@ def serve(
         sock.close()
     if not server.started:
         raise typer.TyperException(f"the gateway did not start on {base}")
+
+
+def _worker_rate_limits(settings: Settings, workers: int) -> str:
+    """The start-up line on rate limits under ``--workers``; refused where each worker's own count would
+    multiply the configured budget and the operator has said this is production."""
+    storage = settings.rate_limit_storage
+    if workers == 1 or not storage.startswith("memory://"):
+        shared = storage.split("@")[-1]  # never a password
+        return f"  rate limits      {settings.rate_limit} per client, one budget in {shared}"
+    if settings.mode == "production":
+        raise typer.TyperException(
+            f"--workers {workers} with GATEWAY_RATE_LIMIT_STORAGE=memory:// would give every client "
+            f"{workers} budgets, one per worker; set GATEWAY_RATE_LIMIT_STORAGE=redis://HOST:PORT/DB"
+        )
+    return (
+        f"  rate limits      {settings.rate_limit} per client PER WORKER (memory://): up to {workers} times "
+        "that in all; GATEWAY_RATE_LIMIT_STORAGE=redis://... shares one budget"
+    )
+
+
+def _serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None:
+    """Run ``workers`` uvicorn processes on ``sock``; each builds its own app (``WORKER_APP``) from the
+    environment, so the command-line options are handed down in it."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ.update(
+        GATEWAY_DATA_DIR=str(settings.data_dir), GATEWAY_HOST=settings.host, GATEWAY_PORT=str(settings.port)
+    )
+    config = uvicorn.Config(
+        WORKER_APP, factory=True, workers=workers, log_level="warning", server_header=False
+    )
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()  # until SIGINT or SIGTERM, which it passes on to the workers
+    if any(p.exitcode == 3 for p in supervisor.processes):  # uvicorn's STARTUP_FAILURE
+        raise typer.TyperException(f"a worker of the gateway did not start on {settings.base_url}")
 
 
 def _listen(host: str, port: int) -> socket.socket:
