@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
@@ -89,3 +90,28 @@ class Message(Base):
     """The received messages the sender shared this on from (its ``basedOn``), if any."""
     origin: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
     """Their lineage: ``{messageId, purpose, informationType, sender}`` of every message it derives from."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRecord:
+    """A subject as the services read it: a role and a pseudonym."""
+
+    position: int
+    role: str
+    pseudonym: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRecord:
+    """A case as the services read it (one query, no ORM identity): changes go through SQL, not this."""
+
+    case_id: str
+    flow: str
+    step: str
+    zorg: bool
+    straf: bool
+    opened_by: str
+    involved: tuple[str, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    subjects: tuple[SubjectRecord, ...]

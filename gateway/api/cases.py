@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Path
 
 from gateway.api.deps import ExchangeCaller, RuntimeDep
-from gateway.models import Case
+from gateway.models import CaseRecord
 from gateway.schemas import CaseCreate, CaseOut, SubjectOut, TrackIn, Tracks, TransitionIn
 from gateway.services.cases import CaseService
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/cases", tags=["cases"])
 CaseId = Path(min_length=1, max_length=64)
 
 
-def case_out(case: Case) -> CaseOut:
+def case_out(case: CaseRecord) -> CaseOut:
     """The case as the API shows it: roles and pseudonyms, never a BSN."""
     return CaseOut(
         case_id=case.case_id,

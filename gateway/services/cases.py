@@ -13,7 +13,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from gateway.db import utcnow
 from gateway.errors import Conflict, InvalidInput, NotFound, PolicyDenied
-from gateway.models import Case, Subject
+from gateway.models import Case, CaseRecord, Subject, SubjectRecord
 from gateway.policy import Decision, PolicyEngine, Reason
 from gateway.runtime import Runtime
 from gateway.schemas import CaseCreate
@@ -52,17 +52,38 @@ class CaseService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def load(self, case_id: str) -> Case:
-        """The case, or 404."""
-        with self.rt.sessions() as s:
-            case = s.get(Case, case_id)
-            if case is None:
-                raise NotFound("no such case")
-            return case
+    def load(self, case_id: str) -> CaseRecord:
+        """The case with its subjects, or 404: one query (every route that names a case starts here)."""
+        cases, subjects = Case.__table__, Subject.__table__
+        query = (
+            select(cases, subjects.c.position, subjects.c.role, subjects.c.pseudonym)
+            .outerjoin(subjects, subjects.c.case_id == cases.c.case_id)
+            .where(cases.c.case_id == case_id)
+            .order_by(subjects.c.position)
+        )
+        with self.rt.db.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            raise NotFound("no such case")
+        first = rows[0]
+        return CaseRecord(
+            case_id=first.case_id,
+            flow=first.flow,
+            step=first.step,
+            zorg=bool(first.zorg),
+            straf=bool(first.straf),
+            opened_by=first.opened_by,
+            involved=tuple(first.involved or ()),
+            created_at=first.created_at,
+            updated_at=first.updated_at,
+            subjects=tuple(
+                SubjectRecord(r.position, r.role, r.pseudonym) for r in rows if r.position is not None
+            ),
+        )
 
     def visible(
         self, ctx: CallContext, case_id: str, *, attempted: str, engine: PolicyEngine | None = None
-    ) -> tuple[Case, str | None]:
+    ) -> tuple[CaseRecord, str | None]:
         """The case, when the caller may read it (``case.read``); otherwise the 404 of a missing id.
 
         Every route that names a case checks this first, so a caller that may not read a case learns
@@ -103,27 +124,27 @@ class CaseService:
             return Decision.fail_closed(failure, revision, built)
         return self.rt.decide(built, engine)
 
-    def open(self, ctx: CallContext, body: CaseCreate) -> Case:
+    def open(self, ctx: CallContext, body: CaseCreate) -> CaseRecord:
         """Open a case when the policy allows the caller to (baseline rule 7)."""
         steps = self.rt.process_facts().steps(body.flow)
         step = body.step or steps[0]
         if step not in steps:
             raise InvalidInput.field("step", f"not a step of flow {body.flow}")
         now = utcnow()
-        case = Case(
+        case = CaseRecord(
             case_id=str(uuid.uuid4()),
             flow=body.flow,
             step=step,
             zorg=False,
             straf=False,
             opened_by=ctx.principal.agency,
-            involved=[],
+            involved=(),
             created_at=now,
             updated_at=now,
-            subjects=[
-                Subject(position=i, role=sub.role, pseudonym=self.rt.pseudonymizer.pseudonym(sub.bsn))
+            subjects=tuple(
+                SubjectRecord(i, sub.role, self.rt.pseudonymizer.pseudonym(sub.bsn))
                 for i, sub in enumerate(body.subjects)
-            ],
+            ),
         )
         decision = self.rt.decide(policy_input.case_open(ctx, case))
         entry = case_entry(
@@ -137,7 +158,6 @@ class CaseService:
         if not decision.allowed:
             self.rt.audit_append([entry])
             raise refusal("opening the case", decision.reasons, decision)
-        case.involved = [ctx.principal.agency]
 
         def store(conn: Connection) -> None:
             conn.execute(
@@ -148,7 +168,7 @@ class CaseService:
                     zorg=False,
                     straf=False,
                     opened_by=case.opened_by,
-                    involved=case.involved,
+                    involved=[ctx.principal.agency],
                     created_at=now,
                     updated_at=now,
                 )
@@ -172,7 +192,7 @@ class CaseService:
     def _change(
         self,
         ctx: CallContext,
-        case: Case,
+        case: CaseRecord,
         built: policy_input.PolicyInput,
         *,
         outcome: str,
@@ -208,7 +228,7 @@ class CaseService:
         self.rt.audit_append([entry], writes=change)
         return decision
 
-    def read(self, ctx: CallContext, case_id: str) -> Case:
+    def read(self, ctx: CallContext, case_id: str) -> CaseRecord:
         """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
         case = self.load(case_id)
         decision = self.rt.decide(policy_input.case_read(ctx, case))
@@ -228,7 +248,7 @@ class CaseService:
             raise NotFound("no such case")
         return case
 
-    def transition(self, ctx: CallContext, case_id: str, flow: str | None, step: str) -> Case:
+    def transition(self, ctx: CallContext, case_id: str, flow: str | None, step: str) -> CaseRecord:
         """Move the case to another step (or flow); 409 when the process does not allow that move."""
         case, failure = self.visible(ctx, case_id, attempted="case.transition")
         target_flow = flow or case.flow
@@ -260,7 +280,7 @@ class CaseService:
             raise refusal("moving the case", decision.reasons, decision)
         return self.load(case_id)
 
-    def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> Case:
+    def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> CaseRecord:
         """Open or close the zorg or straf track."""
         case, failure = self.visible(ctx, case_id, attempted="case.track")
         decision = self._change(
@@ -275,9 +295,3 @@ class CaseService:
         if not decision.allowed:
             raise refusal(f"changing the {track} track", decision.reasons, decision)
         return self.load(case_id)
-
-    def list_for(self, agency: str, limit: int = 100) -> list[Case]:
-        """Cases an agency is involved in (for operators' tools and the demo)."""
-        with self.rt.sessions() as s:
-            rows = s.scalars(select(Case).order_by(Case.created_at.desc()).limit(limit)).all()
-            return [c for c in rows if agency in (c.involved or [])]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import defer
 from connectors import ConnectorError, Delivery, FetchRequest
 from gateway.db import utcnow
 from gateway.errors import InvalidInput, NotFound, UpstreamFailed
-from gateway.models import Case, Message
+from gateway.models import CaseRecord, Message
 from gateway.policy import USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
 from gateway.schemas import DecisionIn, InboxMessage, RequestIn, ShareIn
@@ -118,7 +118,7 @@ class ExchangeService:
 
     # -- shares ---------------------------------------------------------------------------------------
 
-    def origin(self, ctx: CallContext, case: Case, based_on: list[str] | None) -> list[dict[str, str]]:
+    def origin(self, ctx: CallContext, case: CaseRecord, based_on: list[str] | None) -> list[dict[str, str]]:
         """Where shared-on data came from: each message in ``based_on`` and, in turn, its own origin.
 
         Each must be a message delivered to the caller's agency in this case; otherwise a 404 naming
@@ -249,7 +249,7 @@ class ExchangeService:
                 result["delivered"] = pushed[result["messageId"]]
         return {"shareId": share_id, "policyRevision": decision.policy_revision, "results": results}
 
-    def _push(self, ctx: CallContext, case: Case, delivery: Delivery) -> bool:
+    def _push(self, ctx: CallContext, case: CaseRecord, delivery: Delivery) -> bool:
         """Push a stored message to the recipient's system; it waits in the inbox whatever happens."""
         connector = self.rt.connectors.get(delivery.recipient)
         if connector is None:

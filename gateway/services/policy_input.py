@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gateway.models import Case
+from gateway.models import CaseRecord
 from gateway.services.process import ProcessFacts
 from gateway.services.trail import CallContext
 
@@ -23,7 +23,7 @@ def actor(ctx: CallContext) -> dict[str, str]:
     return {"agency": p.agency, "clientId": p.client_id, "role": p.role}
 
 
-def case_view(case: Case) -> dict[str, Any]:
+def case_view(case: CaseRecord) -> dict[str, Any]:
     """The case as the policy sees it: its flow, step, tracks, the subjects' roles, who took part."""
     return {
         "flow": case.flow,
@@ -34,26 +34,26 @@ def case_view(case: Case) -> dict[str, Any]:
     }
 
 
-def _on_case(action: str, ctx: CallContext, case: Case, **rest: Any) -> PolicyInput:
+def _on_case(action: str, ctx: CallContext, case: CaseRecord, **rest: Any) -> PolicyInput:
     return {"action": action, "actor": actor(ctx), "case": case_view(case), **rest}
 
 
-def case_open(ctx: CallContext, case: Case) -> PolicyInput:
+def case_open(ctx: CallContext, case: CaseRecord) -> PolicyInput:
     """Opening ``case`` (not stored yet: nothing is until the policy allows it)."""
     return _on_case("case.open", ctx, case)
 
 
-def case_read(ctx: CallContext, case: Case) -> PolicyInput:
+def case_read(ctx: CallContext, case: CaseRecord) -> PolicyInput:
     """Reading ``case``; also the visibility check in front of every route that names a case."""
     return _on_case("case.read", ctx, case)
 
 
-def case_transition(ctx: CallContext, case: Case, flow: str, step: str) -> PolicyInput:
+def case_transition(ctx: CallContext, case: CaseRecord, flow: str, step: str) -> PolicyInput:
     """Moving ``case`` to ``step`` of ``flow``."""
     return _on_case("case.transition", ctx, case, transition={"flow": flow, "step": step})
 
 
-def case_track(ctx: CallContext, case: Case, track: str, is_open: bool) -> PolicyInput:
+def case_track(ctx: CallContext, case: CaseRecord, track: str, is_open: bool) -> PolicyInput:
     """Opening or closing the ``track`` (zorg, straf) of ``case``."""
     return _on_case("case.track", ctx, case, track={"name": track, "open": is_open})
 
@@ -81,7 +81,7 @@ def policy_origin(origin: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 def share(
     ctx: CallContext,
-    case: Case,
+    case: CaseRecord,
     facts: ProcessFacts,
     *,
     information_type: str,
@@ -105,14 +105,16 @@ def share(
     return built
 
 
-def request(ctx: CallContext, case: Case, *, information_type: str, purpose: str, holder: str) -> PolicyInput:
+def request(
+    ctx: CallContext, case: CaseRecord, *, information_type: str, purpose: str, holder: str
+) -> PolicyInput:
     """Asking ``holder`` for ``information_type`` for ``purpose``; the caller receives."""
     return _on_case("request", ctx, case, informationType=information_type, purpose=purpose, holder=holder)
 
 
 def what_if(
     ctx: CallContext,
-    case: Case,
+    case: CaseRecord,
     facts: ProcessFacts,
     *,
     action: str,

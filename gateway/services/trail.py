@@ -14,7 +14,7 @@ from typing import Any
 
 from audit import canonical_json
 from gateway.auth import Principal
-from gateway.models import Case
+from gateway.models import CaseRecord
 from gateway.policy import Decision
 from gateway.tracing import TraceContext
 
@@ -138,14 +138,14 @@ def lookup_entry(
     )
 
 
-def pseudonyms(case: Case) -> list[str]:
+def pseudonyms(case: CaseRecord) -> list[str]:
     """The subjects' pseudonyms, as entries name them."""
     return [s.pseudonym for s in case.subjects]
 
 
 def case_entry(
     ctx: CallContext,
-    case: Case,
+    case: CaseRecord,
     *,
     type_: str,
     action: str,
