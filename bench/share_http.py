@@ -113,6 +113,12 @@ class Facts:
         self.purposes: list[str] = sorted(data["purposes"])
         self.types: dict[str, list[str]] = {t: list(s["fields"]) for t, s in data["informationTypes"].items()}
         self.openers: list[str] = list(data.get("caseOpeners", ["politie", "veilig_thuis"]))
+        samenloop = data.get("samenloop", {})
+        self.samenloop_types = set(samenloop.get("informationTypes", []))
+        self.samenloop_recipients = set(samenloop.get("recipients", []))
+        minor = data.get("minorRequired", {})
+        self.minor_recipients = set(minor.get("recipients", []))
+        self.minor_role = str(minor.get("subjectRole", "kind"))
         # grants[type][receiver][sender] -> row; indexed here by (type, sender) -> {receiver: row}.
         self.grants: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for type_, receivers in data["grants"].items():
@@ -320,7 +326,59 @@ class Bench:
         return payload
 
     def candidate(self, cases: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
-        case = self.rng.choice(cases)
+        """A share as a real agency system would send it: mostly one the policy should allow (three in
+        four), the rest anything an agency might try (wrong step, purpose, recipient or type)."""
+        if self.rng.random() < 0.75:
+            for _ in range(20):
+                made = self.allowable(self.rng.choice(cases))
+                if made is not None:
+                    return made
+        return self.anything(self.rng.choice(cases))
+
+    def allowable(self, case: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+        """A share meant to pass: from a core participant of the case's step, of a type it may send, to
+        1-3 participants with a grant for a purpose of this step (and the tracks and subjects it needs)."""
+        facts = self.facts
+        step_name = f"{case['flow']}/{case['step']}"
+        step = facts.steps[case["flow"]][case["step"]]
+        step_purposes = set(step.get("purposes", []))
+        participants = {*step.get("core", []), *step.get("consulted", []), *step.get("conditional", [])}
+        roles = {s["role"] for s in case.get("subjects", [])}
+        tracks = case.get("tracks", {})
+        sender = self.rng.choice(sorted(step.get("core", [])) or [case["openedBy"]])
+        options: list[tuple[str, str, set[str]]] = []  # (type, recipient, purposes)
+        for (type_, from_), receivers in facts.grants.items():
+            if from_ != sender:
+                continue
+            for recipient, row in receivers.items():
+                if recipient == sender or recipient not in participants:
+                    continue
+                if row.get("steps") and step_name not in row["steps"]:
+                    continue
+                if recipient in facts.minor_recipients and facts.minor_role not in roles:
+                    continue
+                if type_ in facts.samenloop_types and recipient in facts.samenloop_recipients:
+                    if not (tracks.get("zorg") and tracks.get("straf")):
+                        continue
+                purposes = set(row.get("purposes", [])) & step_purposes
+                if purposes:
+                    options.append((type_, recipient, purposes))
+        if not options:
+            return None
+        type_, first, purposes = self.rng.choice(options)
+        purpose = self.rng.choice(sorted(purposes))
+        more = [r for t, r, p in options if t == type_ and r != first and purpose in p]
+        recipients = [first, *self.rng.sample(more, min(len(more), self.rng.choice([0, 1, 1, 2])))]
+        body = {
+            "informationType": type_,
+            "purpose": purpose,
+            "recipients": recipients,
+            "payload": self.payload(type_),
+        }
+        return f"/v1/cases/{case['caseId']}/shares", self.client_of(sender), body
+
+    def anything(self, case: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """A share an agency might try: a participant or anyone, any type, purpose and recipients."""
         step = self.facts.steps[case["flow"]][case["step"]]
         participants = sorted({case["openedBy"], *step.get("core", []), *step.get("consulted", [])})
         sender = self.rng.choice(participants if self.rng.random() < 0.85 else self.facts.agencies)
@@ -357,6 +415,7 @@ class Bench:
         candidates = [self.candidate(cases) for _ in range(self.args.candidates)]
         statuses: dict[str, int] = {}
         allowed = refused = 0
+        codes: dict[str, int] = {}
         pool: list[tuple[str, str, str]] = []
 
         def send(item: tuple[str, str, dict[str, Any]]) -> tuple[int, Any]:
@@ -373,6 +432,11 @@ class Bench:
                 results = answer["results"]
                 allowed += sum(r["allowed"] for r in results)
                 refused += sum(not r["allowed"] for r in results)
+                for r in results:
+                    if not r["allowed"]:
+                        for reason in r.get("reasons") or [{}]:
+                            code = str(reason.get("code"))
+                            codes[code] = codes.get(code, 0) + 1
                 text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
                 pool.append((path, self.tokens[client_id], text))
         if len(pool) < 100:
@@ -393,6 +457,7 @@ class Bench:
                 str(n): sum(len(b["recipients"]) == n for b in bodies) for n in range(1, 4)
             },
             "recipientResults": {"allowed": allowed, "refused": refused},
+            "refusalReasons": dict(sorted(codes.items(), key=lambda kv: -kv[1])),
             "meanBodyBytes": round(sum(len(b.encode()) for _, _, b in pool) / len(pool)),
         }
         return pool, summary
@@ -428,7 +493,7 @@ class Bench:
         pid = str(self.procs[1].pid)
         raw = out.with_suffix(".txt")
         seconds = str(self.args.duration)
-        common = ["--pid", pid, "--subprocesses", "--nonblocking", "--duration", seconds, "--rate", "250"]
+        common = ["--pid", pid, "--subprocesses", "--nonblocking", "--duration", seconds, "--rate", "250", "--gil"]
         for fmt, path, extra in (("raw", raw, ["--nolineno"]), ("flamegraph", out.with_suffix(".svg"), [])):
             spying = subprocess.Popen(
                 [spy, "record", *common, *extra, "--format", fmt, "--output", str(path)]
@@ -540,6 +605,9 @@ def main() -> None:
             pool, traffic = bench.build_pool(cases)
             traffic["casesOpened"] = len(cases)
             traffic["setupSeconds"] = round(time.perf_counter() - t0, 1)
+            if args.rounds == 0:  # the traffic only: what the pool holds and why recipients are refused
+                print(json.dumps(traffic, indent=2))
+                return
             requests_file = tmp / "requests.tsv"
             requests_file.write_text("".join(f"{p}\t{t}\t{b}\n" for p, t, b in pool))
             sides = {"baseline": bench.base_url, "gateway": bench.gw_url}
