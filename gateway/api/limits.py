@@ -15,7 +15,6 @@ import json
 from email.message import Message as EmailMessage
 from functools import lru_cache
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import BodyTooLarge, GatewayError, InvalidInput
@@ -44,8 +43,12 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
+        declared = content_type = None
+        for name, value in scope["headers"]:  # one pass over the raw, lower-case names
+            if name == b"content-length" and declared is None:
+                declared = value.decode("latin-1")
+            elif name == b"content-type" and content_type is None:
+                content_type = value.decode("latin-1")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._refuse(send, self._too_large())  # without reading a byte of it
             return
@@ -62,7 +65,6 @@ class BodyLimits:
                 await self._refuse(send, self._too_large())
                 return
             more = message.get("more_body", False)
-        content_type = headers.get("content-type")
         if body and content_type and _is_json(content_type):
             try:
                 strict_json(bytes(body))
