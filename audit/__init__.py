@@ -19,6 +19,16 @@ Usable without the web application::
     signer = audit.LogSigner(audit.load_or_create_signing_key("var/audit-key.pem"), "example.org/audit")
     store = audit.SqlAuditStore(engine, signer)
     [index] = store.append([{"type": "exchange", "caseId": "c-1"}])
+
+    # The caller's own rows in the same transaction as its entries (under the log's write lock): both
+    # commit or neither does. If ``writes`` raises, only this call fails (AuditWriteError, with
+    # ``writes_failed`` set and the exception as ``__cause__``); other callers batched with it commit.
+    def writes(conn: sqlalchemy.Connection) -> None:
+        conn.execute(sqlalchemy.insert(messages).values(id="m-1", case_id="c-1"))
+        # or, through the ORM: with Session(bind=conn, join_transaction_mode="create_savepoint") as s:
+        #     s.add(Message(...)); s.commit()   # releases the session's savepoint only
+
+    [index] = store.append([{"type": "exchange", "refs": {"messageId": "m-1"}}], writes=writes)
     note = store.checkpoint()
     assert audit.verify_log(store, signer.verifier_key()).ok
 """
@@ -84,6 +94,7 @@ from audit._internal.store import (
     SearchFilters,
     SqlAuditStore,
     StoredCheckpoint,
+    Writes,
     log_size,
 )
 from audit._internal.verify import (
@@ -135,6 +146,7 @@ __all__ = [
     "WitnessResult",
     "WitnessState",
     "WitnessStateError",
+    "Writes",
     "append_only_ddl",
     "canonical_json",
     "check_consistency",

@@ -10,7 +10,13 @@ import rfc8785
 from audit._internal.errors import InvalidEntry
 
 _MAX_SAFE_INT = 2**53 - 1
-_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+_MAX_NODES = 10_000
+"""Values the fast path's type check visits before it leaves an entry to the reference implementation
+(so that a cyclic or absurdly large object is refused there, with its reason)."""
+
+_FAST = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False, check_circular=False
+)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -20,14 +26,65 @@ def canonical_json(obj: Any) -> bytes:
     same leaf. Raises ``InvalidEntry`` for values JSON cannot carry exactly: NaN or infinite floats,
     integers that an IEEE 754 double would round, non-string keys, lone surrogates, or non-JSON types.
     """
-    if _plain(obj, 0):
-        # Without floats, and with keys whose code-point order equals RFC 8785's UTF-16 order, the
-        # standard library's C encoder writes exactly the RFC 8785 bytes (same escapes, sorted keys, no
-        # whitespace), about three times faster than the reference implementation.
-        try:
-            return _FAST.encode(obj).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let the reference implementation refuse it with its reason
+    fast = fast_canonical_json(obj)
+    return fast if fast is not None else reference_canonical_json(obj)
+
+
+def fast_canonical_json(obj: Any) -> bytes | None:
+    """The RFC 8785 bytes of ``obj`` by the standard library's C encoder, or None when it cannot tell.
+
+    For an object made only of ``dict`` (string keys without characters beyond the Basic Multilingual
+    Plane), ``list``, ``str``, ``int`` within ±(2**53 - 1), ``bool`` and ``None`` (exactly those types,
+    no subclasses), the C encoder writes exactly the RFC 8785 bytes: the same escapes (``\\"``, ``\\\\``,
+    ``\\b\\f\\n\\r\\t``, other controls as lowercase ``\\u00xx``, everything else as itself), no
+    whitespace, integers in decimal, and keys sorted by code point, which for BMP-only keys is RFC 8785's
+    order by UTF-16 code unit. Floats (ECMAScript number formatting), astral-plane keys, lone surrogates
+    and other types return None: the caller uses ``reference_canonical_json``. ``tests/audit/
+    test_canonical.py`` checks the equality with hypothesis against ``rfc8785``.
+    """
+    if not plain_json(obj):
+        return None
+    try:
+        return _FAST.encode(obj).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return None  # a lone surrogate, or nesting too deep: the reference refuses it with its reason
+
+
+def plain_json(obj: Any) -> bool:
+    """True when ``obj`` holds only what ``fast_canonical_json`` encodes exactly like RFC 8785.
+
+    Exact types only: a ``str`` or ``int`` subclass (an enum) may encode differently in the two
+    implementations, and a parsed copy of the bytes would no longer be equal to the object in type.
+    """
+    stack = [obj]
+    pop, extend = stack.pop, stack.extend
+    budget = _MAX_NODES
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        budget -= 1
+        if budget < 0:
+            return False
+        if kind is dict:
+            for key in value:
+                # ASCII and BMP keys sort the same by code point and by UTF-16 code unit.
+                if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
+                    return False
+            extend(value.values())
+        elif kind is list:
+            extend(value)
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return False
+        else:
+            return False  # floats, tuples, subclasses and anything else: the reference path
+    return True
+
+
+def reference_canonical_json(obj: Any) -> bytes:
+    """``canonical_json`` by the reference implementation (``rfc8785``), for any value."""
     try:
         return rfc8785.dumps(obj)
     except rfc8785.IntegerDomainError:
@@ -40,28 +97,6 @@ def canonical_json(obj: Any) -> bytes:
             raise InvalidEntry(f"not representable as canonical JSON: {e}") from e
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
         raise InvalidEntry(f"not representable as canonical JSON: {e}") from e
-
-
-def _plain(obj: Any, depth: int) -> bool:
-    """True when ``obj`` holds only what the fast path encodes exactly like RFC 8785."""
-    if depth > 100:
-        return False
-    if obj is None or isinstance(obj, bool | str):
-        return True
-    if isinstance(obj, int):
-        return -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            # ASCII keys sort the same by code point and by UTF-16 code unit.
-            if not (isinstance(k, str) and k.isascii() and _plain(v, depth + 1)):
-                return False
-        return True
-    if isinstance(obj, list):
-        for v in obj:
-            if not _plain(v, depth + 1):
-                return False
-        return True
-    return False  # floats (ECMAScript number formatting), tuples, and anything else: the reference path
 
 
 def _as_doubles(obj: Any) -> Any:

@@ -29,7 +29,16 @@ class InvalidNote(AuditError):
 
 
 class AuditWriteError(AuditError):
-    """Entries could not be committed to the log; nothing of the failed batch was written."""
+    """Entries could not be committed to the log; nothing of the failed call was written.
+
+    ``writes_failed`` is True when the caller's own ``writes`` (``SqlAuditStore.append(...,
+    writes=...)``) raised: ``__cause__`` is what they raised, and neither they nor the entries were
+    committed. False when the log itself could not commit (``__cause__`` is the database's error).
+    """
+
+    def __init__(self, message: str, *, writes_failed: bool = False) -> None:
+        super().__init__(message)
+        self.writes_failed = writes_failed
 
 
 class EntryNotFound(AuditError, LookupError):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,8 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType, TypeEngine
 
-from audit._internal.canonical import canonical_json
-from audit._internal.columns import EntryColumns, extract, parse_time
+from audit._internal.canonical import fast_canonical_json, reference_canonical_json
+from audit._internal.columns import ENTRY_COLUMNS, extract_rows, parse_time
 from audit._internal.errors import (
     AuditWriteError,
     EntryNotFound,
@@ -150,8 +151,8 @@ class StoredCheckpoint:
 class AuditStore(Protocol):
     """The tamper-evident audit log as the gateway uses it."""
 
-    def append(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Durably log entries; returns their indexes once committed."""
+    def append(self, entries: Sequence[Mapping[str, Any]], *, writes: Writes | None = None) -> list[int]:
+        """Durably log entries (with the caller's ``writes`` in the same transaction); their indexes."""
         ...
 
     def size(self) -> int:
@@ -206,9 +207,13 @@ class AuditStore(Protocol):
 
 @dataclass(frozen=True)
 class _Prepared:
+    """An entry ready to be written: its leaf bytes and hash, and its search rows (without the index)."""
+
     leaf_data: bytes
     leaf_hash: bytes
-    columns: EntryColumns
+    values: tuple[Any, ...]  # ENTRY_COLUMNS, entry_time already bound for the dialect
+    agencies: list[tuple[str, str]]
+    subjects: list[str]
 
 
 @dataclass
@@ -220,19 +225,39 @@ class _Pending:
     """
 
     items: list[_Prepared]
+    writes: Writes | None = None
     indexes: list[int] | None = None
     error: BaseException | None = None
+    writes_failed: bool = False
     done: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
 
 
-def _prepare(entry: Mapping[str, Any]) -> _Prepared:
+def _prepare(entry: Mapping[str, Any], bind_time: Callable[[Any], Any] | None = None) -> _Prepared:
+    """Canonicalise, hash and extract one entry (in the caller's thread, outside the group commit)."""
     if not isinstance(entry, Mapping):
         raise InvalidEntry(f"an audit entry is a JSON object, not {type(entry).__name__}")
-    data = canonical_json(entry if isinstance(entry, dict) else dict(entry))
-    # Columns come from the canonical bytes, not the caller's object, so that the verifier, which
-    # only has the bytes, derives exactly the same columns (a tuple becomes a list, and so on).
-    return _Prepared(leaf_data=data, leaf_hash=leaf_hash(data), columns=extract(json.loads(data)))
+    data = fast_canonical_json(entry)
+    if data is not None:
+        # The fast path took only plain dicts, lists, strings, integers, booleans and None: a parse of
+        # the bytes gives back exactly this object, so the columns can come from it directly.
+        parsed: Mapping[str, Any] = entry
+    else:
+        data = reference_canonical_json(entry if isinstance(entry, dict) else dict(entry))
+        # Columns come from the canonical bytes, not the caller's object, so that the verifier, which
+        # only has the bytes, derives exactly the same columns (a tuple becomes a list, and so on).
+        parsed = json.loads(data)
+    values, agencies, subjects = extract_rows(parsed)
+    if bind_time is not None:
+        values = (*values[:5], bind_time(values[5]), *values[6:])
+    return _Prepared(data, leaf_hash(data), values, agencies, subjects)
+
+
+Writes = Callable[[Connection], object]
+"""The caller's own database writes, run by ``SqlAuditStore.append`` in the transaction of its entries."""
+
+
+_ENTRY_INSERT_COLUMNS = ("idx", "leaf_data", "leaf_hash", *ENTRY_COLUMNS)
 
 
 @dataclass
@@ -273,6 +298,14 @@ class SqlAuditStore:
         self._group = _GroupCommit()
         # The tree's right edge after our last commit; only the group-commit leader touches it.
         self._frontier: CompactRange | None = None
+        # SQLite stores a timestamp as text; bind it as the column type would, once, in the caller's
+        # thread (rows are inserted as plain tuples, without SQLAlchemy's per-row processing).
+        dialect = engine.dialect
+        self._bind_time: Callable[[Any], Any] | None = (
+            entries.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
+            if dialect.name == "sqlite"
+            else None
+        )
 
     @property
     def engine(self) -> Engine:
@@ -294,16 +327,29 @@ class SqlAuditStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
+    def append(self, entries: Sequence[Mapping[str, Any]], *, writes: Writes | None = None) -> list[int]:
         """Canonicalise and durably log ``entries``; returns their consecutive indexes after the commit.
 
         Concurrent callers are batched into one transaction (group commit); each gets its indexes only
         once that transaction has committed. If this raises, none of these entries were written:
         ``InvalidEntry`` before anything is queued, ``AuditWriteError`` when the commit failed.
+
+        ``writes``, if given, is called as ``writes(connection)`` inside the transaction that commits
+        these entries, while the log's write lock is held (``BEGIN IMMEDIATE`` on SQLite, the advisory
+        lock on PostgreSQL, so a read-modify-write in it is serialised across processes too). The
+        entries and whatever it wrote through ``connection`` commit together or not at all. It must
+        write only through that connection and must not commit, roll back or close it; it may be
+        called again when its batch is retried, so it should have no other side effects. When it
+        raises, only this call fails, with ``AuditWriteError`` whose ``__cause__`` is what it raised
+        (``writes_failed`` is True): the other callers in the same batch still commit (each caller's
+        writes run in a SAVEPOINT). Entries are required with ``writes``: every write is logged.
         """
         if not entries:
+            if writes is not None:
+                raise InvalidEntry("writes need at least one audit entry: every write is logged")
             return []
-        pending = _Pending(items=[_prepare(e) for e in entries])
+        bind_time = self._bind_time
+        pending = _Pending(items=[_prepare(e, bind_time) for e in entries], writes=writes)
         group = self._group
         with group.lock:
             group.queue.append(pending)
@@ -327,6 +373,11 @@ class SqlAuditStore:
                         group.queue[0].wake.set()
                     else:
                         group.leading = False
+        if pending.writes_failed:
+            raise AuditWriteError(
+                "the caller's writes failed; neither they nor the audit entries were committed",
+                writes_failed=True,
+            ) from pending.error
         if pending.error is not None or pending.indexes is None:
             raise AuditWriteError("the audit log could not commit the entries") from pending.error
         return pending.indexes
@@ -342,25 +393,54 @@ class SqlAuditStore:
         return batch
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
-        """Write one batch in one transaction; record the outcome on every call in it and wake them."""
+        """Write one batch in one transaction; record the outcome on every call in it and wake them.
+
+        When the batch fails as a whole (an insert, the commit, or a caller's writes that broke the
+        transaction beyond its savepoint), each of its calls is retried in a transaction of its own,
+        so that one call's failure is that call's alone.
+        """
         try:
-            assigned = self._write(batch)
-            for p, indexes in zip(batch, assigned, strict=True):
-                p.indexes = indexes
+            try:
+                self._write(batch)
+            except Exception as e:
+                if len(batch) == 1:
+                    raise
+                log.warning(
+                    "audit append of %d calls failed (%s); retrying each alone", len(batch), type(e).__name__
+                )
+                for p in batch:
+                    if p.done or p.writes_failed:
+                        continue
+                    try:
+                        self._write([p])
+                    except Exception as alone:
+                        log.exception("audit append of %d entries failed", len(p.items))
+                        p.error = alone
+                    finally:
+                        p.done = True
+                        p.wake.set()
         except Exception as e:
             log.exception("audit append of %d entries failed", sum(len(p.items) for p in batch))
             for p in batch:
-                p.error = e
+                if not p.done and not p.writes_failed:
+                    p.error = e
         except BaseException as e:
             for p in batch:
-                p.error = e
+                if not p.done:
+                    p.error = e
             raise
         finally:
             for p in batch:
                 p.done = True
                 p.wake.set()
 
-    def _write(self, batch: list[_Pending]) -> list[list[int]]:
+    def _write(self, batch: list[_Pending]) -> None:
+        """One transaction: the log's lock, each call's writes (in a savepoint), its entries, commit.
+
+        Sets ``indexes`` on the calls committed, and ``error`` with ``writes_failed`` on those whose
+        writes raised (their savepoint rolled back). Raises when the transaction as a whole failed: then
+        nothing of it was committed, and no call's outcome is set except ``writes_failed`` ones.
+        """
         with self._engine.connect() as conn:
             _lock_log(conn)
             size = _read_size(conn)
@@ -368,42 +448,91 @@ class SqlAuditStore:
             frontier = (
                 cached.copy() if cached is not None and cached.size == size else _load_frontier(conn, size)
             )
-            entry_rows: list[dict[str, Any]] = []
-            agency_rows: list[dict[str, Any]] = []
-            subject_rows: list[dict[str, Any]] = []
-            node_rows: list[dict[str, Any]] = []
+            live = batch if all(p.writes is None for p in batch) else self._run_writes(conn, batch)
+            entry_rows: list[tuple[Any, ...]] = []
+            agency_rows: list[tuple[Any, ...]] = []
+            subject_rows: list[tuple[Any, ...]] = []
+            node_rows: list[tuple[Any, ...]] = []
             assigned: list[list[int]] = []
-            for pending in batch:
+            append_leaf = frontier.append
+            for pending in live:
                 indexes = []
                 for item in pending.items:
                     index = frontier.size
-                    for level, node_index, h in frontier.append(item.leaf_hash):
-                        node_rows.append({"level": level, "idx": node_index, "hash": h})
-                    entry_rows.append(
-                        {
-                            "idx": index,
-                            "leaf_data": item.leaf_data,
-                            "leaf_hash": item.leaf_hash,
-                            **item.columns.row,
-                        }
-                    )
-                    agency_rows.extend(
-                        {"idx": index, "agency": a, "role": r} for a, r in sorted(item.columns.agencies)
-                    )
-                    subject_rows.extend({"idx": index, "pseudonym": s} for s in sorted(item.columns.subjects))
+                    for node in append_leaf(item.leaf_hash):
+                        node_rows.append(node)
+                    entry_rows.append((index, item.leaf_data, item.leaf_hash, *item.values))
+                    for agency, role in item.agencies:
+                        agency_rows.append((index, agency, role))
+                    for pseudonym in item.subjects:
+                        subject_rows.append((index, pseudonym))
                     indexes.append(index)
                 assigned.append(indexes)
-            for table, rows in (
-                (entries, entry_rows),
-                (entry_agencies, agency_rows),
-                (entry_subjects, subject_rows),
-                (nodes, node_rows),
-            ):
-                _insert_many(conn, table, rows)
-            conn.commit()
+            if entry_rows:
+                _insert_many(conn, entries, _ENTRY_INSERT_COLUMNS, entry_rows)
+                _insert_many(conn, entry_agencies, ("idx", "agency", "role"), agency_rows)
+                _insert_many(conn, entry_subjects, ("idx", "pseudonym"), subject_rows)
+                _insert_many(conn, nodes, ("level", "idx", "hash"), node_rows)
+            try:
+                conn.commit()
+            except Exception:
+                # The connection's state is unknown now (it may even still hold the log's lock in an
+                # open transaction): close it rather than give it back to the pool.
+                conn.invalidate()
+                # A commit that failed may still have landed (a connection lost during COMMIT on
+                # PostgreSQL): then retrying would log the entries twice. Ask the database.
+                if not entry_rows or not self._landed(size, [row[2] for row in entry_rows]):
+                    raise
+                log.warning("audit commit reported a failure but its %d entries are stored", len(entry_rows))
         # Only after the commit: a failed batch must not leave its leaves in our idea of the tree.
         self._frontier = frontier
-        return assigned
+        for p, indexes in zip(live, assigned, strict=True):
+            p.indexes = indexes
+            p.done = True
+
+    def _run_writes(self, conn: Connection, batch: list[_Pending]) -> list[_Pending]:
+        """Run each call's writes, each in a savepoint when others share the transaction; the calls left."""
+        live: list[_Pending] = []
+        for p in batch:
+            if p.writes is None:
+                live.append(p)
+                continue
+            if len(batch) == 1:
+                # Alone in its transaction: a failure rolls back the whole of it, no savepoint needed.
+                try:
+                    p.writes(conn)
+                except Exception as e:
+                    p.error, p.writes_failed = e, True
+                    raise
+                live.append(p)
+                continue
+            savepoint = conn.begin_nested()
+            try:
+                p.writes(conn)
+            except Exception as e:
+                # If the rollback itself fails (the database dropped the whole transaction), that
+                # propagates: the batch fails and every call is retried alone.
+                savepoint.rollback()
+                log.info("an audit append's writes failed (%s); its entries are left out", type(e).__name__)
+                p.error, p.writes_failed = e, True
+                continue
+            savepoint.commit()
+            live.append(p)
+        return live
+
+    def _landed(self, first: int, hashes: list[bytes]) -> bool:
+        """Whether entries ``first, first + 1, ...`` are stored with exactly these leaf hashes."""
+        try:
+            with self._engine.connect() as conn:
+                stored = conn.execute(
+                    select(entries.c.leaf_hash)
+                    .where(entries.c.idx >= first, entries.c.idx < first + len(hashes))
+                    .order_by(entries.c.idx)
+                ).scalars()
+                return [as_bytes(h) for h in stored] == hashes
+        except Exception:
+            log.warning("could not tell whether a failed audit commit landed", exc_info=True)
+            return False
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -748,22 +877,36 @@ def _parse_cursor(cursor: str | int | None) -> int:
     raise ValueError("not a search cursor")
 
 
-def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows in the current transaction; COPY on PostgreSQL with psycopg, executemany elsewhere."""
+def _insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in ``columns`` order) in the current transaction.
+
+    COPY on PostgreSQL with psycopg, one driver-level executemany on SQLite, Core elsewhere. The
+    values are already what the database stores (UTC, bytes, SQLite's timestamp text).
+    """
     if not rows:
         return
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    dialect = conn.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
         # psycopg's executemany sends one statement per row; COPY streams them, about five times
-        # faster, and the append lock is held for that long. Values are already UTC and bytes.
-        columns = list(rows[0])
+        # faster, and the append lock is held for that long.
         quoted = ", ".join(f'"{c}"' for c in columns)
-        target = f'"{table.name}" ({quoted})'
         dbapi: Any = conn.connection.dbapi_connection
-        with dbapi.cursor() as cur, cur.copy(f"COPY {target} FROM STDIN") as copy:
+        with dbapi.cursor() as cur, cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
             for row in rows:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row)
         return
-    conn.execute(insert(table), rows)
+    if dialect.name == "sqlite":
+        # Through the connection (so engine events see it), but without SQLAlchemy's per-row
+        # parameter processing, which cost more than the insert itself.
+        conn.exec_driver_sql(_sqlite_insert(table.name, tuple(columns)), rows)
+        return
+    conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
+    # Names are the schema's own constants, never input.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
 
 
 def log_size(engine: Engine) -> int:

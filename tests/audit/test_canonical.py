@@ -105,3 +105,61 @@ def test_the_fast_path_writes_the_reference_bytes(value: Any) -> None:
 )
 def test_escapes_and_key_order_match_the_reference(value: Any) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+# Exactly what the fast path takes: no floats, keys from the whole BMP (and some astral ones, which it
+# must leave to the reference), strings with controls, quotes and non-ASCII characters.
+_bmp_text = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)), max_size=8)
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text() | _bmp_text,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(
+            _bmp_text | st.text(max_size=4) | st.sampled_from(["a", "B", "\ue000"]), inner, max_size=6
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_values)
+def test_fast_canonical_json_is_rfc8785_byte_for_byte(value: Any) -> None:
+    from audit._internal.canonical import fast_canonical_json, plain_json
+
+    fast = fast_canonical_json(value)
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        assert fast is None  # a lone surrogate: refused by both, the reference says why
+        return
+    if fast is None:
+        # Left to the reference only for what it cannot order: keys beyond the BMP, or a surrogate.
+        assert not plain_json(value) or any(
+            "\ud800" <= c <= "\udfff" for c in json.dumps(value, ensure_ascii=False)
+        )
+        return
+    assert fast == expected
+    # The search columns are taken from the object itself on this path: it must be exactly what a
+    # parse of the bytes gives back (same values, same types), as the verifier only has the bytes.
+    assert json.loads(fast) == value
+
+
+def test_the_fast_path_leaves_floats_subclasses_and_astral_keys_to_the_reference() -> None:
+    import enum
+
+    from audit._internal.canonical import fast_canonical_json
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    class Name(str):
+        pass
+
+    for value in (1.0, {"a": [0.5]}, {"\U0001f600": 1}, [Colour.RED], {"k": Name("x")}, (1, 2), 2**53):
+        assert fast_canonical_json(value) is None
+    assert fast_canonical_json({"\ufb33": 1, "\u20ac": 2}) == '{"\u20ac":2,"\ufb33":1}'.encode()
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(InvalidEntry):
+        canonical_json(cyclic)
