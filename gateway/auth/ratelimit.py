@@ -16,6 +16,11 @@ Two kinds of budget:
 ``GATEWAY_RATE_LIMIT_STORAGE`` is ``memory://`` (one process) or ``redis://...`` (shared by replicas).
 When the storage cannot be reached the limiter fails closed: ``RateLimiterUnavailable``, a 503 with
 ``Retry-After``, rather than serving without limits.
+
+For ``memory://`` the windows are counted here (``InProcessWindows``), by the same rule as the
+``limits`` library's moving window, with a deque of call times per key behind one lock: a few
+microseconds a call, where ``limits``' memory storage takes tens and starts a timer thread every 10 ms
+to expire entries. Redis goes through ``limits``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +40,7 @@ import limits
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from limits.util import WindowStats
 
 from gateway.errors import DependencyUnavailable, GatewayError
 from gateway.settings import Settings
@@ -81,6 +89,68 @@ def burst_window(rate: limits.RateLimitItem, burst: int | None) -> limits.RateLi
     return limits.RateLimitItemPerSecond(burst, seconds)
 
 
+#: Seconds between two sweeps of ``InProcessWindows`` for keys whose window has emptied.
+SWEEP_INTERVAL: Final = 30.0
+
+
+class InProcessWindows:
+    """Moving windows in this process: the three calls of ``MovingWindowRateLimiter`` the gateway makes.
+
+    A key keeps the times of its calls within the window, newest last. ``hit`` admits a call when fewer
+    than ``item.amount`` calls lie within the last ``item.get_expiry()`` seconds, and records it;
+    ``test`` says whether it would; ``get_window_stats`` gives the time the oldest call leaves the
+    window and the calls left. Keys whose window has emptied are swept out now and then, so the memory
+    is bounded by the callers active in the last window.
+    """
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[int, deque[float]]] = {}  # key -> (its expiry, call times)
+        self._lock = threading.Lock()
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+
+    def _window(self, item: limits.RateLimitItem, identifiers: tuple[str, ...], now: float) -> deque[float]:
+        key = item.key_for(*identifiers)
+        expiry = item.get_expiry()
+        held = self._windows.get(key)
+        if held is None:
+            held = self._windows[key] = (expiry, deque())
+        window = held[1]
+        start = now - expiry
+        while window and window[0] < start:  # a call exactly ``expiry`` ago still counts, as in limits
+            window.popleft()
+        return window
+
+    def hit(self, item: limits.RateLimitItem, *identifiers: str) -> bool:
+        now = time.time()
+        with self._lock:
+            self._sweep_if_due()
+            window = self._window(item, identifiers, now)
+            if len(window) >= item.amount:
+                return False
+            window.append(now)
+            return True
+
+    def test(self, item: limits.RateLimitItem, *identifiers: str) -> bool:
+        with self._lock:
+            return len(self._window(item, identifiers, time.time())) < item.amount
+
+    def get_window_stats(self, item: limits.RateLimitItem, *identifiers: str) -> WindowStats:
+        now = time.time()
+        with self._lock:
+            window = self._window(item, identifiers, now)
+            reset = (window[0] if window else now) + item.get_expiry()
+            return WindowStats(reset, item.amount - len(window))
+
+    def _sweep_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        wall = time.time()
+        for key in [k for k, (expiry, w) in self._windows.items() if not w or w[-1] < wall - expiry]:
+            del self._windows[key]
+
+
 def _key(value: str) -> str:
     # Client ids and addresses reach the token endpoint unverified: a fixed-size digest keeps the
     # storage keys small and free of anything an attacker chose.
@@ -92,11 +162,16 @@ class RateLimits:
 
     def __init__(self, settings: Settings, on_refusal: Callable[[LimitKind], None] | None = None) -> None:
         uri = settings.rate_limit_storage
-        options: dict[str, float | str | bool] = {}
-        if uri.startswith(("redis://", "rediss://", "redis+unix://")):
-            options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
-        self._storage = storage_from_string(uri, wrap_exceptions=True, **options)
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._limiter: MovingWindowRateLimiter | InProcessWindows
+        if uri.startswith("memory://"):
+            self._storage = None
+            self._limiter = InProcessWindows()
+        else:
+            options: dict[str, float | str | bool] = {}
+            if uri.startswith(("redis://", "rediss://", "redis+unix://")):
+                options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+            self._storage = storage_from_string(uri, wrap_exceptions=True, **options)
+            self._limiter = MovingWindowRateLimiter(self._storage)
         self._per_client = burst_window(limits.parse(settings.rate_limit), settings.rate_burst)
         self._failures_per_client = limits.parse(settings.auth_failures_per_client)
         self._failures_per_address = limits.parse(settings.auth_failures_per_address)
@@ -107,6 +182,8 @@ class RateLimits:
 
     def problem(self) -> str | None:
         """``None`` when the storage answers, else what is wrong (for ``/readyz``)."""
+        if self._storage is None:
+            return None  # this process's memory
         return None if self._storage.check() else "storage unreachable"
 
     def admit(self, client_id: str) -> None:
