@@ -17,7 +17,7 @@ from sqlalchemy.orm import defer
 
 from connectors import ConnectorError, Delivery, FetchRequest
 from gateway.db import utcnow
-from gateway.errors import InvalidInput, NotFound, UpstreamFailed
+from gateway.errors import AuditUnavailable, InvalidInput, NotFound, UpstreamFailed
 from gateway.models import CaseRecord, Message
 from gateway.policy import USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
@@ -259,22 +259,27 @@ class ExchangeService:
         except ConnectorError as e:
             # The message waits in the inbox; the failed push is itself part of the trail.
             log.warning("push to %s failed: %s", delivery.recipient, type(e).__name__)
-            self.rt.audit_append(
-                [
-                    case_entry(
-                        ctx,
-                        case,
-                        type_="delivery",
-                        action="push",
-                        outcome="push_failed",
-                        recipient=delivery.recipient,
-                        information_type=delivery.information_type,
-                        purpose=delivery.purpose,
-                        refs={"messageId": delivery.message_id, "error": type(e).__name__},
-                        subjects=False,
-                    )
-                ]
-            )
+            try:
+                self.rt.audit_append(
+                    [
+                        case_entry(
+                            ctx,
+                            case,
+                            type_="delivery",
+                            action="push",
+                            outcome="push_failed",
+                            recipient=delivery.recipient,
+                            information_type=delivery.information_type,
+                            purpose=delivery.purpose,
+                            refs={"messageId": delivery.message_id, "error": type(e).__name__},
+                            subjects=False,
+                        )
+                    ]
+                )
+            except AuditUnavailable:
+                # The share is committed (its entries and messages): a 503 now would make a retrying
+                # sender deliver it twice. The message waits in the inbox; the answer says not pushed.
+                log.error("the failed push of message %s could not be logged", delivery.message_id)
             return False
 
     # -- inbox ----------------------------------------------------------------------------------------
