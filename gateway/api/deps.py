@@ -1,9 +1,11 @@
 """Dependencies as ``Annotated`` aliases, so routes read like a sentence.
 
 No ``from __future__ import annotations`` here: FastAPI must see the closure's ``Depends`` objects.
+They are ``async def`` because they only read attributes: FastAPI runs a plain ``def`` dependency in its
+thread pool, a hand-over to a thread and back on every request.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,13 +16,13 @@ from gateway.services.trail import CallContext
 from gateway.tracing import TraceContext, from_header
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The runtime of this app."""
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def get_trace(request: Request) -> TraceContext:
+async def get_trace(request: Request) -> TraceContext:
     """The trace context the middleware took from ``traceparent`` (or started)."""
     trace = getattr(request.state, "trace", None)
     return trace if isinstance(trace, TraceContext) else from_header(request.headers.get("traceparent"))
@@ -30,11 +32,11 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TraceDep = Annotated[TraceContext, Depends(get_trace)]
 
 
-def requires(*scopes: str) -> Callable[..., CallContext]:
+def requires(*scopes: str) -> Callable[..., Awaitable[CallContext]]:
     """A dependency admitting callers with any of ``scopes`` (401/403 otherwise), as a call context."""
     scoped = require_scope(*scopes)
 
-    def dependency(principal: Annotated[Principal, Depends(scoped)], trace: TraceDep) -> CallContext:
+    async def dependency(principal: Annotated[Principal, Depends(scoped)], trace: TraceDep) -> CallContext:
         return CallContext(principal=principal, trace=trace)
 
     return dependency
