@@ -3,11 +3,12 @@
     .venv/bin/python -m bench.share_http --profile /tmp/gw     # writes /tmp/gw.txt and prints this
     .venv/bin/python -m bench.profile_breakdown /tmp/gw.txt
 
-py-spy samples only threads that are running (not those waiting on a lock, a socket or a worker), in
-the gateway and its subprocesses (the policy workers), so the shares are shares of CPU time spent on
-the request path. Each sample goes to the first component in ``COMPONENTS`` that any frame of its
-stack matches: the order runs from the specific (the policy, the audit append) to the general (the
-HTTP server), so a database call made by the audit append counts as the audit append, not as SQL.
+py-spy samples only threads that hold the GIL (``--gil``), in the gateway and in its subprocesses (the
+policy workers), so the shares are shares of the CPU time the request path spends in Python. A sample
+goes to the component of the innermost frame of its stack that names one (``COMPONENTS``; where one
+frame names two, the first listed): a database call made by the audit append counts as the audit
+append, JSON parsed by the strict body check as that check, and the middleware, which every request's
+stack passes through, only for its own frames.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("policy: evaluation (regopy, worker processes)", ("_worker_main", "regopy")),
     ("policy: the gateway's side (input, IPC, decision)", ("gateway/policy/", "decide (gateway/runtime")),
+    ("policy input", ("gateway/services/policy_input",)),
     ("audit append (entries, group commit)", ("audit/", "audit_append", "make_entry")),
     ("deliver (message write, connector push)", ("_deliver", "connectors/")),
     ("case involvement update", ("_involve",)),
     ("case load", ("load (gateway/cases", "load (gateway/services/cases", "visible (gateway/")),
-    ("token check (verify, client lookup)", ("gateway/auth/tokens", "authenticate (gateway/auth")),
+    ("token check (verify, client lookup)", ("gateway/auth/tokens", "gateway/auth/clients", "joserfc/")),
     ("rate limiter", ("gateway/auth/ratelimit", "limits/")),
     ("strict body (size, strict JSON)", ("gateway/api/limits", "gateway/strictjson")),
     ("request validation (pydantic)", ("solve_dependencies", "request_body_to_args", "_validate")),
@@ -38,6 +40,15 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 OTHER = "other"
 
 
+def component(frames: list[str]) -> str:
+    """The component of the innermost frame (frames run from the root to the leaf) that names one."""
+    for frame in reversed(frames):
+        for name, patterns in COMPONENTS:
+            if any(p in frame for p in patterns):
+                return name
+    return OTHER
+
+
 def breakdown(text: str) -> tuple[int, dict[str, int]]:
     """Total samples and samples per component of py-spy's raw output."""
     counts: dict[str, int] = {name: 0 for name, _ in COMPONENTS}
@@ -49,12 +60,7 @@ def breakdown(text: str) -> tuple[int, dict[str, int]]:
             continue
         stack, n = m[1], int(m[2])
         total += n
-        for name, patterns in COMPONENTS:
-            if any(p in stack for p in patterns):
-                counts[name] += n
-                break
-        else:
-            counts[OTHER] += n
+        counts[component(stack.split(";"))] += n
     return total, counts
 
 

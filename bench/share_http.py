@@ -493,7 +493,17 @@ class Bench:
         pid = str(self.procs[1].pid)
         raw = out.with_suffix(".txt")
         seconds = str(self.args.duration)
-        common = ["--pid", pid, "--subprocesses", "--nonblocking", "--duration", seconds, "--rate", "250", "--gil"]
+        common = [
+            "--pid",
+            pid,
+            "--subprocesses",
+            "--nonblocking",
+            "--duration",
+            seconds,
+            "--rate",
+            "250",
+            "--gil",
+        ]
         for fmt, path, extra in (("raw", raw, ["--nolineno"]), ("flamegraph", out.with_suffix(".svg"), [])):
             spying = subprocess.Popen(
                 [spy, "record", *common, *extra, "--format", fmt, "--output", str(path)]
@@ -505,6 +515,34 @@ class Bench:
 
     def metrics(self) -> str:
         return httpx.get(f"{self.gw_url}/metrics", timeout=10).text
+
+
+TIMED = {
+    "policyDecision": "gateway_policy_decision_seconds",
+    "auditAppend": "gateway_audit_append_seconds",
+}
+
+
+def timings(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Count and total seconds of the gateway's timed steps (Prometheus histograms' _count and _sum)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, metric in TIMED.items():
+        found = {}
+        for part in ("count", "sum"):
+            m = re.search(rf"^{metric}_{part} (\S+)$", metrics_text, re.M)
+            found[part] = float(m[1]) if m else 0.0
+        out[name] = found
+    return out
+
+
+def timing_delta(after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per timed step over the measured rounds: how many, and the mean milliseconds of one."""
+    out: dict[str, Any] = {}
+    for name in after:
+        count = after[name]["count"] - before[name]["count"]
+        total = after[name]["sum"] - before[name]["sum"]
+        out[name] = {"count": int(count), "meanMs": 1000 * total / count if count else None}
+    return out
 
 
 def cache_rates(
@@ -614,13 +652,20 @@ def main() -> None:
             if args.warmup:
                 for url in sides.values():
                     bench.wrk(url, requests_file, args.warmup)
-            before = cache_rates(bench.metrics())
+            scraped = bench.metrics()
+            before, timed_before = cache_rates(scraped), timings(scraped)
+            if args.workers > 1:
+                # /metrics is one worker's, and the next scrape may reach the other: no differences then;
+                # the figures are that worker's since it started, set-up and warm-up included.
+                before, timed_before = {}, timings("")
             # Taking turns, so that a machine busy with something else weighs on both sides alike.
             measured: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
             for _ in range(args.rounds):
                 for side, url in sides.items():
                     measured[side].append(bench.wrk(url, requests_file, args.duration))
-            caches = cache_rates(bench.metrics(), before)
+            scraped = bench.metrics()
+            caches = cache_rates(scraped, before)
+            steps = timing_delta(timings(scraped), timed_before)
             runs = {side: combine(rounds) for side, rounds in measured.items()}
             if args.profile:
                 bench.profile(args.profile, requests_file)
@@ -657,6 +702,10 @@ def main() -> None:
         print(f"cache {name}: hit rate {c['hitRate']:.4f} ({c['hits']:.0f} hits, {c['misses']:.0f} misses)")
     if not caches:
         print("caches: none counted in /metrics")
+    for name, step in steps.items():
+        if step["count"]:
+            per = step["count"] / gw["requests"]
+            print(f"{name}: {step['count']} ({per:.2f} a request), mean {step['meanMs']:.2f} ms")
     bad = failures(base) + failures(gw)
     result = {
         "bench": "share_http",
@@ -679,6 +728,7 @@ def main() -> None:
         "ratio": ratio,
         "targets": {"ratio": 0.25, "p99Ms": 150},
         "caches": caches,
+        "gatewaySteps": steps,
         "failed": bad,
     }
     if not args.no_save:
