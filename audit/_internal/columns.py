@@ -101,11 +101,13 @@ _TYPE_LIMIT, _CASE_LIMIT, _PURPOSE_LIMIT, _INFO_LIMIT, _TRACE_LIMIT, _CLIENT_LIM
 
 
 def extract_values(entry: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The values of ``ENTRY_COLUMNS`` for an entry: ``extract(entry).row`` as a tuple, but faster.
+    """The values of ``ENTRY_COLUMNS`` for an entry: ``extract(entry).row`` as a tuple, but faster."""
+    return _values(entry, _counterparts(entry))
 
-    The hot path of every append and of the verifier, so written out rather than looped: the same
-    rules as the field table above (a string that fits its column, else NULL).
-    """
+
+def _values(entry: Mapping[str, Any], counterparts: list[str]) -> tuple[Any, ...]:
+    # The hot path of every append and of the verifier, so written out rather than looped: the same
+    # rules for every field (a string that fits its column, else NULL).
     get = entry.get
     actor = get("actor")
     if isinstance(actor, Mapping):
@@ -113,7 +115,6 @@ def extract_values(entry: Mapping[str, Any]) -> tuple[Any, ...]:
         actor_client = _text(actor.get("clientId"), _CLIENT_LIMIT)
     else:
         actor_agency, actor_client = _text(actor, _AGENCY_LIMIT), None
-    counterparts = _counterparts(entry)
     return (
         _text(get("type"), _TYPE_LIMIT),
         _text(get("caseId"), _CASE_LIMIT),
@@ -162,8 +163,9 @@ def _subjects(entry: Mapping[str, Any]) -> set[str]:
 
 def extract_rows(entry: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
     """``extract`` as the store writes it: the column values, then the sorted agency and subject rows."""
-    values = extract_values(entry)
-    agencies = {(a, COUNTERPART) for a in _counterparts(entry)}
+    counterparts = _counterparts(entry)
+    values = _values(entry, counterparts)
+    agencies = {(a, COUNTERPART) for a in counterparts}
     if values[6] is not None:
         agencies.add((values[6], ACTOR))
     return values, sorted(agencies), sorted(_subjects(entry))

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
-from audit._internal.columns import extract_from_leaf
+from audit._internal.columns import ENTRY_COLUMNS, extract_rows
 from audit._internal.errors import InvalidNote
 from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, leaf_hash, verify_consistency
 from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
@@ -213,50 +213,67 @@ def _check_batch(
     # Raw values: on SQLite a column holds whatever was written to it, and a type's result processing
     # (a timestamp parser, say) would raise on garbage before any check could name the entry.
     rows = conn.execute(
-        select(*(raw(c).label(c.name) for c in entries.c))
+        select(entries.c.idx, raw(entries.c.leaf_data), raw(entries.c.leaf_hash), *_RAW_COLUMNS)
         .where(entries.c.idx >= low, entries.c.idx < high)
         .order_by(entries.c.idx)
-    )
-    agencies: dict[int, set[tuple[str, str]]] = {}
-    for r in conn.execute(
-        select(entry_agencies).where(entry_agencies.c.idx >= low, entry_agencies.c.idx < high)
+    ).all()
+    agencies: dict[int, set[tuple[Any, Any]]] = {}
+    for idx, agency, role in conn.execute(
+        select(entry_agencies.c.idx, raw(entry_agencies.c.agency), raw(entry_agencies.c.role)).where(
+            entry_agencies.c.idx >= low, entry_agencies.c.idx < high
+        )
     ):
-        agencies.setdefault(r.idx, set()).add((r.agency, r.role))
-    subjects: dict[int, set[str]] = {}
-    for r in conn.execute(
-        select(entry_subjects).where(entry_subjects.c.idx >= low, entry_subjects.c.idx < high)
+        agencies.setdefault(idx, set()).add((agency, role))
+    subjects: dict[int, set[Any]] = {}
+    for idx, pseudonym in conn.execute(
+        select(entry_subjects.c.idx, raw(entry_subjects.c.pseudonym)).where(
+            entry_subjects.c.idx >= low, entry_subjects.c.idx < high
+        )
     ):
-        subjects.setdefault(r.idx, set()).add(r.pseudonym)
+        subjects.setdefault(idx, set()).add(pseudonym)
 
+    stored_as = _stored_form(conn)
+    no_agencies: set[tuple[Any, Any]] = set()
+    no_subjects: set[Any] = set()
     produced: list[tuple[int, int, bytes]] = []
+    append = frontier.append
     for row in rows:
         index = frontier.size
-        if row.idx != index:
-            findings.add(index, f"entry {index} is missing (the next stored entry is {row.idx})")
+        if row[0] != index:
+            findings.add(index, f"entry {index} is missing (the next stored entry is {row[0]})")
             return True, produced
-        data, stored_hash = as_bytes(row.leaf_data), as_bytes(row.leaf_hash)
+        data, stored_hash = as_bytes(row[1]), as_bytes(row[2])
         if data is None or stored_hash is None:
-            column, value = ("leaf_data", row.leaf_data) if data is None else ("leaf_hash", row.leaf_hash)
+            column, value = ("leaf_data", row[1]) if data is None else ("leaf_hash", row[2])
             findings.add(index, f"entry {index}: its {column} is {_kind(value)}, not bytes")
             return True, produced
         h = leaf_hash(data)
         if h != stored_hash:
             findings.add(index, f"entry {index}: its stored leaf hash does not match its data")
             return True, produced
-        derived = extract_from_leaf(data)
-        wrong = sorted(
-            col for col, value in derived.row.items() if not _same(conn, col, row._mapping[col], value)
-        )
-        if derived.agencies != agencies.get(index, set()):
+        values, derived_agencies, derived_subjects = _derive(data)
+        stored = row[3:]
+        # Fast path: the stored values are exactly what the store writes for these columns. Anything
+        # else is decided by the column types' own decoding, which names the wrong columns.
+        expected = stored_as(values)
+        if stored != expected or not all(map(_same_kind, stored, expected)):
+            wrong = sorted(
+                col
+                for col, stored_value, value in zip(ENTRY_COLUMNS, stored, values, strict=True)
+                if not _same(conn, col, stored_value, value)
+            )
+        else:
+            wrong = []
+        if set(derived_agencies) != agencies.get(index, no_agencies):
             wrong.append("agencies")
-        if derived.subjects != subjects.get(index, set()):
+        if set(derived_subjects) != subjects.get(index, no_subjects):
             wrong.append("subjects")
         if wrong:
             findings.add(
                 index, f"entry {index}: its search columns ({', '.join(wrong)}) do not match its data"
             )
             return True, produced
-        produced.extend(frontier.append(h))
+        produced.extend(append(h))
         if frontier.size in wanted:
             roots_at[frontier.size] = frontier.root()
     if frontier.size < high:
@@ -264,6 +281,32 @@ def _check_batch(
         findings.add(frontier.size, f"entry {frontier.size} is missing")
         return True, produced
     return False, produced
+
+
+_RAW_COLUMNS = [raw(entries.c[c]).label(c) for c in ENTRY_COLUMNS]
+_TIME = ENTRY_COLUMNS.index("entry_time")
+
+
+def _derive(data: bytes) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
+    """The search rows a leaf's bytes give (none for a leaf that is not a JSON object)."""
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        parsed = None
+    return extract_rows(parsed if isinstance(parsed, dict) else {})
+
+
+def _stored_form(conn: Connection) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Derived column values as the driver returns them raw: on SQLite a timestamp is text."""
+    dialect = conn.dialect
+    bind = entries.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "sqlite" or bind is None:
+        return lambda values: values
+    return lambda values: (*values[:_TIME], bind(values[_TIME]), *values[_TIME + 1 :])
+
+
+def _same_kind(stored: Any, derived: Any) -> bool:
+    return type(stored) is type(derived)
 
 
 def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findings: _Findings) -> bool:
