@@ -632,6 +632,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bench = Bench(args, tmp)
@@ -682,6 +683,9 @@ def main() -> None:
         f"{traffic['purposes']} purposes; recipients allowed/refused in the pool "
         f"{traffic['recipientResults']['allowed']}/{traffic['recipientResults']['refused']}"
     )
+    print(
+        f"load average (1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
+    )
     print(f"{'':<10} {'req/s':>9} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8}  answers")
     for side, r in runs.items():
         lat = r["latencyUs"]
@@ -710,7 +714,8 @@ def main() -> None:
     result = {
         "bench": "share_http",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        # Other work on the machine weighs on both sides (they take turns) but not necessarily alike.
+        "machine": machine() | {"loadAverage": {"before": load_before, "after": os.getloadavg()}},
         "settings": {
             "workers": args.workers,
             "connections": args.connections,
