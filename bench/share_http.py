@@ -683,9 +683,8 @@ def main() -> None:
         f"{traffic['purposes']} purposes; recipients allowed/refused in the pool "
         f"{traffic['recipientResults']['allowed']}/{traffic['recipientResults']['refused']}"
     )
-    print(
-        f"load average (1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
-    )
+    after = os.getloadavg()[0]
+    print(f"load average (1 min) {load_before[0]:.1f} before, {after:.1f} after, {os.cpu_count()} cores")
     print(f"{'':<10} {'req/s':>9} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8}  answers")
     for side, r in runs.items():
         lat = r["latencyUs"]
