@@ -14,6 +14,7 @@ from typing import Any
 
 import regopy
 
+from gateway.policy._cache import DEFAULT_SIZE, DecisionCache
 from gateway.policy._decision import (
     ENGINE_ERROR,
     ENGINE_TIMEOUT,
@@ -23,6 +24,7 @@ from gateway.policy._decision import (
     Decision,
     MalformedDecision,
 )
+from gateway.policy._render import Templates, load_templates
 from gateway.policy._source import (
     ENTRYPOINT,
     PolicyCompileError,
@@ -52,13 +54,14 @@ def new_interpreter() -> Any:
 
 
 def input_term(value: Any) -> str:
-    """``value`` as the JSON text regopy parses.
+    """``value`` as the JSON text regopy parses: canonical (keys sorted, no spaces), so it is also the
+    decision cache's key.
 
     regopy 1.5.2's ``Input(obj)`` stores Python strings unescaped, so a ``"`` or ``\\`` in any input
     string corrupts the engine's JSON output; and ``\\uXXXX`` escapes are not decoded before comparison.
     Handing over UTF-8 JSON text avoids both. Raises ``TypeError``/``ValueError`` for non-JSON values.
     """
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class CompiledPolicy:
     interpreter: Any
     bundle: Any
     loaded_at: dt.datetime
+    templates: Templates
+    """data.json's message templates, checked at load: the policy's reasons are rendered with them."""
 
     @property
     def revision(self) -> str:
@@ -96,6 +101,7 @@ def compile_source(source: PolicySource) -> CompiledPolicy:
     if refused:
         raise PolicyCompileError(f"{refused[0]['field']}: {refused[0]['message']}", errors=refused)
     modules = source.policy_modules
+    templates = load_templates(source.facts, modules)
     interp = new_interpreter()
     try:
         for name, text in sorted(modules.items()):
@@ -109,7 +115,7 @@ def compile_source(source: PolicySource) -> CompiledPolicy:
         raise PolicyCompileError(
             "the bundle did not build", errors=[{"field": ENTRYPOINT, "message": "no bundle"}]
         )
-    compiled = CompiledPolicy(source, interp, bundle, dt.datetime.now(dt.UTC))
+    compiled = CompiledPolicy(source, interp, bundle, dt.datetime.now(dt.UTC), templates)
     _probe(compiled, modules)
     return compiled
 
@@ -119,12 +125,12 @@ def _probe(compiled: CompiledPolicy, modules: dict[str, str]) -> None:
     try:
         text = compiled.evaluate("{}")
         result = json.loads(text)["expressions"][0]
-        decision = Decision.from_result(result, compiled.revision, {})
+        decision = Decision.from_result(compiled.templates.result(result), compiled.revision, {})
     except regopy.RegoError as e:
         errors = rego_errors(str(e), modules)
         message = f"evaluating {ENTRYPOINT} failed: {errors[0]['message']}"
         raise PolicyCompileError(message, errors=errors) from e
-    except (ValueError, KeyError, IndexError, TypeError) as e:
+    except (ValueError, KeyError, IndexError, TypeError, MalformedDecision) as e:
         raise PolicyCompileError(
             f"{ENTRYPOINT} gives no well-formed decision for an empty input",
             errors=[{"field": ENTRYPOINT, "message": f"undefined or malformed: {e}"}],
@@ -152,6 +158,10 @@ class EmbeddedEngine:
     The parent compiles and probes the revision too: compile errors name file and line, and `facts`
     and `info` need no worker. To change revision, build a new engine, swap it in and `close` the old
     one (the gateway's reload does). `close` stops the workers; a decision after it fails closed.
+
+    Decisions are cached by input (``cache_size`` entries, least recently used out; 0 for none): the
+    same input under the same revision is the same decision, answered without the engine
+    (`gateway.policy._cache`). ``cache.stats()`` says how often that happened.
     """
 
     name = "embedded"
@@ -162,6 +172,7 @@ class EmbeddedEngine:
         *,
         pool_size: int | None = None,
         timeout: float | None = DECISION_TIMEOUT_SECONDS,
+        cache_size: int = DEFAULT_SIZE,
     ) -> None:
         # A PolicySource is a snapshot already read (the reload compiles and tests the same bytes).
         source = policy if isinstance(policy, PolicySource) else read_policy(policy)
@@ -176,6 +187,9 @@ class EmbeddedEngine:
         self._pool: queue.Queue[CompiledPolicy] = queue.Queue()
         self._pool.put(self._compiled)
         self._workers: WorkerPool | None = None
+        # Decisions of this revision by input (gateway.policy._cache); 0 turns the cache off.
+        self.cache = DecisionCache(self._compiled.revision, cache_size) if cache_size > 0 else None
+        self._closed = False
         if timeout is None:
             for _ in range(size - 1):
                 # Same source, so the same revision: what was hashed is what every interpreter runs.
@@ -200,6 +214,10 @@ class EmbeddedEngine:
             term = input_term(policy_input)
         except (TypeError, ValueError):
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
+        cached = self.cache.get(term) if self.cache is not None and not self._closed else None
+        if cached is not None:
+            # The same text parsed into a decision before; every hit gets its own Decision.
+            return self._decision(json.loads(cached)["expressions"][0], policy_input)
         try:
             text = self._run(term)
         except WorkerTimeout as e:
@@ -224,11 +242,18 @@ class EmbeddedEngine:
             log.error("policy decision undefined for action %r", _action(policy_input))
             return Decision.fail_closed(UNDEFINED_DECISION, revision, policy_input)
         try:
-            result = json.loads(text)["expressions"][0]
-            return Decision.from_result(result, revision, policy_input)
+            decision = self._decision(json.loads(text)["expressions"][0], policy_input)
         except (ValueError, KeyError, IndexError, TypeError, MalformedDecision) as e:
             log.error("malformed policy decision for action %r: %s", _action(policy_input), e)
             return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)
+        if self.cache is not None:
+            self.cache.put(term, text)
+        return decision
+
+    def _decision(self, result: Any, policy_input: Any) -> Decision:
+        """The policy's result with its reasons rendered, checked; raises `MalformedDecision`."""
+        compiled = self._compiled
+        return Decision.from_result(compiled.templates.result(result), compiled.revision, policy_input)
 
     def _run(self, term: str) -> str:
         """The output text: from a worker within the deadline, or here when unbounded."""
@@ -268,6 +293,9 @@ class EmbeddedEngine:
 
     def close(self) -> None:
         """Stop the workers (killed, reaped, not replaced); decisions after this fail closed."""
+        self._closed = True
+        if self.cache is not None:
+            self.cache.clear()
         if self._workers is not None:
             self._workers.close()
 

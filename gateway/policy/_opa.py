@@ -36,6 +36,7 @@ from gateway.policy._decision import (
     Decision,
     MalformedDecision,
 )
+from gateway.policy._render import load_templates
 from gateway.policy._source import DATA_FILE, ENTRYPOINT, PolicyCompileError, PolicySource, read_policy
 
 log = logging.getLogger("gateway.policy")
@@ -78,6 +79,8 @@ class OpaEngine:
         ``wait`` is how long to wait for OPA's ``/health`` first (a sidecar may start after the gateway).
         """
         self._source = policy_dir if isinstance(policy_dir, PolicySource) else read_policy(policy_dir)
+        # The templates are checked before anything is uploaded: a bad data.json never reaches OPA.
+        self._templates = load_templates(self._source.facts, self._source.policy_modules)
         self.opa_url = opa_url.rstrip("/")
         self.timeout = timeout
         self.upload = upload
@@ -150,7 +153,7 @@ class OpaEngine:
             log.error("policy decision undefined in OPA for action %r", _action(policy_input))
             return Decision.fail_closed(UNDEFINED_DECISION, revision, policy_input)
         try:
-            return Decision.from_result(answer["result"], revision, policy_input)
+            return Decision.from_result(self._templates.result(answer["result"]), revision, policy_input)
         except MalformedDecision as e:
             log.error("malformed policy decision from OPA for action %r: %s", _action(policy_input), e)
             return Decision.fail_closed(MALFORMED_DECISION, revision, policy_input)

@@ -84,12 +84,13 @@ _row_allows(c, type, sender, receiver) if {
 \tpart.fields == sort(row.fields)
 }
 
-# Refused, nothing delivered, and the reason names the rule (c[5] is the expected code).
+# Refused, nothing delivered, and a reason names the rule (c[5] is the expected code; a reason names
+# its message template, whose entry in data.json names the code).
 _row_refuses(c, type, sender, receiver) if {
 \tpart := _row_decide(c, type, sender, receiver).recipients[receiver]
 \tpart.allowed == false
 \tpart.fields == []
-\tc[5] in {r.code | some r in part.reasons}
+\tc[5] in {data.veiligdelen.facts.messages[r.template].code | some r in part.reasons}
 }
 """
 

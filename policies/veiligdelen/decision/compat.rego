@@ -1,0 +1,34 @@
+# METADATA
+# title: Engine compatibility
+# description: >-
+#   Every place where the way the policy is written is forced by an engine rather than by the
+#   rules: regopy 1.5.2 (rego-cpp, the embedded engine) differs from OPA in a few ways, and the
+#   policy must decide alike in both (tests/policy/test_golden.py, test_opa_parity.py). The
+#   helpers live here; the coding patterns are listed so a reader knows why the other files look
+#   the way they do.
+#
+#   Patterns (used in the other files, not helpers):
+#   - `with` recompiles every rule a tested rule depends on, once per reference (exponential in
+#     shared rules), and `with input as {...}` crashes the process: so the decision is a function,
+#     decide(inp), and tests call it with a literal input (the test runner refuses `with input as`).
+#   - Calls are not cached within a query: each value is computed once and passed on (the
+#     context), never recomputed by calling the function again.
+#   - A call in an object comprehension's value that takes variables of the enclosing function is
+#     miscomputed: bind the value in the comprehension's body (exchange.rego, allowed_results).
+#   - OPA raises where regopy is undefined (concat over a non-string): malformed input is filtered
+#     before any rule reads it (context.rego, _valid_origins).
+#
+#   Rendering and ordering reasons happen in the gateway, so the old workarounds for sprintf
+#   (regopy quotes some string arguments) and for ordering by rank (regopy compares numbers by
+#   their JSON text) are gone.
+package veiligdelen.decision
+
+# sort() of a set returns a set in regopy 1.5.2 (an array in OPA): sort an array so both agree.
+_sorted(s) := sort([x | some x in s])
+
+# Legal bases joined in one order in both engines: regopy compares strings by their JSON text, so
+# it orders "Wmo e en f" before "Wmo e" (the space sorts before the closing quote) and OPA after.
+# With "~" appended no basis is a prefix of another, and both engines agree.
+_joined_or_null(bases) := concat(" | ", [b | some pair in _sorted({[concat("", [x, "~"]), x] | some x in bases}); b := pair[1]]) if {
+	count(bases) > 0
+} else := null
