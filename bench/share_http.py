@@ -76,7 +76,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
