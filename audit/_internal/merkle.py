@@ -69,6 +69,29 @@ class CompactRange:
         """An independent copy (the store appends to a copy and keeps it only after the commit)."""
         return CompactRange(self._size, self._hashes)
 
+    def hashes(self) -> list[bytes]:
+        """The perfect subtrees' hashes, largest first (a copy)."""
+        return list(self._hashes)
+
+    def append_subtree(self, level: int, subtree: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the hash of a perfect subtree of ``2**level`` leaves; the size must be a multiple of that.
+
+        Returns the new perfect nodes above ``level``. ``append`` is the case ``level == 0``.
+        """
+        if self._size & ((1 << level) - 1):
+            raise ValueError(f"a subtree of level {level} cannot start at leaf {self._size}")
+        self._hashes.append(subtree)
+        self._size += 1 << level
+        created: list[tuple[int, int, bytes]] = []
+        while (self._size >> level) & 1 == 0:
+            right = self._hashes.pop()
+            left = self._hashes.pop()
+            level += 1
+            merged = node_hash(left, right)
+            self._hashes.append(merged)
+            created.append((level, (self._size >> level) - 1, merged))
+        return created
+
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         """Add one leaf hash; returns the new perfect nodes ``(level, index, hash)`` of level >= 1."""
         self._hashes.append(leaf)
@@ -87,10 +110,10 @@ class CompactRange:
 
     def root(self) -> bytes:
         """The RFC 6962 root of ``[0, size)``."""
-        return _fold(self._hashes) if self._hashes else EMPTY_ROOT
+        return fold(self._hashes) if self._hashes else EMPTY_ROOT
 
 
-def _fold(hashes: Sequence[bytes]) -> bytes:
+def fold(hashes: Sequence[bytes]) -> bytes:
     """Hash a run of perfect subtrees (largest first) into the RFC 6962 hash of their union."""
     acc = hashes[-1]
     for h in reversed(hashes[:-1]):
@@ -174,7 +197,7 @@ def hashes_for_ranges(ranges: Sequence[tuple[int, int]], read: NodeReader) -> li
     decomposed = [range_nodes(s, e) for s, e in ranges]
     wanted = {key for keys in decomposed for key in keys}
     found = read(wanted) if wanted else {}
-    return [_fold([found[key] for key in keys]) for keys in decomposed]
+    return [fold([found[key] for key in keys]) for keys in decomposed]
 
 
 def _memory_reader(leaf_hashes: Sequence[bytes]) -> NodeReader:

@@ -6,7 +6,10 @@ import base64
 import binascii
 import datetime as dt
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +17,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from audit._internal.columns import ENTRY_COLUMNS, extract_rows
 from audit._internal.errors import InvalidNote
-from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, leaf_hash, verify_consistency
+from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, fold, leaf_hash, verify_consistency
 from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
 from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
 from audit._internal.store import LogEntry, SqlAuditStore, _read_size, as_bytes, decode, raw
@@ -86,8 +89,9 @@ def verify_log(
     verifier_key: VerifierKeys,
     *,
     trusted_checkpoints: Iterable[str] = (),
-    batch_size: int = 2000,
+    batch_size: int = 5000,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> VerifyResult:
     """Check the stored log from its leaf bytes up, and against every checkpoint it signed.
 
@@ -97,6 +101,12 @@ def verify_log(
     or in ``trusted_checkpoints`` (notes kept outside the database, e.g. by a witness), carries a valid
     signature and signs the recomputed root at its size. Only those outside checkpoints catch a log that
     was rewritten together with its stored checkpoints.
+
+    A large log is checked by ``workers`` processes (default: one per CPU, for logs of at least two
+    chunks of ``2**16`` entries; 1 checks in this process), each taking aligned chunks of the log and
+    returning the hashes the tree needs from them; this process combines them in order and makes the
+    same checks, with the same verdict, as a single process would. Processes are started by fork:
+    call it from a program that has no other threads running (the command line does).
     """
     engine = source.engine if isinstance(source, SqlAuditStore) else source
     verifiers = _verifiers(verifier_key)
@@ -155,18 +165,27 @@ def verify_log(
 
     wanted = {s for s, _, _ in claims}
     roots_at: dict[int, bytes] = {0: EMPTY_ROOT}
-    frontier = CompactRange()
-    stopped = False
-    low = 0
-    while low < size and not stopped:
-        high = min(low + batch_size, size)
-        with engine.connect() as conn:
-            bad_entry, produced = _check_batch(conn, low, high, frontier, wanted, roots_at, findings)
-            bad_node = _check_nodes(conn, produced, findings)
-        stopped = bad_entry or bad_node
-        low = high
-        if progress is not None:
-            progress(frontier.size)
+    processes = _processes(workers, size)
+    if processes > 1:
+        frontier, stopped = _check_parallel(
+            engine, size, processes, batch_size, wanted, roots_at, findings, progress
+        )
+    else:
+        frontier, stopped = CompactRange(), False
+
+        def record(at: int, fr: CompactRange) -> None:
+            roots_at[at] = fr.root()
+
+        low = 0
+        while low < size and not stopped:
+            high = min(low + batch_size, size)
+            with engine.connect() as conn:
+                bad_entry, produced = _check_batch(conn, low, high, frontier, wanted, record, findings)
+                bad_node = _check_nodes(conn, produced, findings)
+            stopped = bad_entry or bad_node
+            low = high
+            if progress is not None:
+                progress(frontier.size)
 
     verified = frontier.size
     if not stopped and node_count != size - size.bit_count():
@@ -206,10 +225,16 @@ def _check_batch(
     high: int,
     frontier: CompactRange,
     wanted: set[int],
-    roots_at: dict[int, bytes],
+    record: Callable[[int, CompactRange], None],
     findings: _Findings,
+    base: int = 0,
 ) -> tuple[bool, list[tuple[int, int, bytes]]]:
-    """Check entries ``[low, high)``; extend ``frontier``. Returns (stopped at a bad entry, new nodes)."""
+    """Check entries ``[low, high)``; extend ``frontier``. Returns (stopped at a bad entry, new nodes).
+
+    ``frontier`` covers the leaves from ``base`` on (0 for the whole log, a chunk's start for a
+    worker); ``record(size, frontier)`` is called at each size in ``wanted``. New nodes are returned
+    as ``frontier`` numbers them (relative to ``base``).
+    """
     # Raw values: on SQLite a column holds whatever was written to it, and a type's result processing
     # (a timestamp parser, say) would raise on garbage before any check could name the entry.
     rows = conn.execute(
@@ -238,7 +263,7 @@ def _check_batch(
     produced: list[tuple[int, int, bytes]] = []
     append = frontier.append
     for row in rows:
-        index = frontier.size
+        index = base + frontier.size
         if row[0] != index:
             findings.add(index, f"entry {index} is missing (the next stored entry is {row[0]})")
             return True, produced
@@ -274,11 +299,15 @@ def _check_batch(
             )
             return True, produced
         produced.extend(append(h))
-        if frontier.size in wanted:
-            roots_at[frontier.size] = frontier.root()
-    if frontier.size < high:
-        # Rows stop short of the batch end although the log goes on: the rest are missing.
-        findings.add(frontier.size, f"entry {frontier.size} is missing")
+        if base + frontier.size in wanted:
+            record(base + frontier.size, frontier)
+    if base + frontier.size < high:
+        # Rows stop short of the batch end although the log goes on: the rest are missing. Name the
+        # next stored entry as when it falls within the batch, wherever the batch happens to end.
+        missing = base + frontier.size
+        after = conn.execute(select(func.min(entries.c.idx)).where(entries.c.idx > missing)).scalar()
+        next_one = "" if after is None else f" (the next stored entry is {after})"
+        findings.add(missing, f"entry {missing} is missing{next_one}")
         return True, produced
     return False, produced
 
@@ -307,6 +336,110 @@ def _stored_form(conn: Connection) -> Callable[[tuple[Any, ...]], tuple[Any, ...
 
 def _same_kind(stored: Any, derived: Any) -> bool:
     return type(stored) is type(derived)
+
+
+_CHUNK_LEVEL = 16
+"""A worker checks chunks of ``2**_CHUNK_LEVEL`` entries, aligned so that each full chunk is one
+perfect subtree of the log's tree."""
+
+_forked_engine: Engine | None = None
+
+
+def _processes(workers: int | None, size: int) -> int:
+    if workers is None:
+        if size < 2 << _CHUNK_LEVEL:
+            return 1
+        workers = min(os.cpu_count() or 1, 8)
+    return max(1, min(workers, -(-size >> _CHUNK_LEVEL) if size else 1))
+
+
+@dataclass(frozen=True)
+class _ChunkResult:
+    stopped: bool
+    checked: int  # entries of the chunk that verify, from its start
+    findings: list[tuple[int | None, str]]
+    ranges: dict[int, list[bytes]]  # for each wanted size in the chunk: the chunk's subtrees up to it
+    end: list[bytes]  # the chunk's subtrees up to ``checked``
+
+
+def _init_worker() -> None:
+    # The parent's pooled connections are the parent's: a forked child must not use or close them.
+    if _forked_engine is not None:
+        _forked_engine.dispose(close=False)
+
+
+def _check_chunk(lo: int, hi: int, wanted: list[int], batch_size: int) -> _ChunkResult:
+    """In a worker: check entries ``[lo, hi)`` (``lo`` aligned to the chunk size) as the serial loop does."""
+    engine = _forked_engine
+    if engine is None:
+        raise RuntimeError("no engine in this worker")
+    local = CompactRange()
+    findings = _Findings()
+    ranges: dict[int, list[bytes]] = {}
+
+    def record(at: int, fr: CompactRange) -> None:
+        ranges[at] = fr.hashes()
+
+    wanted_here = set(wanted)
+    stopped, low = False, lo
+    while low < hi and not stopped:
+        high = min(low + batch_size, hi)
+        with engine.connect() as conn:
+            bad_entry, produced = _check_batch(conn, low, high, local, wanted_here, record, findings, lo)
+            nodes_there = [(lv, i + (lo >> lv), h) for lv, i, h in produced]
+            bad_node = _check_nodes(conn, nodes_there, findings)
+        stopped = bad_entry or bad_node
+        low = high
+    return _ChunkResult(stopped, local.size, findings.items, ranges, local.hashes())
+
+
+def _check_parallel(
+    engine: Engine,
+    size: int,
+    processes: int,
+    batch_size: int,
+    wanted: set[int],
+    roots_at: dict[int, bytes],
+    findings: _Findings,
+    progress: Progress | None,
+) -> tuple[CompactRange, bool]:
+    """Check ``[0, size)`` in chunks over ``processes`` workers; combine their trees in order."""
+    global _forked_engine
+    chunk = 1 << _CHUNK_LEVEL
+    bounds = [(lo, min(lo + chunk, size)) for lo in range(0, size, chunk)]
+    frontier = CompactRange()
+    _forked_engine = engine
+    fork = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(processes, mp_context=fork, initializer=_init_worker)
+    try:
+        futures = [
+            pool.submit(_check_chunk, lo, hi, sorted(s for s in wanted if lo < s <= hi), batch_size)
+            for lo, hi in bounds
+        ]
+        for (lo, _), future in zip(bounds, futures, strict=True):
+            result = future.result()
+            before = frontier.hashes()
+            for at, hashes in result.ranges.items():
+                roots_at[at] = fold(before + hashes)
+            for index, reason in result.findings:
+                findings.add(index, reason)
+            if result.checked < chunk:
+                # The last chunk, or one with a bad entry: the verified tree ends within it.
+                return CompactRange(lo + result.checked, before + result.end), result.stopped
+            [top] = result.end
+            created = frontier.append_subtree(_CHUNK_LEVEL, top)
+            if result.stopped:
+                return frontier, True  # a bad node within the chunk, found once all of it was read
+            if created:
+                with engine.connect() as conn:
+                    if _check_nodes(conn, created, findings):
+                        return frontier, True
+            if progress is not None:
+                progress(frontier.size)
+        return frontier, False
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _forked_engine = None
 
 
 def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findings: _Findings) -> bool:

@@ -38,6 +38,7 @@ from audit import (
     verify_log,
 )
 from audit._internal import schema
+from audit._internal import verify as verify_module
 from audit._internal.columns import extract
 from tests.audit import tamper
 from tests.audit.conftest import ORIGIN, create_log, make_entry, sqlite_engine
@@ -71,7 +72,25 @@ def rebuild_tree(store: SqlAuditStore) -> None:
 
 
 def check(store: SqlAuditStore, **kwargs: object) -> audit.VerifyResult:
-    return verify_log(store, store.verifier_key(), **kwargs)  # type: ignore[arg-type]
+    """``verify_log`` in this process, and again over two worker processes with chunks of 4 entries.
+
+    Both must give the same verdict, index, reason and root: the parallel check is the same check.
+    """
+    serial = verify_log(store, store.verifier_key(), workers=1, **kwargs)  # type: ignore[arg-type]
+    saved = verify_module._CHUNK_LEVEL
+    verify_module._CHUNK_LEVEL = 2
+    try:
+        parallel = verify_log(store, store.verifier_key(), workers=2, **kwargs)  # type: ignore[arg-type]
+    finally:
+        verify_module._CHUNK_LEVEL = saved
+    assert (parallel.ok, parallel.first_bad_index, parallel.reason, parallel.root, parallel.size) == (
+        serial.ok,
+        serial.first_bad_index,
+        serial.reason,
+        serial.root,
+        serial.size,
+    )
+    return serial
 
 
 def test_an_edited_entry_is_named(log: SqlAuditStore) -> None:
