@@ -85,7 +85,8 @@ class Rule:
     ``times`` bounds how often it fires (None: until removed). ``landed``: let the COMMIT happen, then
     report it failed (a connection lost during COMMIT). ``rolls_back``: the failed statement also ends
     the whole transaction, as SQLite may do on an I/O error or a full disk ("the transaction may or may
-    not be rolled back automatically").
+    not be rolled back automatically"). ``after_commit``: fire only once a transaction that ran
+    ``within`` has committed (a read after the exchange's commit).
     """
 
     target: str
@@ -95,7 +96,9 @@ class Rule:
     times: int | None = None
     landed: bool = False
     rolls_back: bool = False
+    after_commit: bool = False
     fired: int = 0
+    armed: bool = False
 
     def matches(self, prefix: str | None, statement: str, parameters: Any) -> bool:
         if prefix is None:
@@ -103,7 +106,7 @@ class Rule:
         return statement.startswith(prefix) and (self.only is None or _mentions(parameters, self.only))
 
     def spent(self) -> bool:
-        return self.times is not None and self.fired >= self.times
+        return (self.times is not None and self.fired >= self.times) or (self.after_commit and not self.armed)
 
 
 @dataclass(eq=False)
@@ -181,7 +184,7 @@ class Faults:
                     firing is None
                     and rule.target != COMMIT
                     and not rule.spent()
-                    and (rule.within is None or id(rule) in marks)
+                    and (rule.within is None or rule.after_commit or id(rule) in marks)
                     and rule.matches(rule.target, statement, parameters)
                 ):
                     rule.fired += 1
@@ -205,6 +208,10 @@ class Faults:
                     break
         if firing is None:
             self._real_commit(connection)
+            with self._lock:
+                for rule in self.rules:
+                    if rule.after_commit and id(rule) in marks:
+                        rule.armed = True
             return
         if firing.landed:
             self._real_commit(connection)
@@ -419,6 +426,7 @@ def prepare_share(w: World, three: bool) -> Attempt:
 def prepare_open(w: World) -> Attempt:
     subjects = [{"role": "slachtoffer", "bsn": BSN_SLACHTOFFER}, {"role": "pleger", "bsn": BSN_PLEGER}]
     body = {"flow": "acuut", "subjects": subjects}
+    open_case(w)  # so that there is a case to read when the log's parity needs a padding entry
     with w.rt.db.connect() as c:
         known = set(c.execute(sa.text("SELECT case_id FROM cases")).scalars())
 
@@ -632,6 +640,27 @@ def test_a_commit_that_landed_but_reported_failure_counts_once(
     assert kinds(new_entries(world, since)) == attempt.before + attempt.own
     attempt.stored(r)
     assert_verifies(world)
+
+
+def test_a_case_whose_read_back_fails_after_its_commit_is_answered_opened_once(
+    world: World, faults: Faults
+) -> None:
+    """The case and its entry are committed; reading it back then fails: still 201, not 503.
+
+    A 503 would tell the opener that nothing happened, and its retry would open the case twice.
+    """
+    attempt = prepare_open(world)
+    since = world.rt.audit.size()
+    faults.fail("SELECT cases.case_id", within="INSERT INTO cases", after_commit=True)
+    r = attempt.send()
+    assert r.status_code == 201, r.text
+    assert kinds(new_entries(world, since)) == attempt.own
+    attempt.stored(r)
+    body = r.json()
+    assert (body["flow"], body["step"], body["openedBy"]) == ("acuut", "fysieke_veiligheid", "politie")
+    assert [s["role"] for s in body["subjects"]] == ["slachtoffer", "pleger"]
+    faults.clear()
+    assert world.agency("politie").get(f"/v1/cases/{body['caseId']}").json() == body
 
 
 # -- callers in one group-commit batch ----------------------------------------------------------------
