@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -187,7 +188,9 @@ class CaseService:
             )
 
         self.rt.audit_append([entry], writes=store)
-        return self.load(case.case_id)
+        # What was committed, not a read back: a read failing now would answer 503 for an opened case,
+        # and the opener's retry would open it twice.
+        return replace(case, involved=(ctx.principal.agency,))
 
     def _change(
         self,
