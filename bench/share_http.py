@@ -545,6 +545,43 @@ def timing_delta(after: dict[str, dict[str, float]], before: dict[str, dict[str,
     return out
 
 
+def _processes(root: int) -> list[int]:
+    """``root`` and every process under it (from /proc; Linux only)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def cpu_seconds(root: int, since: dict[int, tuple[str, float]] | None = None) -> Any:
+    """CPU seconds (user + system) of ``root``'s process tree, by pid with the kind of process; with
+    ``since``, the seconds spent after it summed by kind: the server's own processes ("server") and the
+    policy engine's workers ("policy workers"). Processes that ended in between are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    now: dict[int, tuple[str, float]] = {}
+    for pid in _processes(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        kind = "policy workers" if b"_worker_main" in cmdline else "server"
+        now[pid] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    if since is None:
+        return now
+    spent: dict[str, float] = {}
+    for pid, (kind, secs) in now.items():
+        spent[kind] = spent.get(kind, 0.0) + secs - since.get(pid, (kind, 0.0))[1]
+    return spent
+
+
 def cache_rates(
     metrics_text: str, before: dict[str, dict[str, float]] | None = None
 ) -> dict[str, dict[str, float]]:
@@ -661,13 +698,20 @@ def main() -> None:
                 before, timed_before = {}, timings("")
             # Taking turns, so that a machine busy with something else weighs on both sides alike.
             measured: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+            roots = {"baseline": bench.procs[0].pid, "gateway": bench.procs[1].pid}
+            cpu: dict[str, dict[str, float]] = {side: {} for side in sides}
             for _ in range(args.rounds):
                 for side, url in sides.items():
+                    start = cpu_seconds(roots[side])
                     measured[side].append(bench.wrk(url, requests_file, args.duration))
+                    for kind, secs in cpu_seconds(roots[side], since=start).items():
+                        cpu[side][kind] = cpu[side].get(kind, 0.0) + secs
             scraped = bench.metrics()
             caches = cache_rates(scraped, before)
             steps = timing_delta(timings(scraped), timed_before)
             runs = {side: combine(rounds) for side, rounds in measured.items()}
+            for side, run in runs.items():
+                run["cpuMsPerRequest"] = {k: 1000 * v / run["requests"] for k, v in sorted(cpu[side].items())}
             if args.profile:
                 bench.profile(args.profile, requests_file)
         finally:
@@ -683,6 +727,9 @@ def main() -> None:
         f"{traffic['purposes']} purposes; recipients allowed/refused in the pool "
         f"{traffic['recipientResults']['allowed']}/{traffic['recipientResults']['refused']}"
     )
+    for side, r in runs.items():
+        parts = ", ".join(f"{kind} {ms:.2f} ms" for kind, ms in r["cpuMsPerRequest"].items())
+        print(f"CPU per request, {side}: {parts}")
     after = os.getloadavg()[0]
     print(f"load average (1 min) {load_before[0]:.1f} before, {after:.1f} after, {os.cpu_count()} cores")
     print(f"{'':<10} {'req/s':>9} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8}  answers")
