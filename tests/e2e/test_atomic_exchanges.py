@@ -5,7 +5,9 @@ an engine ``before_cursor_execute`` hook raises ``sqlite3.OperationalError`` (``
 ``database or disk is full``, with SQLite's own error codes) when the chosen statement runs, and a
 wrapped ``do_commit`` makes the COMMIT itself fail. SQLAlchemy wraps both as it wraps the driver's own
 errors. A fault only fires in the exchange's own transaction, recognised by its first own statement
-(``within``), so the reads and the other appends of the same request are untouched.
+(``within``), so the reads and the other appends of the same request are untouched. On PostgreSQL the
+hook instead swaps the statement for one the server fails with ``disk_full``, which aborts the
+transaction as the real fault would.
 
 For each write of each exchange (shares to one and to three recipients, a case opened, moved and a
 track changed, an acknowledgement, a request's answer), over real HTTP: the answer is a 503
@@ -25,9 +27,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -35,7 +39,15 @@ from sqlalchemy import event
 from audit import verify_log
 from gateway.app import create_app
 from gateway.models import Case
-from tests.e2e.conftest import AGENCIES, BSN_KIND, BSN_PLEGER, BSN_SLACHTOFFER, Gateway, start_gateway
+from tests.e2e.conftest import (
+    AGENCIES,
+    BSN_KIND,
+    BSN_PLEGER,
+    BSN_SLACHTOFFER,
+    Gateway,
+    fresh_pg_database,
+    start_gateway,
+)
 from tests.live import serve
 
 PROBLEM = "application/problem+json"
@@ -46,6 +58,8 @@ ERRORS = {
     "io": ("disk I/O error", sqlite3.SQLITE_IOERR, "SQLITE_IOERR"),
     "full": ("database or disk is full", sqlite3.SQLITE_FULL, "SQLITE_FULL"),
 }
+#: The same faults as PostgreSQL's own SQLSTATEs (condition names, for RAISE ... USING ERRCODE).
+PG_ERRORS = {"io": ("io_error", psycopg.errors.IoError), "full": ("disk_full", psycopg.errors.DiskFull)}
 
 COMMIT = "COMMIT"
 INVOLVE = "UPDATE cases SET involved"
@@ -58,9 +72,11 @@ AUDIT_WRITES = (
 )
 
 
-def db_error(kind: str) -> sqlite3.OperationalError:
-    """The error SQLite itself raises for ``kind``, with its error code (which `fault_kind` reads)."""
+def db_error(kind: str, dialect: str = "sqlite") -> Exception:
+    """The error the driver itself raises for ``kind``, with its error code (which `fault_kind` reads)."""
     message, code, name = ERRORS[kind]
+    if dialect == "postgresql":
+        return PG_ERRORS[kind][1](message)
     error = sqlite3.OperationalError(message)
     error.sqlite_errorcode = code
     error.sqlite_errorname = name
@@ -131,7 +147,7 @@ class Faults:
         self._numbers = itertools.count(1)
         self._real_commit = engine.dialect.do_commit
         event.listen(engine, "begin", self._begin)
-        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "before_cursor_execute", self._before, retval=True)
         engine.dialect.do_commit = self._commit  # type: ignore[method-assign]
 
     def fail(self, target: str, *, within: str | None, error: str = "io", **kw: Any) -> Rule:
@@ -168,7 +184,9 @@ class Faults:
         conn.info[_TX] = next(self._numbers)
         conn.info[_MARKS] = set()
 
-    def _before(self, conn: sa.Connection, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def _before(
+        self, conn: sa.Connection, cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
+    ) -> tuple[str, Any]:
         marks: set[int] = conn.info.setdefault(_MARKS, set())
         with self._lock:
             self.statements.append((conn.info.get(_TX, 0), statement, repr(parameters)))
@@ -192,10 +210,16 @@ class Faults:
         for hold in holds:
             hold.entered.set()
             assert hold.release.wait(HANG_GUARD), "a held statement was never released"
-        if firing is not None:
-            if firing.rolls_back:
-                _cursor.connection.rollback()
-            raise db_error(firing.error)
+        if firing is None:
+            return statement, parameters
+        if conn.dialect.name == "postgresql":
+            # The server itself fails the statement, and so aborts the transaction, as a full disk would.
+            code = PG_ERRORS[firing.error][0]
+            failing = f"DO $$ BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '{code}'; END $$"
+            return failing, [{}] if many else {}
+        if firing.rolls_back:
+            cursor.connection.rollback()
+        raise db_error(firing.error)
 
     def _commit(self, connection: Any) -> None:
         marks: set[int] = connection.info.get(_MARKS, set())
@@ -215,7 +239,7 @@ class Faults:
             return
         if firing.landed:
             self._real_commit(connection)
-        raise db_error(firing.error)
+        raise db_error(firing.error, self.engine.dialect.name)
 
 
 # -- the gateway and its state ------------------------------------------------------------------------
@@ -252,11 +276,8 @@ class World:
         return self.gw.runtime
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    runtime, sock = start_gateway(
-        tmp_path_factory.mktemp("atomic"), rate_limit="100000/second", access_token_ttl=3600
-    )
+def make_world(data_dir: Path, **settings: Any) -> Iterator[World]:
+    runtime, sock = start_gateway(data_dir, rate_limit="100000/second", access_token_ttl=3600, **settings)
     with serve(create_app(runtime=runtime), sock=sock) as base:
         gw = Gateway(base=base, runtime=runtime)
         for agency in AGENCIES:
@@ -268,9 +289,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     runtime.close()
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from make_world(tmp_path_factory.mktemp("atomic"))
+
+
+@pytest.fixture(scope="module")
+def pg_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with fresh_pg_database("vd_atomic") as (url, _admin, _name):
+        yield from make_world(tmp_path_factory.mktemp("atomic-pg"), database_url=url)
+
+
 @pytest.fixture()
 def faults(world: World) -> Iterator[Faults]:
     f = Faults(world.rt.db)
+    yield f
+    f.close()
+
+
+@pytest.fixture()
+def pg_faults(pg_world: World) -> Iterator[Faults]:
+    f = Faults(pg_world.rt.db)
     yield f
     f.close()
 
@@ -568,7 +607,10 @@ EXCHANGES = [
     Exchange("request-answer", prepare_request, "SELECT cases.involved", (INVOLVE,)),
 ]
 BY_NAME = {e.name: e for e in EXCHANGES}
-WRITES = [(e.name, write) for e in EXCHANGES for write in (*e.writes, *e.audit)]
+# Each write with one of the two faults, in turn: every exchange meets both, at half the runs.
+WRITES = [
+    (e.name, write, ("io", "full")[i % 2]) for e in EXCHANGES for i, write in enumerate((*e.writes, *e.audit))
+]
 
 
 def pad_for_nodes(w: World, attempt: Attempt) -> None:
@@ -588,20 +630,37 @@ def pad_for_nodes(w: World, attempt: Attempt) -> None:
     assert (w.rt.audit.size() + sum(attempt.before.values())) % 2 == 1 or sum(attempt.own.values()) > 1
 
 
-def assert_problem_503(r: httpx.Response) -> None:
+def assert_problem_503(r: httpx.Response, error: str = "io") -> None:
     assert r.status_code == 503, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
+    assert r.json()["fault"] == {"io": "unavailable", "full": "full"}[error]
     assert r.headers.get("retry-after", "").isdigit()
     text = r.text
     assert "INSERT" not in text and "UPDATE" not in text and "audit_entries" not in text  # no statement
 
 
-@pytest.mark.parametrize("error", ["io", "full"])
-@pytest.mark.parametrize(("exchange", "write"), WRITES, ids=[f"{n}:{w}" for n, w in WRITES])
+@pytest.mark.parametrize(("exchange", "write", "error"), WRITES, ids=[f"{n}:{w}:{e}" for n, w, e in WRITES])
 def test_a_failed_write_stores_nothing_and_the_retry_stores_it_once(
     world: World, faults: Faults, exchange: str, write: str, error: str
 ) -> None:
-    ex = BY_NAME[exchange]
+    failed_then_retried(world, faults, BY_NAME[exchange], write, error)
+
+
+# On PostgreSQL the audit rows go in by COPY, beside the statements an engine hook sees: the faults are
+# the exchange's own statements, failed by the server itself (which aborts the transaction), and COMMIT.
+PG_WRITES = [(e.name, write) for e in EXCHANGES for write in (*e.writes, COMMIT)]
+
+
+@pytest.mark.parametrize(("exchange", "write"), PG_WRITES, ids=[f"{n}:{w}" for n, w in PG_WRITES])
+def test_on_postgresql_a_failed_write_stores_nothing_and_the_retry_stores_it_once(
+    pg_world: World, pg_faults: Faults, exchange: str, write: str
+) -> None:
+    failed_then_retried(pg_world, pg_faults, BY_NAME[exchange], write, "full")
+
+
+def failed_then_retried(world: World, faults: Faults, ex: Exchange, write: str, error: str) -> None:
+    """``write`` fails in ``ex``'s transaction: 503 and nothing stored; without the fault, stored once."""
+    exchange = ex.name
     attempt = ex.prepare(world)
     pad_for_nodes(world, attempt)
     before = state(world)
@@ -609,7 +668,7 @@ def test_a_failed_write_stores_nothing_and_the_retry_stores_it_once(
     rule = faults.fail(write, within=ex.within, error=error)
     r = attempt.send()
     assert rule.fired >= 1, f"{write} never ran in the {exchange} transaction"
-    assert_problem_503(r)
+    assert_problem_503(r, error)
     after = state(world)
     assert kinds(new_entries(world, before.log)) == attempt.before  # nothing of the exchange logged
     assert after.rows == before.rows  # no message, no acknowledgement, no case change, no involvement
@@ -706,6 +765,17 @@ def test_a_callers_failing_write_does_not_harm_another_in_the_same_batch(
     When the failure also ended the whole transaction (SQLite may do so on an I/O error), the savepoint
     cannot save the batch: it fails as a whole and each caller is retried alone.
     """
+    failing_caller_in_a_batch(world, faults, rolls_back)
+
+
+def test_on_postgresql_a_callers_failing_write_does_not_harm_another_in_the_same_batch(
+    pg_world: World, pg_faults: Faults
+) -> None:
+    """The server fails one caller's insert (aborting the transaction); its savepoint saves the batch."""
+    failing_caller_in_a_batch(pg_world, pg_faults, rolls_back=False)
+
+
+def failing_caller_in_a_batch(world: World, faults: Faults, rolls_back: bool) -> None:
     failing_case, ok_case = open_case(world), open_case(world)
     before = state(world)
     rule = faults.fail(
