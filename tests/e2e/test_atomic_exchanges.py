@@ -722,6 +722,25 @@ def test_a_case_whose_read_back_fails_after_its_commit_is_answered_opened_once(
     assert world.agency("politie").get(f"/v1/cases/{body['caseId']}").json() == body
 
 
+@pytest.mark.parametrize(
+    ("exchange", "within"),
+    [("case-transition", "UPDATE cases SET flow"), ("case-track", "UPDATE cases SET zorg")],
+)
+def test_a_case_change_whose_read_back_fails_after_its_commit_is_answered_done(
+    world: World, faults: Faults, exchange: str, within: str
+) -> None:
+    """The change and its entry are committed; reading the case back then fails: 200, not a 503."""
+    attempt = BY_NAME[exchange].prepare(world)
+    since = world.rt.audit.size()
+    faults.fail("SELECT cases.case_id", within=within, after_commit=True)
+    r = attempt.send()
+    assert r.status_code == 200, r.text
+    assert kinds(new_entries(world, since)) == attempt.own
+    attempt.stored(r)
+    faults.clear()
+    assert world.agency("veilig_thuis").get(f"/v1/cases/{r.json()['caseId']}").json() == r.json()
+
+
 # -- callers in one group-commit batch ----------------------------------------------------------------
 
 
