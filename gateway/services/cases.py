@@ -202,10 +202,12 @@ class CaseService:
         refs: dict[str, str],
         failure: str | None,
         values: dict[str, object],
-    ) -> Decision:
+    ) -> tuple[Decision, CaseRecord]:
         """Decide a change of ``case``; when allowed, commit ``values`` with the entry in one transaction.
 
         The acting agency takes part in the case from then on. A refusal commits its entry alone.
+        Returns the decision and the case as committed (``case`` itself when refused): not read back,
+        since a read failing after the commit would answer 503 for a change that was made.
         """
         decision = self.decide(built, failure)
         action = str(built["action"])
@@ -220,16 +222,16 @@ class CaseService:
         )
         if not decision.allowed:
             self.rt.audit_append([entry])
-            return decision
+            return decision, case
+        stamped = {**values, "updated_at": utcnow()}
 
         def change(conn: Connection) -> None:
-            conn.execute(
-                update(Case).where(Case.case_id == case.case_id).values(**values, updated_at=utcnow())
-            )
+            conn.execute(update(Case).where(Case.case_id == case.case_id).values(**stamped))
             involve(conn, case.case_id, [ctx.principal.agency])
 
         self.rt.audit_append([entry], writes=change)
-        return decision
+        involved = tuple(dict.fromkeys([*case.involved, ctx.principal.agency]))
+        return decision, replace(case, **stamped, involved=involved)  # type: ignore[arg-type]
 
     def read(self, ctx: CallContext, case_id: str) -> CaseRecord:
         """The case, to agencies that take part in it; others get a 404 so they learn nothing."""
@@ -264,7 +266,7 @@ class CaseService:
                 # with its state (409), not malformed input; naming the flow moves between flows.
                 raise Conflict(f"{step} is not a step of the case's flow {case.flow}; name the flow to move")
             raise InvalidInput.field("step", f"not a step of flow {target_flow}")
-        decision = self._change(
+        decision, changed = self._change(
             ctx,
             case,
             policy_input.case_transition(ctx, case, target_flow, step),
@@ -281,12 +283,12 @@ class CaseService:
                     extra={"policyRevision": decision.policy_revision},
                 )
             raise refusal("moving the case", decision.reasons, decision)
-        return self.load(case_id)
+        return changed
 
     def set_track(self, ctx: CallContext, case_id: str, track: str, is_open: bool) -> CaseRecord:
         """Open or close the zorg or straf track."""
         case, failure = self.visible(ctx, case_id, attempted="case.track")
-        decision = self._change(
+        decision, changed = self._change(
             ctx,
             case,
             policy_input.case_track(ctx, case, track, is_open),
@@ -297,4 +299,4 @@ class CaseService:
         )
         if not decision.allowed:
             raise refusal(f"changing the {track} track", decision.reasons, decision)
-        return self.load(case_id)
+        return changed
