@@ -43,4 +43,5 @@ if __name__ == "__main__":
         port=args.port,
         workers=args.workers,
         log_level="warning",
+        timeout_worker_healthcheck=60,  # as gateway serve: a slow start on a busy machine is no crash
     )

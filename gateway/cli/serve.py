@@ -16,6 +16,9 @@ from gateway.cli._common import URL_FILE, DataDir, check_data_dir, settings_for
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long a worker may take to answer the supervisor's health ping before it is replaced."""
+
 WORKER_APP = "gateway.app:create_app"
 """What each worker process of ``--workers N`` imports and calls: its own runtime, from the environment."""
 
@@ -130,7 +133,14 @@ def _serve_workers(settings: Settings, sock: socket.socket, workers: int) -> Non
         GATEWAY_DATA_DIR=str(settings.data_dir), GATEWAY_HOST=settings.host, GATEWAY_PORT=str(settings.port)
     )
     config = uvicorn.Config(
-        WORKER_APP, factory=True, workers=workers, log_level="warning", server_header=False
+        WORKER_APP,
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        server_header=False,
+        # uvicorn kills a worker that does not answer its health ping within this many seconds, and a
+        # its replacement too: on a busy machine the default 5 s can turn a slow start into a restart loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     supervisor = Multiprocess(config, sockets=[sock])
     supervisor.run()  # until SIGINT or SIGTERM, which it passes on to the workers
