@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 import requests
 from opa_client import OpaClient
-from opa_client.errors import PolicyNotFoundError
+from opa_client.errors import DeletePolicyError, PolicyNotFoundError, RegoParseError
 
 from gateway.policy._decision import (
     ENGINE_ERROR,
@@ -37,7 +38,14 @@ from gateway.policy._decision import (
     MalformedDecision,
 )
 from gateway.policy._render import load_templates
-from gateway.policy._source import DATA_FILE, ENTRYPOINT, PolicyCompileError, PolicySource, read_policy
+from gateway.policy._source import (
+    DATA_FILE,
+    ENTRYPOINT,
+    PolicyCompileError,
+    PolicySource,
+    _code_only,
+    read_policy,
+)
 
 log = logging.getLogger("gateway.policy")
 
@@ -198,12 +206,9 @@ class OpaEngine:
                 # Data first: a module may read data.veiligdelen.facts as soon as it is compiled in.
                 for path, value in _data_documents(self._source):
                     self._client.update_or_create_data(value, "/".join(path))
-                for pid, rel in sorted(self.policy_ids.items()):
-                    self._client.update_policy_from_string(
-                        self._source.policy_modules[rel], pid, rego_compat=False
-                    )
-                for pid in sorted(set(previous.policies) - set(self.policy_ids)):
-                    self._client.delete_policy(pid)
+                modules = {pid: self._source.policy_modules[rel] for pid, rel in self.policy_ids.items()}
+                self._put_policies(modules)
+                self._delete_policies(set(previous.policies) - set(self.policy_ids))
             except Exception as e:
                 log.error("upload to OPA failed (%s); restoring the previous modules", _describe(e))
                 self._restore(previous)
@@ -212,6 +217,47 @@ class OpaEngine:
                     errors=_opa_errors(e),
                 ) from e
             return previous
+
+    def _put_policies(self, modules: dict[str, str]) -> None:
+        """PUT every module, in as many passes as it takes.
+
+        OPA compiles each module as it is put, against what it holds: a module that uses a function
+        of a module not yet put is refused. So modules go in `upload_order` (what a module uses first),
+        and one refused is tried again after the others; a pass that puts none raises the first
+        refusal (the revision does not compile, or its modules use each other in a cycle).
+        """
+        pending = {pid: modules[pid] for pid in upload_order(modules)}
+        while pending:
+            refused: dict[str, str] = {}
+            first: Exception | None = None
+            for pid, text in pending.items():
+                try:
+                    self._client.update_policy_from_string(text, pid, rego_compat=False)
+                except RegoParseError as e:
+                    refused[pid] = text
+                    first = first or e
+            if first is not None and len(refused) == len(pending):
+                raise first
+            pending = refused
+
+    def _delete_policies(self, ids: set[str]) -> None:
+        """DELETE every module, in passes too: one that another still uses is refused until that one
+        is gone."""
+        pending = sorted(ids)
+        while pending:
+            refused: list[str] = []
+            first: Exception | None = None
+            for pid in pending:
+                try:
+                    self._client.delete_policy(pid)
+                except DeletePolicyError as e:
+                    if "not_found" in str(e):
+                        continue  # already gone (an earlier request that timed out did it)
+                    refused.append(pid)
+                    first = first or e
+            if first is not None and len(refused) == len(pending):
+                raise first
+            pending = refused
 
     def _snapshot(self) -> _Snapshot:
         served = self._served_policies()
@@ -222,16 +268,16 @@ class OpaEngine:
     def _restore(self, previous: _Snapshot) -> None:
         """Best effort: put back what OPA served before a failed upload."""
         try:
-            for pid in self._client.get_policies_list():
-                if pid.startswith(POLICY_ID_PREFIX) and pid not in previous.policies:
-                    self._client.delete_policy(pid)
+            self._put_policies(previous.policies)
+            added = self._client.get_policies_list()
+            self._delete_policies(
+                {p for p in added if p.startswith(POLICY_ID_PREFIX)} - set(previous.policies)
+            )
             for path, value in previous.data.items():
                 if value is _ABSENT:
                     self._client.delete_data("/".join(path))
                 else:
                     self._client.update_or_create_data(value, "/".join(path))
-            for pid, raw in previous.policies.items():
-                self._client.update_policy_from_string(raw, pid, rego_compat=False)
         except Exception as e:  # the original error is what the caller needs; log this one
             log.error("could not restore OPA's previous modules: %s", _describe(e))
 
@@ -276,6 +322,38 @@ class OpaEngine:
             return self._client.get_data("/".join(path))["result"]
         except PolicyNotFoundError:
             return _ABSENT
+
+
+_RULE_HEAD = re.compile(r"^(?:default\s+)?([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\.)", re.MULTILINE)
+_PACKAGE = re.compile(r"^package\s+([A-Za-z0-9_.]+)", re.MULTILINE)
+_KEYWORDS = frozenset({"package", "import", "default"})
+
+
+def upload_order(modules: dict[str, str]) -> list[str]:
+    """The module ids in an order OPA can compile one by one: a module after those of its package that
+    define a rule it uses. Rule heads start a line; uses are calls, and names outside comments and
+    strings the module does not bind itself. Ties (and a cycle, which no order can upload) go by id."""
+    code = {pid: _code_only(text) for pid, text in modules.items()}
+    package = {pid: (m.group(1) if (m := _PACKAGE.search(text)) else "") for pid, text in code.items()}
+    defines = {pid: {n for n in _RULE_HEAD.findall(text) if n not in _KEYWORDS} for pid, text in code.items()}
+    needs: dict[str, set[str]] = {}
+    for pid, text in code.items():
+        # A name the module binds as a local variable (indented ``x :=``) is not a use of a rule.
+        local = set(re.findall(r"^[ \t]+([A-Za-z_][A-Za-z0-9_]*)\s*:=", text, re.MULTILINE))
+        used = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", text))
+        used |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)) - local
+        needs[pid] = {
+            other
+            for other in modules
+            if other != pid and package[other] == package[pid] and (defines[other] - defines[pid]) & used
+        }
+    order: list[str] = []
+    pending = sorted(modules)
+    while pending:
+        ready = [pid for pid in pending if not (needs[pid] - set(order))] or pending[:1]
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return order
 
 
 _upload_lock = threading.Lock()

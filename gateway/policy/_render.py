@@ -77,10 +77,11 @@ class Templates:
     def from_facts(cls, facts: Mapping[str, Any]) -> Templates:
         """Check and split ``facts.messages`` against ``facts.reasonCodes``; raises `TemplateError`."""
         errors: list[dict[str, str]] = []
-        codes = facts.get("reasonCodes")
-        messages = facts.get("messages")
+        # A policy without templates loads only if it never gives a reason (its probe decision must).
+        codes = facts.get("reasonCodes", {})
+        messages = facts.get("messages", {})
         if not isinstance(codes, Mapping) or not isinstance(messages, Mapping):
-            raise TemplateError([{"field": "data.json", "message": "needs reasonCodes and messages objects"}])
+            raise TemplateError([{"field": "data.json", "message": "reasonCodes and messages are objects"}])
         ranks: dict[str, int] = {}
         for code, entry in codes.items():
             rank = entry.get("rank") if isinstance(entry, Mapping) else None

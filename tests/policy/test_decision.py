@@ -71,7 +71,7 @@ def test_fail_closed_denies_every_requested_receiver() -> None:
     )
     assert not d.allowed and d.engine_failure
     assert list(d.recipients) == ["om", "rvdk"]
-    assert all(not p["allowed"] and p["reasons"][0]["code"] == "engine_error" for p in d.recipients.values())
+    assert all(not p.allowed and p.reasons[0].code == "engine_error" for p in d.recipients.values())
     request = Decision.fail_closed(
         "undefined_decision", "sha256:x", {"action": "request", "actor": {"agency": "om"}}
     )

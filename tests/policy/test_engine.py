@@ -19,6 +19,7 @@ from gateway.policy import (
     EmbeddedEngine,
     PolicyCompileError,
     PolicyEngine,
+    RecipientDecision,
 )
 from tests.policy.conftest import POLICIES, actor, case, request, share
 
@@ -26,9 +27,8 @@ BEOORDELING = ["conclusie", "risicofactoren", "hulpverleningsgeschiedenis", "med
 PLAN = "structureel", "veiligheidsplan"
 
 
-def codes(part: Decision | dict[str, Any]) -> set[str]:
-    reasons = part.reasons if isinstance(part, Decision) else part["reasons"]
-    return {r["code"] for r in reasons}
+def codes(part: Decision | RecipientDecision) -> set[str]:
+    return {r.code for r in part.reasons}
 
 
 # --- the demo scenario --------------------------------------------------------------------------
@@ -49,11 +49,11 @@ def test_demo_refused_while_only_zorg_is_open(engine: EmbeddedEngine) -> None:
     assert codes(d) == {"samenloop_required"}
     assert set(d.recipients) == {"om", "reclassering", "rvdk"}
     for part in d.recipients.values():
-        assert part["allowed"] is False
+        assert part.allowed is False
         assert codes(part) == {"samenloop_required"}
-        assert part["fields"] == []
+        assert part.fields == ()
     assert d.legal_basis is None
-    assert d.obligations == []
+    assert d.obligations == ()
 
 
 def test_demo_allowed_for_all_three_once_straf_opens(engine: EmbeddedEngine) -> None:
@@ -70,18 +70,18 @@ def test_demo_allowed_for_all_three_once_straf_opens(engine: EmbeddedEngine) -> 
     assert d.allowed is True
     for agency in ["om", "reclassering", "rvdk"]:
         part = d.recipients[agency]
-        assert part["allowed"] is True
+        assert part.allowed is True
         assert codes(part) == {"allowed"}
-        assert part["legalBasis"]
-        assert part["purpose"] == "zorg_en_straf_afstemmen"
-        assert "medischeGegevensSlachtoffer" not in part["fields"]
-    assert d.recipients["reclassering"]["fields"] == ["conclusie", "risicofactoren"]
-    assert "hulpverleningsgeschiedenis" in d.recipients["rvdk"]["fields"]
-    strips = {o["recipient"]: o for o in d.obligations if o["code"] == "strip_fields"}
-    assert strips["om"]["removed"] == ["hulpverleningsgeschiedenis", "medischeGegevensSlachtoffer"]
-    usage = [o for o in d.obligations if o["code"] == "usage_restriction"]
-    assert {o["recipient"] for o in usage} == {"om", "reclassering", "rvdk"}
-    assert all(o["purpose"] == "zorg_en_straf_afstemmen" for o in usage)
+        assert part.legal_basis
+        assert part.purpose == "zorg_en_straf_afstemmen"
+        assert "medischeGegevensSlachtoffer" not in part.fields
+    assert d.recipients["reclassering"].fields == ("conclusie", "risicofactoren")
+    assert "hulpverleningsgeschiedenis" in d.recipients["rvdk"].fields
+    strips = {o.recipient: o for o in d.obligations if o.code == "strip_fields"}
+    assert strips["om"].params["removed"] == ["hulpverleningsgeschiedenis", "medischeGegevensSlachtoffer"]
+    usage = [o for o in d.obligations if o.code == "usage_restriction"]
+    assert {o.recipient for o in usage} == {"om", "reclassering", "rvdk"}
+    assert all(o.params["purpose"] == "zorg_en_straf_afstemmen" for o in usage)
 
 
 # --- every reason code from a crafted input -----------------------------------------------------
@@ -210,7 +210,7 @@ def test_each_reason_code_is_produced(
         assert code in codes(d.recipients[recipient])
     assert d.allowed is (code == "allowed")
     for reason in d.reasons:
-        assert reason["message"] and reason["messageNl"]
+        assert reason.message and reason.message_nl
 
 
 def test_every_documented_code_is_covered() -> None:
@@ -232,9 +232,9 @@ def test_allow_names_its_legal_basis_in_the_message(engine: EmbeddedEngine) -> N
     assert d.allowed
     assert d.legal_basis == "Wmo 2015 art. 5.2.6 (meldrecht)"
     (reason,) = d.reasons
-    assert reason["code"] == "allowed"
-    assert d.legal_basis in reason["message"]
-    assert "not yet verified" in reason["message"]
+    assert reason.code == "allowed"
+    assert d.legal_basis in reason.message
+    assert "not yet verified" in reason.message
 
 
 def test_request_lists_the_actor_and_its_fields(engine: EmbeddedEngine) -> None:
@@ -249,12 +249,12 @@ def test_request_lists_the_actor_and_its_fields(engine: EmbeddedEngine) -> None:
     )
     assert d.allowed
     assert list(d.recipients) == ["veilig_thuis"]
-    assert d.recipients["veilig_thuis"]["fields"] == ["contactverbod", "incidenten", "wapenbezit"]
+    assert d.recipients["veilig_thuis"].fields == ("contactverbod", "incidenten", "wapenbezit")
     assert {
         "code": "strip_fields",
         "recipient": "veilig_thuis",
         "fields": ["contactverbod", "incidenten", "wapenbezit"],
-    } in d.obligations
+    } in [o.to_json() for o in d.obligations]
 
 
 def test_case_actions(engine: EmbeddedEngine) -> None:
@@ -266,7 +266,7 @@ def test_case_actions(engine: EmbeddedEngine) -> None:
         }
     )
     assert opened.allowed and opened.legal_basis == "Politiewet 2012 art. 3"
-    assert opened.recipients == {} and opened.obligations == []
+    assert opened.recipients == {} and opened.obligations == ()
     handover = {
         "action": "case.transition",
         "actor": actor("veilig_thuis"),
@@ -335,14 +335,14 @@ def test_a_missing_field_denies(engine: EmbeddedEngine, path: str) -> None:
     d = engine.decide(_without(FULL_SHARE, path))  # ... and without the field it is not
     assert d.allowed is False
     assert "missing_input" in codes(d)
-    assert not any(p["allowed"] for p in d.recipients.values())
-    assert d.obligations == []
+    assert not any(p.allowed for p in d.recipients.values())
+    assert d.obligations == ()
 
 
 def test_missing_input_names_the_field(engine: EmbeddedEngine) -> None:
     d = engine.decide(_without(FULL_SHARE, "purpose"))
     (reason,) = d.reasons
-    assert reason == {
+    assert reason.to_json() == {
         "code": "missing_input",
         "message": "Missing or malformed input field(s): purpose",
         "messageNl": "Ontbrekende of ongeldige invoervelden: purpose",
@@ -370,16 +370,28 @@ def test_strings_needing_escapes_reach_the_engine_intact(engine: EmbeddedEngine)
     )
     assert d.allowed
     assert codes(d.recipients['x"y\\z\n']) == {"unknown_agency"}
-    assert d.recipients["veilig_thuis"]["allowed"]
+    assert d.recipients["veilig_thuis"].allowed
+
+
+FAKE_FACTS = {
+    "reasonCodes": {"x": {"rank": 1}, "a": {"rank": 2}, "allowed": {"rank": 3}},
+    "messages": {
+        "x": {"code": "x", "message": "m", "messageNl": "n"},
+        "a": {"code": "a", "message": "m", "messageNl": "n"},
+        "allowed": {"code": "allowed", "message": "m", "messageNl": "n"},
+    },
+}
 
 
 def _fake_policy(tmp_path: Path, body: str) -> Path:
     """A policy directory whose entrypoint misbehaves on purpose; {} still gets a proper deny."""
     directory = tmp_path / "broken"
     (directory / "veiligdelen" / "decision").mkdir(parents=True)
+    (directory / "veiligdelen" / "facts").mkdir(parents=True)
+    (directory / "veiligdelen" / "facts" / "data.json").write_text(json.dumps(FAKE_FACTS), encoding="utf-8")
     (directory / "veiligdelen" / "decision" / "decision.rego").write_text(
         "package veiligdelen.decision\n\n"
-        '_deny := {"allowed": false, "reasons": [{"code": "x", "message": "m", "messageNl": "n"}], '
+        '_deny := {"allowed": false, "reasons": [{"template": "x", "args": []}], '
         '"legalBasis": null, "obligations": [], "recipients": {}}\n\n' + body,
         encoding="utf-8",
     )
@@ -396,7 +408,7 @@ def test_engine_error_fails_closed(tmp_path: Path) -> None:
     d = engine.decide({"action": "share", "boom": True, "recipients": ["om"], "actor": actor("politie")})
     assert d.allowed is False
     assert d.codes == [ENGINE_ERROR]
-    assert d.recipients["om"]["allowed"] is False
+    assert d.recipients["om"].allowed is False
     assert engine.decide({}).codes == ["x"]  # the engine still works afterwards
 
 
@@ -415,13 +427,7 @@ def test_a_decision_past_its_deadline_is_engine_timeout(tmp_path: Path) -> None:
     assert d.allowed is False
     assert d.codes == [ENGINE_TIMEOUT]
     assert d.engine_failure
-    assert d.recipients["om"] == {
-        "allowed": False,
-        "reasons": d.reasons,
-        "legalBasis": None,
-        "purpose": None,
-        "fields": [],
-    }
+    assert d.recipients["om"] == RecipientDecision("om", False, d.reasons, None, None, ())
     assert waited < 30  # hang guard: the caller did not wait for the evaluation to end
     # The stuck worker was killed, not left busy: a replacement serves once it has started.
     deadline = time.monotonic() + 60
@@ -454,7 +460,7 @@ def test_undefined_decision_fails_closed(tmp_path: Path) -> None:
         '{"allowed": "yes"}',
         '{"allowed": true, "reasons": [], "legalBasis": null, "obligations": [], "recipients": {}}',
         '{"allowed": false, "reasons": [], "legalBasis": null, "obligations": [], "recipients": {}}',
-        '{"allowed": true, "reasons": [{"code": "allowed", "message": "m", "messageNl": "n"}],'
+        '{"allowed": true, "reasons": [{"template": "allowed", "args": []}],'
         ' "legalBasis": "x", "obligations": [], "recipients": {}}',
     ],
     ids=["not-a-boolean", "allow-without-basis", "deny-without-reason", "share-allow-without-recipient"],
@@ -471,7 +477,7 @@ def test_malformed_decision_fails_closed(tmp_path: Path, result: str) -> None:
 
 def test_a_policy_that_allows_an_empty_input_is_refused(tmp_path: Path) -> None:
     allow = (
-        '{"allowed": true, "reasons": [{"code": "a", "message": "m", "messageNl": "n"}],'
+        '{"allowed": true, "reasons": [{"template": "a", "args": []}],'
         ' "legalBasis": "x", "obligations": [], "recipients": {}}'
     )
     with pytest.raises(PolicyCompileError, match="allows an empty input"):
@@ -507,7 +513,10 @@ def test_engine_fits_the_protocol_and_describes_itself(engine: EmbeddedEngine) -
     info = engine.info()
     assert info["engine"] == "embedded"
     assert info["revision"] == engine.revision and engine.revision.startswith("sha256:")
-    assert info["modules"] == ["veiligdelen/decision/decision.rego"]
+    assert info["modules"] == [
+        f"veiligdelen/decision/{m}.rego"
+        for m in ["case", "compat", "context", "decision", "exchange", "reasons"]
+    ]
     assert info["loadedAt"].endswith("Z")
     facts = engine.facts()
     assert set(facts["agencies"]) == {"politie", "veilig_thuis", "om", "reclassering", "rvdk"}

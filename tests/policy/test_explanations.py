@@ -55,25 +55,25 @@ def test_every_template_is_produced_in_both_languages(engine: EmbeddedEngine) ->
     for policy_input in [c[1] for c in CASES] + EXTRA:
         d = engine.decide(policy_input)
         assert not d.engine_failure, policy_input
-        reasons = list(d.reasons) + [r for part in d.recipients.values() for r in part["reasons"]]
+        reasons = list(d.reasons) + [r for part in d.recipients.values() for r in part.reasons]
         for reason in reasons:
-            en, nl = reason["message"], reason["messageNl"]
+            en, nl = reason.message, reason.message_nl
             assert "%!" not in en + nl and "%v" not in en + nl, reason  # every placeholder filled
             assert '"' not in en + nl, reason  # no argument came out quoted
             matches = [
                 name
                 for name, (p_en, p_nl) in patterns.items()
-                if messages[name]["code"] == reason["code"] and p_en.match(en) and p_nl.match(nl)
+                if messages[name]["code"] == reason.code and p_en.match(en) and p_nl.match(nl)
             ]
             assert matches, reason  # the sentence is one of data.json's, for its own code
             for name in matches:
-                produced.setdefault(name, set()).add(reason["code"])
+                produced.setdefault(name, set()).add(reason.code)
     assert set(messages) - set(produced) == set()
 
 
 def test_a_refusal_names_the_rule_in_both_languages(engine: EmbeddedEngine) -> None:
     d = engine.decide(share("veilig_thuis", PLAN, "veiligheidsplan", "zorg_en_straf_afstemmen", ["om"]))
-    assert d.recipients["om"]["reasons"] == [
+    assert [r.to_json() for r in d.recipients["om"].reasons] == [
         {
             "code": "samenloop_required",
             "message": "om takes part in step structureel/veiligheidsplan only under samenloop "

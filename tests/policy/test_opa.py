@@ -25,6 +25,7 @@ from gateway.policy import (
     OpaLoadError,
     PolicyEngine,
     policy_revision,
+    read_policy,
 )
 from gateway.policy._opa import _client
 from gateway.runtime import make_policy_engine
@@ -33,7 +34,9 @@ from standins.opa import STANDIN_BANNER
 from tests.policy.conftest import POLICIES, case, request, share
 from tests.policy.standin import StandIn, run_standin
 
-DECISION_MODULE = "veiligdelen/decision/decision.rego"
+DECISION_MODULES = sorted(read_policy(POLICIES).policy_modules)
+"""The decision package's modules (decision.rego, context.rego, exchange.rego, ...)."""
+UPLOADED = {f"gateway/{m}" for m in DECISION_MODULES}
 FACTS_FILE = "veiligdelen/facts/data.json"
 
 DEMO_SHARE = share(
@@ -82,10 +85,10 @@ def test_loads_the_same_revision_as_the_embedded_engine(
     info = opa.info()
     assert info["engine"] == "opa"
     assert info["revision"] == opa.revision
-    assert info["modules"] == [DECISION_MODULE]
+    assert info["modules"] == DECISION_MODULES
     assert opa.facts() == engine.facts()
     served = {p["id"]: p["raw"] for p in standin.policies()}
-    assert served == {f"gateway/{DECISION_MODULE}": (POLICIES / DECISION_MODULE).read_text(encoding="utf-8")}
+    assert served == {f"gateway/{m}": (POLICIES / m).read_text(encoding="utf-8") for m in DECISION_MODULES}
     facts = httpx.get(f"{standin.url}/v1/data/veiligdelen/facts").json()["result"]
     assert facts == json.loads((POLICIES / FACTS_FILE).read_text(encoding="utf-8"))
 
@@ -94,7 +97,7 @@ def test_decides_as_the_embedded_engine(opa: OpaEngine, engine: EmbeddedEngine) 
     ours, theirs = opa.decide(DEMO_SHARE), engine.decide(DEMO_SHARE)
     assert ours == theirs
     assert ours.allowed
-    assert {a: p["allowed"] for a, p in ours.recipients.items()} == {
+    assert {a: p.allowed for a, p in ours.recipients.items()} == {
         "politie": True,
         "om": True,
         "reclassering": True,
@@ -110,8 +113,8 @@ def test_a_missing_input_field_is_the_policys_deny(opa: OpaEngine, engine: Embed
     assert decision == engine.decide(policy_input)
     assert not decision.allowed
     assert decision.codes == ["missing_input"]
-    assert "purpose" in decision.reasons[0]["message"]
-    assert decision.recipients["veilig_thuis"]["allowed"] is False
+    assert "purpose" in decision.reasons[0].message
+    assert decision.recipients["veilig_thuis"].allowed is False
     assert not decision.engine_failure
 
 
@@ -120,12 +123,12 @@ def _assert_fail_closed(decision: Decision, code: str, policy_input: dict[str, A
     assert decision.codes == [code]
     assert decision.engine_failure
     assert decision.legal_basis is None
-    assert decision.obligations == []
+    assert decision.obligations == ()
     assert set(decision.recipients) == set(policy_input.get("recipients", []))
     for part in decision.recipients.values():
-        assert part["allowed"] is False
-        assert [r["code"] for r in part["reasons"]] == [code]
-        assert part["fields"] == []
+        assert part.allowed is False
+        assert [r.code for r in part.reasons] == [code]
+        assert part.fields == ()
 
 
 @pytest.mark.parametrize(
@@ -185,8 +188,8 @@ def test_an_opa_that_went_away_is_an_unavailable_deny() -> None:
 def test_an_input_that_is_not_json_never_leaves_the_gateway(opa: OpaEngine) -> None:
     decision = opa.decide({"action": "share", "recipients": ["politie"], "payloadFields": {1, 2}})
     assert decision.codes == [ENGINE_ERROR]
-    assert "not JSON" in decision.reasons[0]["message"]
-    assert decision.recipients["politie"]["allowed"] is False
+    assert "not JSON" in decision.reasons[0].message
+    assert decision.recipients["politie"].allowed is False
 
 
 def test_each_failure_has_its_own_reason(opa: OpaEngine, standin: StandIn) -> None:
@@ -255,18 +258,15 @@ def test_a_new_revision_replaces_the_old_and_drops_stale_modules(policy_copy: Pa
         extra.parent.mkdir()
         extra.write_text("package veiligdelen.extra\n\nanswer := 42\n", encoding="utf-8")
         first = OpaEngine(s.url, policy_copy)
-        assert {p["id"] for p in s.policies()} == {
-            f"gateway/{DECISION_MODULE}",
-            "gateway/veiligdelen/extra/extra.rego",
-        }
+        assert {p["id"] for p in s.policies()} == UPLOADED | {"gateway/veiligdelen/extra/extra.rego"}
         extra.unlink()
         _set_legal_basis(policy_copy, "Testwet art. 1")
         second = OpaEngine(s.url, policy_copy)
         assert second.revision != first.revision
         assert second.revision == policy_revision(policy_copy)
-        assert {p["id"] for p in s.policies()} == {f"gateway/{DECISION_MODULE}"}
+        assert {p["id"] for p in s.policies()} == UPLOADED
         decision = second.decide(DEMO_SHARE)
-        assert decision.recipients["politie"]["legalBasis"] == "Testwet art. 1"
+        assert decision.recipients["politie"].legal_basis == "Testwet art. 1"
         assert decision.policy_revision == second.revision
 
 
@@ -283,7 +283,7 @@ def test_a_revision_opa_refuses_leaves_the_old_one_serving(policy_copy: Path) ->
         assert {p["id"]: p["raw"] for p in s.policies()} == before
         decision = old.decide(DEMO_SHARE)
         assert decision.allowed
-        assert decision.recipients["politie"]["legalBasis"] != "Testwet art. 2"
+        assert decision.recipients["politie"].legal_basis != "Testwet art. 2"
         assert decision == EmbeddedEngine(POLICIES, pool_size=1).decide(DEMO_SHARE)
 
 
@@ -292,7 +292,7 @@ def test_verify_only_accepts_an_opa_that_loaded_the_directory_itself(policy_copy
         engine = OpaEngine(s.url, POLICIES, upload=False)
         assert engine.revision == policy_revision(POLICIES)
         assert engine.decide(DEMO_SHARE).allowed
-        assert {p["id"] for p in s.policies()} == {DECISION_MODULE}  # nothing uploaded
+        assert {p["id"] for p in s.policies()} == set(DECISION_MODULES)  # nothing uploaded
         _set_legal_basis(policy_copy, "Testwet art. 3")
         with pytest.raises(OpaLoadError) as caught:
             OpaEngine(s.url, policy_copy, upload=False)

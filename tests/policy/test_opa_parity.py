@@ -396,7 +396,7 @@ def test_opa_and_regopy_allow_and_deny_alike(
 
 
 def _verdicts(d: Decision) -> dict[str, tuple[bool, list[str], str | None]]:
-    return {a: (p["allowed"], p["fields"], p["purpose"]) for a, p in d.recipients.items()}
+    return {a: (p.allowed, p.fields, p.purpose) for a, p in d.recipients.items()}
 
 
 def test_opa_and_regopy_decide_alike(semantic_runs: tuple[Run, Run], corpus: list[dict[str, Any]]) -> None:

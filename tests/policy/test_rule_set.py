@@ -51,7 +51,7 @@ def test_the_structural_assessment_is_veilig_thuis_alone(engine: EmbeddedEngine)
 def test_a_purpose_the_step_does_not_serve_is_refused_by_name(engine: EmbeddedEngine) -> None:
     d = engine.decide(share("politie", case(), "melding", "overdracht", ["veilig_thuis"]))
     assert d.allowed is False
-    assert d.reasons == [
+    assert [r.to_json() for r in d.reasons] == [
         {
             "code": "purpose_not_in_step",
             "message": "Step acuut/fysieke_veiligheid does not serve the purpose overdracht; "
@@ -60,7 +60,7 @@ def test_a_purpose_the_step_does_not_serve_is_refused_by_name(engine: EmbeddedEn
             "de stap dient: melding_behandelen, veiligheid_herstellen",
         }
     ]
-    assert [r["code"] for r in d.recipients["veilig_thuis"]["reasons"]] == [
+    assert [r.code for r in d.recipients["veilig_thuis"].reasons] == [
         "purpose_not_in_step",
         "purpose_not_allowed",
     ]
@@ -92,7 +92,7 @@ def _origin(purpose: str, information_type: str = "strafrechtelijke_informatie")
 def test_onward_sharing_for_an_incompatible_purpose_is_refused_naming_both(engine: EmbeddedEngine) -> None:
     d = engine.decide(_onward("veiligheid_herstellen", [_origin("onderzoek_strafbare_feiten")], ["politie"]))
     assert d.allowed is False
-    assert d.reasons == [
+    assert [r.to_json() for r in d.reasons] == [
         {
             "code": "purpose_incompatible_with_origin",
             "message": "The purpose veiligheid_herstellen is not compatible with the purpose "
@@ -103,8 +103,8 @@ def test_onward_sharing_for_an_incompatible_purpose_is_refused_naming_both(engin
             "ontving; verenigbaar: onderzoek_strafbare_feiten",
         }
     ]
-    assert d.recipients["politie"]["allowed"] is False
-    assert d.recipients["politie"]["fields"] == []
+    assert d.recipients["politie"].allowed is False
+    assert d.recipients["politie"].fields == ()
 
 
 def test_onward_sharing_for_the_same_or_a_compatible_purpose_is_decided_as_usual(
@@ -120,7 +120,7 @@ def test_onward_sharing_for_the_same_or_a_compatible_purpose_is_decided_as_usual
     # Compatible with the origin, but the rest of the rules still apply: no row VT -> om here.
     other = engine.decide(_onward("veiligheid_herstellen", [_origin("veiligheid_herstellen")], ["om"]))
     assert other.allowed is False
-    assert "purpose_incompatible_with_origin" not in {r["code"] for r in other.reasons}
+    assert "purpose_incompatible_with_origin" not in {r.code for r in other.reasons}
 
 
 def test_every_origin_counts_and_each_refusal_is_named(engine: EmbeddedEngine) -> None:
@@ -131,8 +131,8 @@ def test_every_origin_counts_and_each_refusal_is_named(engine: EmbeddedEngine) -
     ]
     d = engine.decide(_onward("veiligheid_herstellen", origins, ["politie"]))
     assert d.codes == ["purpose_incompatible_with_origin"] * 2
-    assert "onderzoek_strafbare_feiten for which" in d.reasons[0]["message"]
-    assert "zorg_en_straf_afstemmen for which" in d.reasons[1]["message"]
+    assert "onderzoek_strafbare_feiten for which" in d.reasons[0].message
+    assert "zorg_en_straf_afstemmen for which" in d.reasons[1].message
 
 
 def test_an_empty_origin_is_no_origin(engine: EmbeddedEngine) -> None:
@@ -143,7 +143,7 @@ def test_a_malformed_origin_is_missing_input(engine: EmbeddedEngine) -> None:
     for origin in (["m-1"], [{"purpose": "veiligheid_herstellen"}], "m-1", None):
         d = engine.decide(_onward("veiligheid_herstellen", origin, ["politie"]))  # type: ignore[arg-type]
         assert d.codes == ["missing_input"], origin
-        assert d.reasons[0]["message"] == "Missing or malformed input field(s): origin"
+        assert d.reasons[0].message == "Missing or malformed input field(s): origin"
 
 
 def test_reasons_are_ordered_by_rank_across_one_and_two_digits(engine: EmbeddedEngine) -> None:

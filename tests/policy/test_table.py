@@ -41,14 +41,14 @@ def test_every_row_is_allowed_and_needs_its_conditions(engine: EmbeddedEngine) -
                         share(row.sender, the_case, row.information_type, purpose, [row.receiver])
                     )
                     expected = favourable or not row.conditions
-                    assert d.recipients[row.receiver]["allowed"] is expected, (
+                    assert d.recipients[row.receiver].allowed is expected, (
                         row,
                         purpose,
                         favourable,
                         d.reasons,
                     )
                     if expected:
-                        assert d.recipients[row.receiver]["legalBasis"] == row.legal_basis
+                        assert d.recipients[row.receiver].legal_basis == row.legal_basis
                 if "request" in row.how:
                     d = engine.decide(
                         request(row.receiver, the_case, row.information_type, purpose, row.sender)
@@ -103,7 +103,7 @@ def test_nothing_outside_the_table_is_allowed() -> None:
         ):
             for receiver, part in d.recipients.items():
                 key = (flow, step, information_type, sender, receiver, purpose)
-                assert part["allowed"] is (key in allowed_share), (key, part["reasons"])
+                assert part.allowed is (key in allowed_share), (key, part.reasons)
                 checked += 1
         for key, d in zip(
             [k for k, _ in requests], pool.map(engine.decide, [i for _, i in requests]), strict=True

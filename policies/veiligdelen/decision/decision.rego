@@ -7,15 +7,16 @@
 #   part in which step, which purposes a step serves, legal bases, purposes, field lists) live in
 #   data.veiligdelen.facts.
 #
-#   One package in four files, by concern: this file (the entrypoint and the shape of a
-#   decision), context.rego (what the input says, and what refuses it as input), exchange.rego
-#   (share and request, rules 1-6), case.rego (open, read, transition, track, rule 7). What the
-#   engines force on the way it is written is in compat.rego, each with the bug it works around.
+#   One package, a file per concern: this file (the entrypoint and the shape of a decision),
+#   context.rego (what the input says, and what refuses it as input), exchange.rego (share and
+#   request, rules 1-6), case.rego (open, read, transition, track, rule 7), reasons.rego (how a
+#   reason is written). What the engines force on the way it is written is in compat.rego, each
+#   with the bug it works around. No two files use each other (OPA compiles each module as it is
+#   uploaded): this file uses context, exchange and case; they use reasons and compat.
 #
-#   Reasons are {template, args}: a key of data.veiligdelen.facts.messages and the values for its
-#   %v placeholders (a string; a list is joined first, _list_arg). The
-#   policy does not write sentences or order reasons: the gateway renders each template in
-#   English and Dutch and orders the reasons by the rank of their code (docs/policies.md).
+#   Reasons are {template, args} (reasons.rego); the policy does not write sentences or order
+#   reasons: the gateway renders each template in English and Dutch and orders the reasons by
+#   the rank of their code (docs/policies.md).
 package veiligdelen.decision
 
 # METADATA
@@ -48,11 +49,3 @@ _decision(ctx, denials) := _exchange_decision(ctx, denials) if {
 #   does not allow (rule 4), a case change the actor may not make or the process does not allow
 #   (rule 7).
 _denials(ctx) := (_input_denials(ctx) | _exchange_denials(ctx)) | _case_denials(ctx)
-
-# A reason: the message template of data.json that says it, and the values of its placeholders.
-_reason(template, args) := {"template": template, "args": args}
-
-_denied_by_default := {_reason("denied_by_default", [])}
-
-# A list as one argument: its members sorted and joined with ", " (the order both engines agree on).
-_list_arg(xs) := concat(", ", _sorted(xs))
