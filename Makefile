@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo serve test lint bench fuzz-api clean
+.PHONY: setup demo serve test lint bench bench-http bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,21 @@ test: lint
 	$(BIN)/gateway policy test
 	$(BIN)/pytest -n 2 --dist loadfile
 
-bench: setup
+# The speed figures of docs/performance.md, each beside its baseline measured in the same run, saved with
+# the machine's description in bench/results/. Not tests: run them on a machine with nothing else to do.
+bench: setup bench-tools
+	$(BIN)/python -m bench.policy_decision
 	$(BIN)/python -m bench.audit_log
+	$(BIN)/python -m bench.share_http
+	$(BIN)/python -m bench.share_http --workers 2
+
+bench-http: setup bench-tools
+	$(BIN)/python -m bench.share_http
+
+# wrk drives the share bench; py-spy profiles it (--profile). Installed only for the benchmarks.
+bench-tools:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/pip install --quiet -e '.[bench]'
 
 # The schemathesis runs of the suite (tests/e2e/test_api_fuzz.py) at a large size: every check, one real
 # token per role, 200 examples per operation. Exit 1 while any run finds something (the output says what).
