@@ -1,43 +1,58 @@
-"""Measure one policy decision of the embedded engine (regopy) against a trivial Rego rule.
+"""Measure policy decisions of the embedded engine (regopy) beside a trivial Rego rule, cached and not.
 
-    .venv/bin/python -m bench.policy_decision                  # 2,000 decisions per input
-    .venv/bin/python -m bench.policy_decision -n 500 --json    # fewer, as JSON
+    .venv/bin/python -m bench.policy_decision                  # 2,000 decisions per input, writes JSON
+    .venv/bin/python -m bench.policy_decision -n 500 --traffic 5000
     .venv/bin/python -m bench.policy_decision --policy-dir /tmp/old/policies   # another revision
 
-Inputs: a share to three recipients (allowed under samenloop), a request, a case transition, and a
-share shared on from received data (origin). For each it reports median and p99 of
+Fixed inputs: a share to three recipients (allowed under samenloop), a request, a case transition,
+and a share shared on from received data (origin). For each it reports median and p99 of
 
 - ``evaluate``: one query on the compiled bundle, the input handed over as JSON text, output read
   (what regopy itself costs: ``CompiledPolicy.evaluate``);
-- ``decide``: the engine as the gateway calls it (``EmbeddedEngine.decide``): JSON encoding, the
-  hop to a worker process that bounds the evaluation (``engine_timeout``), evaluation, parsing and
-  checking the result;
-- ``in-thread``: the same decision evaluated in the calling thread (``timeout=None``), so the
-  difference from ``decide`` is what the worker process costs.
+- ``uncached``: ``EmbeddedEngine.decide`` as the gateway calls it, with the decision cache off: JSON
+  encoding, the hop to a worker process that bounds the evaluation (``engine_timeout``), evaluation,
+  rendering the reasons, checking the result;
+- ``decide``: the same with the cache on (the gateway's default) and the same input again and again,
+  so every call after the first is a hit: what a repeated decision costs.
 
-Beside them, in the same run, the baseline: a trivial rule (``result := {"allowed": input.action ==
-"share"}``) compiled and queried the same way with the same share input, so the difference is what
-the policy costs. Not a test: the numbers depend on the machine and its load.
+The trivial rule (a constant deny with one reason) is measured the same three ways, in the same run.
+
+Then ``--traffic`` decisions as real traffic varies: many cases (flows, steps, tracks, subjects,
+who took part), each agency of a step sharing, asking, reading and moving its cases, inputs built as
+gateway/services/policy_input.py builds them. They go through a cached and an uncached engine; it
+reports the median and p99 of each and the cache's hit rate. Results go to
+bench/results/policy_decision-<date>.json with the machine's description. Not a test: the numbers
+depend on the machine and its load (the load average is recorded).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import platform
+import random
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import regopy
-
 from gateway.policy import EmbeddedEngine
-from gateway.policy._embedded import input_term, new_interpreter
 from gateway.settings import REPO_ROOT
 
 POLICIES = REPO_ROOT / "policies"
-TRIVIAL = 'package bench.trivial\n\nresult := {"allowed": input.action == "share"}\n'
+RESULTS = REPO_ROOT / "bench" / "results"
+TRIVIAL = (
+    "package veiligdelen.decision\n\n"
+    'result := {"allowed": false, "reasons": [{"template": "denied_by_default", "args": []}], '
+    '"legalBasis": null, "obligations": [], "recipients": {}}\n'
+)
 
 
 def _actor(agency: str) -> dict[str, str]:
@@ -123,78 +138,265 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _trivial() -> Callable[[str], str]:
-    interp = new_interpreter()
-    interp.add_module("bench/trivial.rego", TRIVIAL)
-    bundle = interp.build(None, ["bench/trivial/result"])
-
-    def evaluate(term: str) -> str:
-        interp.set_input_term(term)
-        output = interp.query_bundle_entrypoint(bundle, "bench/trivial/result")
-        if not output.ok():
-            raise regopy.RegoError(str(output))
-        return str(output)
-
-    return evaluate
+def _trivial_policy(into: Path, policy_dir: Path) -> Path:
+    """The same data.json (so the same templates) with a one-rule policy: a constant deny."""
+    target = into / "trivial"
+    facts = policy_dir / "veiligdelen" / "facts"
+    shutil.copytree(facts, target / "veiligdelen" / "facts")
+    (target / "veiligdelen" / "decision").mkdir(parents=True)
+    (target / "veiligdelen" / "decision" / "decision.rego").write_text(TRIVIAL, encoding="utf-8")
+    return target
 
 
-def run(n: int, policy_dir: Path = POLICIES) -> dict[str, Any]:
-    """Measure every input (and the baseline) ``n`` times; returns the figures."""
-    engine = EmbeddedEngine(policy_dir, pool_size=1)
-    in_thread = EmbeddedEngine(policy_dir, pool_size=1, timeout=None)
-    compiled = in_thread._pool.get()  # the one interpreter, used directly for the raw evaluation
-    in_thread._pool.put(compiled)
-    trivial = _trivial()
-    share_term = input_term(SHARE_3)
-    figures: dict[str, Any] = {
-        "revision": engine.revision,
-        "iterations": n,
-        "baseline (trivial rule, share input)": {
-            "evaluate": _summary(_times(lambda: trivial(share_term), n))
-        },
-    }
-    for name, policy_input in INPUTS.items():
-        decision = engine.decide(policy_input)
-        if decision.engine_failure:
-            raise SystemExit(f"{name}: the engine failed: {decision.codes}")
-        term = input_term(policy_input)
-        figures[name] = {
-            "evaluate": _summary(_times(lambda term=term: compiled.evaluate(term), n)),  # type: ignore[misc]
-            "decide": _summary(_times(lambda p=policy_input: engine.decide(p), n)),  # type: ignore[misc]
-            "in-thread": _summary(_times(lambda p=policy_input: in_thread.decide(p), n)),  # type: ignore[misc]
-        }
-    engine.close()
+def _measure(policy_dir: Path, inputs: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
+    """``evaluate``, ``uncached`` and ``decide`` for each input on the policy in ``policy_dir``."""
+    from gateway.policy._embedded import input_term
+
+    cached = EmbeddedEngine(policy_dir, pool_size=1)
+    uncached = EmbeddedEngine(policy_dir, pool_size=1, cache_size=0)
+    raw = EmbeddedEngine(policy_dir, pool_size=1, timeout=None, cache_size=0)
+    compiled = raw._pool.get()  # the one interpreter, used directly for the raw evaluation
+    figures: dict[str, Any] = {}
+    try:
+        for name, policy_input in inputs.items():
+            decision = cached.decide(policy_input)
+            if decision.engine_failure:
+                raise SystemExit(f"{name}: the engine failed: {decision.codes}")
+            term = input_term(policy_input)
+            figures[name] = {
+                "evaluate": _summary(_times(lambda t=term: compiled.evaluate(t), n)),  # type: ignore[misc]
+                "uncached": _summary(_times(lambda p=policy_input: uncached.decide(p), n)),  # type: ignore[misc]
+                "decide": _summary(_times(lambda p=policy_input: cached.decide(p), n)),  # type: ignore[misc]
+            }
+    finally:
+        cached.close()
+        uncached.close()
     return figures
+
+
+# --- traffic as it varies ---------------------------------------------------------------------------
+
+
+def _traffic(facts: dict[str, Any], size: int, cases: int, seed: int = 8) -> list[dict[str, Any]]:
+    """``size`` decision inputs over ``cases`` cases, most active cases drawn most often (Zipf-like).
+
+    Each case has a flow and step, tracks, subject roles and the agencies that took part so far; the
+    decisions on it are what the agencies of its step do: shares of the information types a grant lets
+    them provide in that step, to one to three of its recipients, with the fields their systems send
+    (the type's fields, now and then fewer); requests; reads; moves to the next step; tracks.
+    """
+    rng = random.Random(seed)
+    agencies = sorted(facts["agencies"])
+    steps = [(f, s) for f, v in sorted(facts["flows"].items()) for s in v["order"]]
+    rows: dict[tuple[str, str], list[tuple[str, str, str, dict[str, Any]]]] = {}
+    for t, by_receiver in facts["grants"].items():
+        for receiver, by_sender in by_receiver.items():
+            for sender, row in by_sender.items():
+                for flow, step in steps:
+                    if "steps" not in row or f"{flow}/{step}" in row["steps"]:
+                        rows.setdefault((flow, step), []).append((t, receiver, sender, row))
+    role_sets = [["kind", "pleger", "slachtoffer"], ["pleger", "slachtoffer"], ["kind", "pleger"]]
+    the_cases = []
+    for _ in range(cases):
+        flow, step = rng.choice(steps)
+        the_cases.append(
+            {
+                "flow": flow,
+                "step": step,
+                "tracks": {"zorg": rng.random() < 0.7, "straf": rng.random() < 0.5},
+                "subjectRoles": rng.choice(role_sets),
+                "involved": rng.sample(agencies, rng.randint(1, 3)),
+            }
+        )
+    weights = [1 / (k + 1) for k in range(cases)]
+
+    def actor(agency: str) -> dict[str, str]:
+        return {"agency": agency, "clientId": f"{agency}-system", "role": "agency_system"}
+
+    out: list[dict[str, Any]] = []
+    while len(out) < size:
+        c = rng.choices(the_cases, weights)[0]
+        available = rows.get((c["flow"], c["step"]), [])
+        roll = rng.random()
+        if roll < 0.55 and available:
+            t, receiver, sender, row = rng.choice(available)
+            others = sorted({r for (tt, r, s, _) in available if tt == t and s == sender} - {receiver})
+            recipients = [receiver, *rng.sample(others, min(len(others), rng.randint(0, 2)))]
+            fields = sorted(facts["informationTypes"][t].get("fields", []))
+            if rng.random() < 0.2 and len(fields) > 1:
+                fields = sorted(rng.sample(fields, len(fields) - 1))
+            purpose = (
+                rng.choice(row["purposes"]) if rng.random() < 0.9 else rng.choice(sorted(facts["purposes"]))
+            )
+            out.append(
+                {
+                    "action": "share",
+                    "actor": actor(sender),
+                    "case": c,
+                    "informationType": t,
+                    "purpose": purpose,
+                    "recipients": recipients,
+                    "payloadFields": fields,
+                }
+            )
+        elif roll < 0.7 and available:
+            t, receiver, sender, row = rng.choice(available)
+            out.append(
+                {
+                    "action": "request",
+                    "actor": actor(receiver),
+                    "case": c,
+                    "informationType": t,
+                    "purpose": rng.choice(row["purposes"]),
+                    "holder": sender,
+                }
+            )
+        elif roll < 0.9:
+            out.append({"action": "case.read", "actor": actor(rng.choice(agencies)), "case": c})
+        elif roll < 0.96:
+            order = facts["flows"][c["flow"]]["order"]
+            nxt = order[min(order.index(c["step"]) + 1, len(order) - 1)]
+            transition = {"flow": c["flow"], "step": nxt}
+            out.append(
+                {
+                    "action": "case.transition",
+                    "actor": actor(rng.choice(agencies)),
+                    "case": c,
+                    "transition": transition,
+                }
+            )
+        else:
+            track = {"name": rng.choice(["zorg", "straf"]), "open": True}
+            out.append(
+                {"action": "case.track", "actor": actor(rng.choice(agencies)), "case": c, "track": track}
+            )
+    return out
+
+
+def _traffic_figures(policy_dir: Path, traffic: list[dict[str, Any]]) -> dict[str, Any]:
+    """The traffic through a cached and an uncached engine: median and p99 of each, and the hit rate."""
+    cached = EmbeddedEngine(policy_dir, pool_size=1)
+    uncached = EmbeddedEngine(policy_dir, pool_size=1, cache_size=0)
+    try:
+        distinct = len({json.dumps(x, sort_keys=True) for x in traffic})
+        samples: dict[str, list[float]] = {"decide": [], "uncached": []}
+        for policy_input in traffic:
+            for name, engine in (("decide", cached), ("uncached", uncached)):
+                t0 = time.perf_counter()
+                engine.decide(policy_input)
+                samples[name].append(time.perf_counter() - t0)
+        stats = cached.cache.stats() if cached.cache is not None else {}
+    finally:
+        cached.close()
+        uncached.close()
+    shares = [i for i, x in enumerate(traffic) if x["action"] == "share"]
+    return {
+        "decisions": len(traffic),
+        "distinct inputs": distinct,
+        "actions": {
+            a: sum(x["action"] == a for x in traffic) for a in sorted({x["action"] for x in traffic})
+        },
+        "decide": _summary(samples["decide"]),
+        "uncached": _summary(samples["uncached"]),
+        "decide (shares)": _summary([samples["decide"][i] for i in shares]),
+        "uncached (shares)": _summary([samples["uncached"][i] for i in shares]),
+        "cache": stats,
+    }
+
+
+def machine() -> dict[str, Any]:
+    """The machine and the code measured: CPU, cores, Python, regopy, git commit, date, load."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "gateway/policy", "policies"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "regopy": version("regopy"),
+        "gitCommit": commit + ("+uncommitted policy changes" if dirty else ""),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "loadAverage": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run(n: int, traffic_size: int, cases: int, policy_dir: Path = POLICIES) -> dict[str, Any]:
+    """Measure every input (and the trivial rule) ``n`` times, then the traffic; returns the figures."""
+    probe = EmbeddedEngine(policy_dir, pool_size=1, timeout=None, cache_size=0)
+    facts = probe.facts()
+    figures: dict[str, Any] = {"machine": machine(), "revision": probe.revision, "iterations": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        trivial = _trivial_policy(Path(tmp), policy_dir)
+        figures["trivial rule (share, 3 recipients)"] = _measure(trivial, {"share": SHARE_3}, n)["share"]
+    figures["inputs"] = _measure(policy_dir, INPUTS, n)
+    figures["traffic"] = _traffic_figures(policy_dir, _traffic(facts, traffic_size, cases))
+    figures["machine"]["loadAverageAfter"] = [round(x, 2) for x in os.getloadavg()]
+    return figures
+
+
+def _line(name: str, f: dict[str, Any]) -> str:
+    cells = [f"{name:34}"]
+    for key in ("evaluate", "uncached", "decide"):
+        if key in f:
+            cells.append(f"{f[key]['median_ms']:>8.3f} {f[key]['p99_ms']:>8.3f}")
+        else:
+            cells.append(" " * 17)
+    return " ".join(cells)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "-n", "--iterations", type=int, default=2000, help="decisions per input (default 2000)"
-    )
+    parser.add_argument("-n", "--iterations", type=int, default=2000, help="decisions per input (2000)")
+    parser.add_argument("--traffic", type=int, default=20_000, help="decisions of varied traffic (20000)")
+    parser.add_argument("--cases", type=int, default=2000, help="cases the traffic is spread over (2000)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     parser.add_argument("--policy-dir", type=Path, default=POLICIES, help="the policy directory to measure")
     args = parser.parse_args()
-    figures = run(args.iterations, args.policy_dir)
+    figures = run(args.iterations, args.traffic, args.cases, args.policy_dir)
+    if not args.no_save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"policy_decision-{dt.date.today().isoformat()}.json"
+        out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"policy {figures['revision'][:19]}..., {args.iterations} decisions per input, one interpreter")
+    m = figures["machine"]
+    print(f"policy {figures['revision'][:19]}..., {m['cpu']}, {m['cores']} cores, load {m['loadAverage']}")
+    print(f"{args.iterations} decisions per input, one worker; milliseconds, median and p99")
+    print(f"{'input':34} {'evaluate':>17} {'uncached decide':>17} {'decide (cached)':>17}")
+    print(_line("trivial rule (share, 3 recipients)", figures["trivial rule (share, 3 recipients)"]))
+    for name, f in figures["inputs"].items():
+        print(_line(name, f))
+    t = figures["traffic"]
     print(
-        f"{'input':38} {'evaluate median':>16} {'p99':>8} {'decide median':>14} {'p99':>8}"
-        f" {'in-thread median':>17} {'p99':>8}"
+        f"\ntraffic: {t['decisions']} decisions ({t['distinct inputs']} distinct) over {args.cases} cases; "
+        f"cache hit rate {t['cache'].get('hitRate')}"
     )
-    for name, f in figures.items():
-        if not isinstance(f, dict):
-            continue
-        ev, de, th = f["evaluate"], f.get("decide"), f.get("in-thread")
-        line = f"{name:38} {ev['median_ms']:>13.3f} ms {ev['p99_ms']:>5.3f} ms"
-        if de and th:
-            line += f" {de['median_ms']:>11.3f} ms {de['p99_ms']:>5.3f} ms"
-            line += f" {th['median_ms']:>14.3f} ms {th['p99_ms']:>5.3f} ms"
-        print(line)
+    for key in ("decide", "uncached", "decide (shares)", "uncached (shares)"):
+        print(f"  {key:18} median {t[key]['median_ms']:.3f} ms  p99 {t[key]['p99_ms']:.3f} ms")
 
 
 if __name__ == "__main__":

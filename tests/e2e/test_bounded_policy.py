@@ -199,7 +199,7 @@ def test_a_reload_stops_the_old_engines_workers(gw: Gateway) -> None:
 # --- a policy that loops: the stuck worker is killed and replaced --------------------------------------
 
 _DENY = (
-    '_deny := {"allowed": false, "reasons": [{"code": "x", "message": "m", "messageNl": "n"}], '
+    '_deny := {"allowed": false, "reasons": [{"template": "x", "args": []}], '
     '"legalBasis": null, "obligations": [], "recipients": {}}\n\n'
 )
 # Hundreds of millions of steps for regopy (hours), in constant memory: an evaluation that never ends.
@@ -216,6 +216,13 @@ def slow_policy(tmp_path: Path) -> Path:
     (directory / "veiligdelen" / "decision").mkdir(parents=True)
     (directory / "veiligdelen" / "decision" / "decision.rego").write_text(
         "package veiligdelen.decision\n\n" + _DENY + _SPIN, encoding="utf-8"
+    )
+    # The one message template the deny names (the gateway renders reasons from data.json).
+    (directory / "veiligdelen" / "facts").mkdir(parents=True)
+    (directory / "veiligdelen" / "facts" / "data.json").write_text(
+        '{"reasonCodes": {"x": {"rank": 1}}, '
+        '"messages": {"x": {"code": "x", "message": "m", "messageNl": "n"}}}',
+        encoding="utf-8",
     )
     return directory
 
