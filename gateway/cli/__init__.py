@@ -87,5 +87,3 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main() -> None:
     """Console entry point."""
     sys.exit(run())
-
-
