@@ -56,6 +56,10 @@ DEFAULT_TIMEOUT = 1.0
 """Seconds for one decision round trip; past it the decision is a deny (``engine_timeout``)."""
 
 
+LOAD_TIMEOUT = 10.0
+"""Seconds for one request of loading or verifying a revision (at least the decision timeout)."""
+
+
 class OpaLoadError(PolicyCompileError):
     """OPA did not accept, or does not serve, the revision; ``errors`` names each place."""
 
@@ -93,10 +97,13 @@ class OpaEngine:
         self.timeout = timeout
         self.upload = upload
         self._client = _client(self.opa_url, timeout)
+        # Loading is not on a request's path: it may wait longer than a decision (OPA compiles at
+        # every module it is given).
+        self._admin = _client(self.opa_url, max(timeout, LOAD_TIMEOUT))
         self._loaded_at = dt.datetime.now(dt.UTC)
         try:
             if wait > 0:
-                self._client.wait_for_ready(timeout=wait, interval=0.1)
+                self._admin.wait_for_ready(timeout=wait, interval=0.1)
             previous = self._upload() if upload else None
             try:
                 self._verify()
@@ -106,10 +113,10 @@ class OpaEngine:
                     self._restore(previous)
                 raise
         except OpaLoadError:
-            self._client.close_connection()
+            self._close_clients()
             raise
         except Exception as e:  # opa-python-client raises its own types and requests' errors
-            self._client.close_connection()
+            self._close_clients()
             raise OpaLoadError(
                 f"OPA at {self.opa_url} did not load the policy: {_describe(e)}",
                 errors=[{"field": self.opa_url, "message": _describe(e)}],
@@ -186,7 +193,11 @@ class OpaEngine:
 
     def close(self) -> None:
         """Release the HTTP connections (OPA keeps the policy)."""
+        self._close_clients()
+
+    def _close_clients(self) -> None:
         self._client.close_connection()
+        self._admin.close_connection()
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -205,7 +216,7 @@ class OpaEngine:
             try:
                 # Data first: a module may read data.veiligdelen.facts as soon as it is compiled in.
                 for path, value in _data_documents(self._source):
-                    self._client.update_or_create_data(value, "/".join(path))
+                    self._admin.update_or_create_data(value, "/".join(path))
                 modules = {pid: self._source.policy_modules[rel] for pid, rel in self.policy_ids.items()}
                 self._put_policies(modules)
                 self._delete_policies(set(previous.policies) - set(self.policy_ids))
@@ -232,7 +243,7 @@ class OpaEngine:
             first: Exception | None = None
             for pid, text in pending.items():
                 try:
-                    self._client.update_policy_from_string(text, pid, rego_compat=False)
+                    self._admin.update_policy_from_string(text, pid, rego_compat=False)
                 except RegoParseError as e:
                     refused[pid] = text
                     first = first or e
@@ -249,7 +260,7 @@ class OpaEngine:
             first: Exception | None = None
             for pid in pending:
                 try:
-                    self._client.delete_policy(pid)
+                    self._admin.delete_policy(pid)
                 except DeletePolicyError as e:
                     if "not_found" in str(e):
                         continue  # already gone (an earlier request that timed out did it)
@@ -269,15 +280,15 @@ class OpaEngine:
         """Best effort: put back what OPA served before a failed upload."""
         try:
             self._put_policies(previous.policies)
-            added = self._client.get_policies_list()
+            added = self._admin.get_policies_list()
             self._delete_policies(
                 {p for p in added if p.startswith(POLICY_ID_PREFIX)} - set(previous.policies)
             )
             for path, value in previous.data.items():
                 if value is _ABSENT:
-                    self._client.delete_data("/".join(path))
+                    self._admin.delete_data("/".join(path))
                 else:
-                    self._client.update_or_create_data(value, "/".join(path))
+                    self._admin.update_or_create_data(value, "/".join(path))
         except Exception as e:  # the original error is what the caller needs; log this one
             log.error("could not restore OPA's previous modules: %s", _describe(e))
 
@@ -310,8 +321,8 @@ class OpaEngine:
     def _served_policies(self) -> dict[str, str]:
         """Policy id -> Rego text of every module OPA holds."""
         served: dict[str, str] = {}
-        for pid in self._client.get_policies_list():
-            raw = self._client.get_policy(pid).get("result", {}).get("raw")
+        for pid in self._admin.get_policies_list():
+            raw = self._admin.get_policy(pid).get("result", {}).get("raw")
             if isinstance(raw, str):
                 served[str(pid)] = raw
         return served
@@ -319,7 +330,7 @@ class OpaEngine:
     def _served_data(self, path: tuple[str, ...]) -> Any:
         """The document at ``path`` in OPA, or ``_ABSENT``."""
         try:
-            return self._client.get_data("/".join(path))["result"]
+            return self._admin.get_data("/".join(path))["result"]
         except PolicyNotFoundError:
             return _ABSENT
 

@@ -234,7 +234,7 @@ def test_a_stuck_evaluation_is_killed_and_its_worker_replaced(slow_policy: Path)
         assert engine.health() is None
         d = engine.decide({"spin": True, "action": "share", "recipients": ["om"]})
         assert d.codes == [ENGINE_TIMEOUT]
-        assert d.engine_failure and d.recipients["om"]["allowed"] is False
+        assert d.engine_failure and d.recipients["om"].allowed is False
         # The worker that was evaluating is gone at once (killed and reaped), not left spinning...
         assert not running(stuck)
         # ... and until its replacement has compiled the revision, no worker can decide.
