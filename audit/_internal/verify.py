@@ -8,8 +8,9 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -406,17 +407,30 @@ def _check_parallel(
     """Check ``[0, size)`` in chunks over ``processes`` workers; combine their trees in order."""
     global _forked_engine
     chunk = 1 << _CHUNK_LEVEL
-    bounds = [(lo, min(lo + chunk, size)) for lo in range(0, size, chunk)]
     frontier = CompactRange()
     _forked_engine = engine
     fork = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(processes, mp_context=fork, initializer=_init_worker)
+    # A bounded window of chunks in flight, submitted as earlier ones finish: the size is read from the
+    # log, which may be damaged (an index of 2**62), so the chunks are never all listed up front; the
+    # first chunk that does not verify to its end stops the check, as in a single process.
+    window: deque[tuple[int, Future[_ChunkResult]]] = deque()
+    starts = iter(range(0, size, chunk))
+
+    def submit_next() -> None:
+        lo = next(starts, None)
+        if lo is not None:
+            hi = min(lo + chunk, size)
+            window.append(
+                (lo, pool.submit(_check_chunk, lo, hi, sorted(s for s in wanted if lo < s <= hi), batch_size))
+            )
+
     try:
-        futures = [
-            pool.submit(_check_chunk, lo, hi, sorted(s for s in wanted if lo < s <= hi), batch_size)
-            for lo, hi in bounds
-        ]
-        for (lo, _), future in zip(bounds, futures, strict=True):
+        for _ in range(2 * processes):
+            submit_next()
+        while window:
+            lo, future = window.popleft()
+            submit_next()
             result = future.result()
             before = frontier.hashes()
             for at, hashes in result.ranges.items():
