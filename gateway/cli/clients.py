@@ -82,6 +82,8 @@ def clients_keygen(
     key_path, pub_path = Path(f"{out}.key.pem"), Path(f"{out}.pub.pem")
     from audit import write_private_file
 
+    if not key_path.parent.is_dir():
+        raise typer.TyperException(f"{key_path}: directory {key_path.parent} does not exist")
     # The one helper for private files: mode 0600, written atomically, never over an existing key.
     if not write_private_file(key_path, private_pem):
         raise typer.TyperException(f"{key_path} already exists; not overwritten")

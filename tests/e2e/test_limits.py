@@ -425,6 +425,6 @@ def test_a_stored_row_that_cannot_be_shown_does_not_break_the_inbox(
         after = c.get("/v1/inbox", params={"limit": 1000}).json()
     assert after["unreadable"] == []
     assert ids["good"] in {m["messageId"] for m in after["messages"]}
-    logged = "\n".join(rec.getMessage() for rec in caplog.records if rec.name == "gateway.services.exchanges")
+    logged = "\n".join(rec.getMessage() for rec in caplog.records if rec.name == "gateway.exchanges")
     assert logged.count("cannot be shown") >= len(UNREADABLE_ROWS)
     assert secret not in logged and "locatie" not in logged  # by kind only, never content
