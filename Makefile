@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo serve test lint bench bench-http bench-tools fuzz-api clean
+.PHONY: setup demo serve test test-golden lint bench bench-http bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint
 
 # The speed figures of docs/performance.md, each beside its baseline measured in the same run, saved with
 # the machine's description in bench/results/. Not tests: run them on a machine with nothing else to do.
+# Every golden decision on regopy too (the suite decides every third one there, all of them on OPA's Go engine).
+test-golden: setup
+	VEILIG_DELEN_GOLDEN_FULL=1 $(BIN)/pytest -q tests/policy/test_golden.py
+
 bench: setup bench-tools
 	$(BIN)/python -m bench.policy_decision
 	$(BIN)/python -m bench.audit_log
