@@ -27,12 +27,10 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import random
 import secrets
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -46,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
 import audit
+from bench._machine import describe
 
 PG_URL = os.environ.get("AUDIT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
@@ -546,32 +545,8 @@ def run(name: str, engine: Engine, key_path: Path, size: int, repeat: int, quick
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                cpu = text.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout)
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", True
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlalchemy": sa.__version__,
-        "kernel": platform.release(),
-        "gitCommit": commit,
-        "gitDirty": dirty,
-    }
+    """What the figures were measured on (bench._machine), with SQLite's own version."""
+    return describe(["sqlalchemy"]) | {"sqlite": sqlite3.sqlite_version}
 
 
 def save(name: str, settings: dict[str, Any], load_before: tuple[float, ...]) -> Path:

@@ -31,18 +31,16 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench._machine import describe
 from gateway.policy import EmbeddedEngine
 from gateway.settings import REPO_ROOT
 
@@ -305,39 +303,8 @@ def _traffic_figures(policy_dir: Path, traffic: list[dict[str, Any]]) -> dict[st
 
 
 def machine() -> dict[str, Any]:
-    """The machine and the code measured: CPU, cores, Python, regopy, git commit, date, load."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--", "gateway/policy", "policies"],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", False
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "regopy": version("regopy"),
-        "gitCommit": commit + ("+uncommitted policy changes" if dirty else ""),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "loadAverage": [round(x, 2) for x in os.getloadavg()],
-    }
+    """The machine and the code measured (bench._machine), with regopy's version and the date."""
+    return describe(["regopy"]) | {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def run(n: int, traffic_size: int, cases: int, policy_dir: Path = POLICIES) -> dict[str, Any]:

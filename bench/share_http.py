@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -44,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from bench._machine import describe
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
 from gateway.bsn import is_valid_bsn
 from gateway.db import make_engine, make_sessionmaker
@@ -128,39 +127,9 @@ class Facts:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    """The machine and the code measured (bench._machine), with wrk's version."""
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "gateway", "audit", "connectors", "policies", "bench"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memoryGiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": versions,
-        "wrk": (wrk.stdout or wrk.stderr).split("\n")[0].strip(),
-        "gitCommit": commit.stdout.strip(),
-        "gitDirty": bool(dirty.stdout.strip()),
-    }
+    return describe(PACKAGES) | {"wrk": (wrk.stdout or wrk.stderr).split("\n")[0].strip()}
 
 
 class Bench:
