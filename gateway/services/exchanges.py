@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +20,7 @@ from connectors import ConnectorError, Delivery, FetchRequest
 from gateway.db import utcnow
 from gateway.errors import AuditUnavailable, InvalidInput, NotFound, UpstreamFailed
 from gateway.models import CaseRecord, Message
-from gateway.policy import USAGE_RESTRICTION, Decision, RecipientDecision
+from gateway.policy import STRIP_FIELDS, USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
 from gateway.schemas import DecisionIn, InboxMessage, RequestIn, ShareIn
 from gateway.services import policy_input
@@ -50,13 +51,14 @@ def _restriction(part: RecipientDecision, purpose: str) -> str:
     return usage_restriction(part.purpose or purpose, part.legal_basis)
 
 
-def _delivered_fields(part: RecipientDecision, payload: dict[str, Any]) -> list[str]:
-    """The payload fields that reach a recipient: the decision's fields, narrowed by ``strip_fields``."""
+def _delivered_fields(part: RecipientDecision, available: Iterable[str]) -> list[str]:
+    """The fields that reach a recipient: the decision's fields, narrowed by ``strip_fields``, of those
+    ``available`` (a share's payload keys, or every field for a request's answer)."""
     fields = set(part.fields)
     for o in part.obligations:
-        if o.code == "strip_fields":
+        if o.code == STRIP_FIELDS:
             fields &= set(o.fields)
-    return sorted(f for f in fields if f in payload)
+    return sorted(fields.intersection(available))
 
 
 def _stored(text: str | None) -> Any:
@@ -414,7 +416,7 @@ class ExchangeService:
             )
         except ConnectorError as e:
             raise UpstreamFailed(f"the system of {body.holder} did not answer") from e
-        allowed_fields = set(_delivered_fields(part, dict.fromkeys(part.fields)))
+        allowed_fields = set(_delivered_fields(part, part.fields))
         data = {k: v for k, v in (result.data if result.found else {}).items() if k in allowed_fields}
 
         def take_part(conn: Connection) -> None:

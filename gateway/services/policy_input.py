@@ -71,12 +71,11 @@ def policy_origin(origin: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     """The origin as the policy sees it: one entry per (purpose, information type, sender).
 
     The policy reads only those three (rule 4), so repeats decide nothing; without them the list is
-    bounded by the facts, however long a chain of onward shares made the lineage.
+    bounded by the facts, however long a chain of onward shares made the lineage. Message ids are left
+    out too: they decide nothing, and would make every shared-on input new to the decision cache.
     """
-    seen: dict[tuple[str, str, str], dict[str, str]] = {}
-    for item in origin:
-        seen.setdefault((item["purpose"], item["informationType"], item["sender"]), dict(item))
-    return list(seen.values())
+    seen = {(o["purpose"], o["informationType"], o["sender"]) for o in origin}
+    return [{"purpose": p, "informationType": t, "sender": s} for p, t, s in sorted(seen)]
 
 
 def share(
