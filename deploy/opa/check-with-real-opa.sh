@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need the REAL OPA binary, for a CI job (or a laptop) where `opa` is on PATH or the
 # openpolicyagent/opa image can run. The development machines of this project have neither: there the
-# test suite runs the opa engine against the stand-in (gateway/policy/opa_standin.py) instead.
+# test suite runs the opa engine against the stand-in (standins/opa.py) instead.
 #
 #   1. opa check / opa test: the Rego modules and their *_test.rego under OPA's own semantics
 #   2. opa build: the bundle the sidecar serves, with the gateway's revision in its manifest
