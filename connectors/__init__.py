@@ -11,11 +11,13 @@ from connectors.base import (
     Connector,
     ConnectorError,
     ConnectorRejected,
+    ConnectorTimeout,
     ConnectorUnavailable,
     Delivery,
     DeliveryReceipt,
     FetchRequest,
     FetchResult,
+    SubjectIdentity,
 )
 from connectors.http import HttpConnector
 from connectors.registry import build_connectors
@@ -27,6 +29,7 @@ __all__ = [
     "Connector",
     "ConnectorError",
     "ConnectorRejected",
+    "ConnectorTimeout",
     "ConnectorUnavailable",
     "Delivery",
     "DeliveryReceipt",
@@ -34,6 +37,7 @@ __all__ = [
     "FetchResult",
     "HttpConnector",
     "SimulatedAgencySystem",
+    "SubjectIdentity",
     "build_connectors",
     "simulated_connectors",
 ]

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from connectors.base import Delivery, DeliveryReceipt, FetchRequest, FetchResult
+from connectors.base import Delivery, DeliveryReceipt, FetchRequest, FetchResult, SubjectIdentity
 
 DELIVERIES_PATH = "/veilig-delen/deliveries"
 FETCH_PATH = "/veilig-delen/fetch"
@@ -29,6 +29,13 @@ class _Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
+class SubjectBody(_Body):
+    """A subject the recipient may identify: role and BSN."""
+
+    role: Id
+    bsn: Annotated[str, StringConstraints(pattern=r"^[0-9]{9}$")]
+
+
 class DeliveryBody(_Body):
     """``POST /veilig-delen/deliveries``."""
 
@@ -41,6 +48,7 @@ class DeliveryBody(_Body):
     legal_basis: str
     payload: dict[str, Any]
     usage_restriction: str
+    subjects: list[SubjectBody] = Field(default_factory=list)
 
 
 class ReceiptBody(_Body):
@@ -84,12 +92,16 @@ def _without_trace(obj: Delivery | FetchRequest) -> dict[str, Any]:
 
 def delivery_json(d: Delivery) -> dict[str, Any]:
     """The request body for ``d``."""
-    return DeliveryBody.model_construct(**_without_trace(d)).model_dump(by_alias=True, mode="json")
+    fields = _without_trace(d)
+    fields["subjects"] = [SubjectBody.model_construct(role=s.role, bsn=s.bsn) for s in d.subjects]
+    return DeliveryBody.model_construct(**fields).model_dump(by_alias=True, mode="json")
 
 
 def delivery_from(body: DeliveryBody, traceparent: str | None) -> Delivery:
     """The delivery a body and its ``traceparent`` header describe."""
-    return Delivery(**body.model_dump(), trace_parent=valid_traceparent(traceparent))
+    fields = body.model_dump()
+    subjects = tuple(SubjectIdentity(s["role"], s["bsn"]) for s in fields.pop("subjects"))
+    return Delivery(**fields, subjects=subjects, trace_parent=valid_traceparent(traceparent))
 
 
 def fetch_json(r: FetchRequest) -> dict[str, Any]:

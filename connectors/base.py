@@ -31,6 +31,16 @@ class Delivery:
     payload: dict[str, Any]
     usage_restriction: str
     trace_parent: str
+    subjects: tuple[SubjectIdentity, ...] = ()
+    """The subjects the policy lets this recipient identify, with their BSN (never written to disk)."""
+
+
+@dataclass(frozen=True)
+class SubjectIdentity:
+    """A person in a case as a recipient may know them: their role and BSN."""
+
+    role: str
+    bsn: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,10 @@ class ConnectorError(Exception):
 
 class ConnectorUnavailable(ConnectorError):
     """The system is down, timed out, or answered with something unusable; trying later may work."""
+
+
+class ConnectorTimeout(ConnectorUnavailable):
+    """The system did not answer within the deadline; it may still have acted on the request."""
 
 
 class ConnectorRejected(ConnectorError):

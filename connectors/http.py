@@ -30,6 +30,7 @@ from connectors._wire import (
 from connectors.base import (
     AGENCIES,
     ConnectorRejected,
+    ConnectorTimeout,
     ConnectorUnavailable,
     Delivery,
     DeliveryReceipt,
@@ -127,7 +128,7 @@ class HttpConnector:
                 time.sleep(self._retry_pause * attempt)
                 continue
             except httpx.TimeoutException as e:
-                raise ConnectorUnavailable(self.agency, f"{path}: timed out after {self._timeout}s") from e
+                raise ConnectorTimeout(self.agency, f"{path}: timed out after {self._timeout}s") from e
             except httpx.HTTPError as e:
                 raise ConnectorUnavailable(self.agency, f"{path}: {type(e).__name__}") from e
             return self._answer(path, response)

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from audit import UTCDateTime
@@ -50,6 +50,8 @@ class Case(Base):
     involved: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
+    identities_erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """When the subjects' sealed identities (and the case key) were erased; None while they are kept."""
 
     subjects: Mapped[list[Subject]] = relationship(
         back_populates="case", cascade="all, delete-orphan", order_by="Subject.position", lazy="selectin"
@@ -65,6 +67,8 @@ class Subject(Base):
     position: Mapped[int] = mapped_column(primary_key=True)
     role: Mapped[str] = mapped_column(String(32))
     pseudonym: Mapped[str] = mapped_column(String(64), index=True)
+    identity: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """The BSN sealed (AES-256-GCM) with the case's key; None once erased. Never the BSN in clear."""
 
     case: Mapped[Case] = relationship(back_populates="subjects")
 
@@ -83,13 +87,67 @@ class Message(Base):
     information_type: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(64))
     legal_basis: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Legacy clear payload of messages stored before sealing (0004); None for every new message."""
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """The delivered content (payload and subjects) sealed with AES-256-GCM; None once erased."""
+    retain_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """The end of the grant's retention term: the sweeper erases the content then, acknowledged or not."""
+    erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     received_at: Mapped[Timestamp]
     acked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     based_on: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     """The received messages the sender shared this on from (its ``basedOn``), if any."""
     origin: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
     """Their lineage: ``{messageId, purpose, informationType, sender}`` of every message it derives from."""
+
+
+class CaseKey(Base):
+    """A case's data key, wrapped (AES-256-GCM) by the key-encryption key that lives outside the database.
+
+    Deleting the row erases every identity sealed with it (crypto-shredding).
+    """
+
+    __tablename__ = "case_keys"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[Timestamp]
+
+
+class Share(Base):
+    """One share as its sender sees it: every recipient with the decision, refused ones included."""
+
+    __tablename__ = "shares"
+
+    share_id: Mapped[Id]
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    sender: Mapped[AgencyId]
+    information_type: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(64))
+    recipients: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """``[{recipient, allowed, messageId?}]`` in the order the sender named them."""
+    created_at: Mapped[Timestamp]
+
+
+class OutboxItem(Base):
+    """A message to push to its recipient's system, written in the share's own transaction."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.message_id"), primary_key=True)
+    share_id: Mapped[str] = mapped_column(String(64), index=True)
+    recipient: Mapped[AgencyId]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """``pending``, ``delivered`` or ``dead_letter``."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Timestamp]
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """A deliverer's lease: another process leaves the row alone until then."""
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[Timestamp]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import defer
 from connectors import ConnectorError, Delivery, FetchRequest
 from gateway.db import utcnow
 from gateway.errors import AuditUnavailable, InvalidInput, NotFound, UpstreamFailed
-from gateway.models import CaseRecord, Message
+from gateway.models import CaseRecord, Message, OutboxItem, Share
 from gateway.policy import STRIP_FIELDS, USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
 from gateway.schemas import DecisionIn, InboxMessage, RequestIn, ShareIn
@@ -239,12 +239,42 @@ class ExchangeService:
             )
             results.append(result)
 
-        def store(conn: Connection) -> None:
-            conn.execute(insert(Message), messages)
-            involve(conn, case.case_id, [sender, *(m["recipient"] for m in messages)])
+        share_row = {
+            "share_id": share_id,
+            "case_id": case.case_id,
+            "sender": sender,
+            "information_type": body.information_type,
+            "purpose": body.purpose,
+            "recipients": [
+                {k: r[k] for k in ("recipient", "allowed", "messageId") if k in r} for r in results
+            ],
+            "created_at": now,
+        }
+        outbox = [
+            {
+                "message_id": m["message_id"],
+                "share_id": share_id,
+                "recipient": m["recipient"],
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for m in messages
+            if m["recipient"] in self.rt.connectors
+        ]
 
-        # No audit, no exchange: the entries commit with the messages, or neither does.
-        self.rt.audit_append(entries, writes=store if messages else None)
+        def store(conn: Connection) -> None:
+            conn.execute(insert(Share), [share_row])
+            if messages:
+                conn.execute(insert(Message), messages)
+                involve(conn, case.case_id, [sender, *(m["recipient"] for m in messages)])
+            if outbox:
+                conn.execute(insert(OutboxItem), outbox)
+
+        # No audit, no exchange: the entries commit with the share, its messages and its outbox rows,
+        # or none of them does.
+        self.rt.audit_append(entries, writes=store)
         pushed = {d.message_id: self._push(ctx, case, d) for d in deliveries}
         for result in results:
             if result["allowed"]:

@@ -56,6 +56,7 @@ def test_bodies_are_camel_case(politie_url: str, client: RecordingClient) -> Non
         "legalBasis",
         "payload",
         "usageRestriction",
+        "subjects",
     }
 
 
