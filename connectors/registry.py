@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from connectors.base import AGENCIES, Connector
+from connectors.config import ConnectorConfigError, ConnectorsConfig, load_connectors_file
 from connectors.http import HttpConnector
+from connectors.signatures import RequestSigner
 from connectors.simulated import simulated_connectors
 
 
-def build_connectors(kind: Literal["simulated", "http"], agency_urls: dict[str, str]) -> dict[str, Connector]:
-    """A connector for every agency: simulated systems, or HTTP connectors to ``agency_urls``.
-
-    ``agency_urls`` is used only for ``http``, where it must name exactly the five agencies: a missing
-    one would otherwise surface only at the first share, in the middle of a case.
-    """
+def connectors_config(
+    kind: Literal["simulated", "http"], agency_urls: dict[str, str], file: Path | None = None
+) -> ConnectorsConfig | None:
+    """The validated per-agency configuration for ``http`` (the file, else ``agency_urls``); ``None``
+    for ``simulated``. Raises ``ConnectorConfigError`` with one line naming the source and the field."""
     if kind == "simulated":
-        return dict[str, Connector](simulated_connectors())
-    if kind == "http":
-        missing = sorted(set(AGENCIES) - agency_urls.keys())
-        unknown = sorted(agency_urls.keys() - set(AGENCIES))
-        if missing or unknown:
-            raise ValueError(
-                f"agency_urls (GATEWAY_AGENCY_URLS): missing {missing or 'none'}, unknown {unknown or 'none'}"
+        return None
+    if kind != "http":
+        raise ValueError(f"unknown connector kind {kind!r}; expected 'simulated' or 'http'")
+    if file is not None:
+        if agency_urls:
+            raise ConnectorConfigError(
+                "set GATEWAY_CONNECTORS_FILE or GATEWAY_AGENCY_URLS, not both (the file holds the URLs)"
             )
-        return {agency: HttpConnector(agency, agency_urls[agency]) for agency in AGENCIES}
-    raise ValueError(f"unknown connector kind {kind!r}; expected 'simulated' or 'http'")
+        return load_connectors_file(file)
+    missing = sorted(set(AGENCIES) - agency_urls.keys())
+    unknown = sorted(agency_urls.keys() - set(AGENCIES))
+    if missing or unknown:
+        raise ConnectorConfigError(
+            f"agency_urls (GATEWAY_AGENCY_URLS): missing {missing or 'none'}, unknown {unknown or 'none'}"
+        )
+    return ConnectorsConfig.from_agency_urls(agency_urls)
+
+
+def build_connectors(
+    kind: Literal["simulated", "http"],
+    agency_urls: dict[str, str],
+    *,
+    file: Path | None = None,
+    signer: RequestSigner | None = None,
+) -> dict[str, Connector]:
+    """A connector for every agency: simulated systems, or HTTP connectors configured by ``file`` (the
+    connector file) or ``agency_urls`` (loopback only), signing with ``signer``.
+
+    Everything is validated here, at start-up: a missing agency or a bad file would otherwise surface
+    only at the first share, in the middle of a case.
+    """
+    config = connectors_config(kind, agency_urls, file)
+    if config is None:
+        return dict[str, Connector](simulated_connectors())
+    return {
+        agency: HttpConnector.from_endpoint(agency, config.agencies[agency], signer)  # type: ignore[index]
+        for agency in AGENCIES
+    }

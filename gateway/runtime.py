@@ -24,7 +24,9 @@ from audit import (
     retired_verifier_keys,
 )
 from connectors import Connector, build_connectors
+from connectors.signatures import RequestSigner
 from gateway.auth import AuthService
+from gateway.auth.keys import load_or_create_delivery_key
 from gateway.bsn import Pseudonymizer
 from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
@@ -167,8 +169,12 @@ class Runtime:
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
         self.audit = open_audit_log(settings, self.db)
         self.signer = self.audit.signer
+        self.delivery_key = load_or_create_delivery_key(settings.data_dir, settings.delivery_key_file)
         self.connectors: dict[str, Connector] = connectors or build_connectors(
-            settings.connectors, settings.agency_urls
+            settings.connectors,
+            settings.agency_urls,
+            file=settings.connectors_file,
+            signer=RequestSigner(self.delivery_key.private_key, self.delivery_key.kid),
         )
         self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
         self.metrics = Metrics()
@@ -177,6 +183,7 @@ class Runtime:
             self.sessions,
             on_rate_limited=self.metrics.count_rate_limited,
             registry=self.metrics.registry,  # the token cache's hit rate in /metrics
+            delivery_key=self.delivery_key,
         )
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
 

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     log_origin: str = "veilig-delen.example/audit"
     connectors: Literal["simulated", "http"] = "simulated"
     agency_urls: dict[str, str] = Field(default_factory=dict)
+    """Agency -> base URL for ``connectors=http`` without a file; loopback URLs only (no credentials)."""
+    connectors_file: Path | None = None
+    """The per-agency file (``deploy/connectors.example.yaml``): URL, push/pull, mTLS or OAuth2, timeouts."""
+    delivery_key_file: Path | None = None
+    """The Ed25519 key that signs deliveries (RFC 9421); default ``delivery-signing-key.jwk`` in data_dir."""
     rate_limit: str = "50/second"
     """Requests per client on every authenticated route, in ``limits`` notation (``50/second``)."""
     rate_burst: int | None = Field(default=None, ge=1)

@@ -1,7 +1,9 @@
-"""The gateway's token-signing key: an Ed25519 JWK created at first start in the data directory.
+"""The gateway's own Ed25519 keys, as JWKs created at first start in the data directory.
 
-The key never lives in the repository. It is written once, with mode 0600, and loaded on every
-later start; replicas that must accept each other's tokens share the data directory (or the file).
+Two keys, each with its own ``kid`` in the one JWKS: the token-signing key (access tokens) and the
+delivery-signing key (HTTP Message Signatures on every call the gateway makes on an agency system).
+A key never lives in the repository. It is written once, with mode 0600, and loaded on every later
+start; replicas share the data directory (or the file a ``GATEWAY_*_KEY_FILE`` setting names).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
@@ -25,6 +28,13 @@ KEY_FILE_NAME: Final = "token-signing-key.jwk"
 
 #: The JWS ``alg`` of access tokens: RFC 9864's fully specified name, as joserfc calls it.
 TOKEN_SIGNING_ALG: Final = "Ed25519"  # noqa: S105 (an algorithm name, not a secret)
+
+#: File name of the delivery-signing key inside ``settings.data_dir`` (unless a file is named).
+DELIVERY_KEY_FILE_NAME: Final = "delivery-signing-key.jwk"
+
+#: The delivery key's ``kid`` is this prefix and its RFC 7638 thumbprint: an agency can tell it apart
+#: from the token key at a glance, and a signature naming the token key's ``kid`` finds no key.
+DELIVERY_KID_PREFIX: Final = "delivery-"
 
 
 class SigningKeyError(RuntimeError):
@@ -65,21 +75,54 @@ class SigningKey:
         return cls(key)
 
 
+@dataclass(frozen=True)
+class DeliveryKey:
+    """The private Ed25519 key that signs deliveries and fetches (RFC 9421), published in the JWKS."""
+
+    key: OKPKey
+
+    @property
+    def kid(self) -> str:
+        """``delivery-`` and the RFC 7638 thumbprint: the ``keyid`` of every signature it makes."""
+        return DELIVERY_KID_PREFIX + self.key.thumbprint()
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The key as ``cryptography`` holds it, for the request signer."""
+        private = self.key.private_key
+        assert isinstance(private, Ed25519PrivateKey)
+        return private
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as a JWK with its own ``kid``, ``use: sig`` and ``alg: Ed25519``."""
+        jwk = dict(self.key.as_dict(private=False, use="sig", alg=TOKEN_SIGNING_ALG))
+        jwk["kid"] = self.kid
+        return jwk
+
+
 def load_or_create_signing_key(data_dir: Path) -> SigningKey:
     """Load the signing key from ``data_dir``, creating it (mode 0600) on first start."""
     path = data_dir / KEY_FILE_NAME
     if not path.exists():
-        _create(path)
+        _create(path, "token-signing")
     return _load(path)
 
 
-def _create(path: Path) -> None:
+def load_or_create_delivery_key(data_dir: Path, file: Path | None = None) -> DeliveryKey:
+    """Load the delivery-signing key from ``file`` (or ``data_dir``), creating it (0600) on first start."""
+    path = file or data_dir / DELIVERY_KEY_FILE_NAME
+    if not path.exists():
+        _create(path, "delivery-signing")
+    return DeliveryKey(_load(path).key)
+
+
+def _create(path: Path, what: str) -> None:
     fresh = SigningKey.generate()
     body = json.dumps(fresh.key.as_dict(private=True), sort_keys=True).encode()
     # Atomic and exclusive (the one private-file helper): the key file appears complete or not at
     # all, and when two processes start at once the loser simply loads the winner's key.
     if write_private_file(path, body):
-        log.info("created token-signing key %s (kid %s)", path, fresh.kid)
+        log.info("created %s key %s (kid %s)", what, path, fresh.kid)
 
 
 def _load(path: Path) -> SigningKey:

@@ -72,7 +72,7 @@ def metadata(auth: AuthServiceDep) -> dict[str, Any]:
     return auth.metadata()
 
 
-@router.get(JWKS_PATH, summary="Public keys that verify access tokens")
+@router.get(JWKS_PATH, summary="Public keys that verify access tokens and delivery signatures")
 def jwks(auth: AuthServiceDep) -> dict[str, Any]:
-    """The JSON Web Key Set of the gateway's token-signing key."""
+    """The JSON Web Key Set: the token-signing key and the delivery-signing key (RFC 9421), by ``kid``."""
     return auth.jwks()

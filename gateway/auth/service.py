@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
-from gateway.auth.keys import SigningKey, load_or_create_signing_key
+from gateway.auth.keys import DeliveryKey, SigningKey, load_or_create_delivery_key, load_or_create_signing_key
 from gateway.auth.ratelimit import LimitKind, RateLimits
 from gateway.auth.replay import ReplayGuard
 from gateway.auth.roles import SCOPES
@@ -40,10 +40,14 @@ class AuthService:
         signing_key: SigningKey | None = None,
         on_rate_limited: Callable[[LimitKind], None] | None = None,
         registry: CollectorRegistry | None = None,
+        delivery_key: DeliveryKey | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.signing_key = signing_key or load_or_create_signing_key(settings.data_dir)
+        self.delivery_key = delivery_key or load_or_create_delivery_key(
+            settings.data_dir, settings.delivery_key_file
+        )
         self.issuer = settings.base_url
         self.token_url = f"{self.issuer}{TOKEN_PATH}"
         self.jwks_uri = f"{self.issuer}{JWKS_PATH}"
@@ -115,8 +119,8 @@ class AuthService:
         }
 
     def jwks(self) -> dict[str, Any]:
-        """The public keys that verify access tokens."""
-        return self.signing_key.jwks()
+        """The public keys that verify access tokens and the signatures on deliveries, each by ``kid``."""
+        return {"keys": [self.signing_key.public_jwk(), self.delivery_key.public_jwk()]}
 
 
 class _CacheCollector(Collector):

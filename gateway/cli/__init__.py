@@ -39,8 +39,15 @@ def _register_audit_app() -> None:
     app.add_typer(audit_app, name="audit", help="Check, export and search the audit log")
 
 
+def _register_sim_agency() -> None:
+    from gateway.cli.sim_agency import sim_agency
+
+    app.command("sim-agency")(sim_agency)
+
+
 _register_policy_app()
 _register_audit_app()
+_register_sim_agency()
 
 
 @app.command()

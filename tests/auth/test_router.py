@@ -25,15 +25,17 @@ def test_metadata(gateway: LiveGateway) -> None:
     }
 
 
-def test_jwks_holds_the_public_signing_key_only(gateway: LiveGateway) -> None:
+def test_jwks_holds_the_public_signing_keys_only(gateway: LiveGateway) -> None:
     r = gateway.http.get(f"{gateway.base}/oauth2/jwks")
     assert r.status_code == 200
-    keys = r.json()["keys"]
-    assert len(keys) == 1
-    jwk = keys[0]
-    assert set(jwk) == {"kty", "crv", "x", "kid", "use", "alg"}
-    assert (jwk["kty"], jwk["crv"], jwk["use"], jwk["alg"]) == ("OKP", "Ed25519", "sig", "Ed25519")
-    assert jwk["kid"] == OKPKey.import_key(jwk).thumbprint()
+    token_key, delivery_key = r.json()["keys"]
+    for jwk in (token_key, delivery_key):
+        assert set(jwk) == {"kty", "crv", "x", "kid", "use", "alg"}
+        assert (jwk["kty"], jwk["crv"], jwk["use"], jwk["alg"]) == ("OKP", "Ed25519", "sig", "Ed25519")
+    assert token_key["kid"] == OKPKey.import_key(token_key).thumbprint()
+    # The delivery-signing key (RFC 9421 signatures on pushes) is a different key with its own kid.
+    assert delivery_key["kid"] == "delivery-" + OKPKey.import_key(delivery_key).thumbprint()
+    assert delivery_key["x"] != token_key["x"]
 
 
 def test_an_access_token_verifies_against_the_jwks(gateway: LiveGateway) -> None:

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from connectors import SimulatedAgencySystem
-from standins.agency import main, make_agency_app
+from gateway.cli import run
+from standins.agency import make_agency_app
 from tests.connectors.samples import TRACEPARENT
 from tests.live import serve
 
@@ -21,6 +22,7 @@ DELIVERY = {
     "payload": {"aanleiding": "GEHEIME-INHOUD"},
     "usageRestriction": "alleen voor melding_behandelen",
 }
+KEY = {"Idempotency-Key": "msg-1"}
 
 
 @pytest.fixture
@@ -39,9 +41,9 @@ def test_health_follows_the_system(vt: SimulatedAgencySystem) -> None:
 def test_delivery_is_deduplicated_by_message_id(vt: SimulatedAgencySystem) -> None:
     with serve(make_agency_app(vt)) as url:
         first = httpx.post(
-            url + "/veilig-delen/deliveries", json=DELIVERY, headers={"traceparent": TRACEPARENT}
+            url + "/veilig-delen/deliveries", json=DELIVERY, headers={"traceparent": TRACEPARENT, **KEY}
         )
-        second = httpx.post(url + "/veilig-delen/deliveries", json=DELIVERY)
+        second = httpx.post(url + "/veilig-delen/deliveries", json=DELIVERY, headers=KEY)
     assert first.json() == {"messageId": "msg-1", "accepted": True, "detail": "received"}
     assert second.status_code == 200
     assert second.json()["detail"].startswith("duplicate")
@@ -60,14 +62,14 @@ def test_delivery_is_deduplicated_by_message_id(vt: SimulatedAgencySystem) -> No
 )
 def test_malformed_traceparent_is_ignored(vt: SimulatedAgencySystem, header: str) -> None:
     with serve(make_agency_app(vt)) as url:
-        httpx.post(url + "/veilig-delen/deliveries", json=DELIVERY, headers={"traceparent": header})
+        httpx.post(url + "/veilig-delen/deliveries", json=DELIVERY, headers={"traceparent": header, **KEY})
     assert vt.received[0].trace_parent == ""
 
 
 def test_invalid_body_is_a_problem_that_names_fields_but_not_values(vt: SimulatedAgencySystem) -> None:
     body = {**DELIVERY, "caseId": "", "payload": "GEHEIME-INHOUD"}
     with serve(make_agency_app(vt)) as url:
-        r = httpx.post(url + "/veilig-delen/deliveries", json=body)
+        r = httpx.post(url + "/veilig-delen/deliveries", json=body, headers=KEY)
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/problem+json"
     assert sorted(e["field"] for e in r.json()["errors"]) == ["caseId", "payload"]
@@ -96,7 +98,6 @@ def test_fetch_answers_camel_case_and_down_is_503(vt: SimulatedAgencySystem) -> 
 
 
 def test_command_line_refuses_an_unknown_agency(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["--agency", "gemeente", "--port", "9001"])
-    assert e.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert run(["sim-agency", "--agency", "gemeente", "--port", "9001"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "'gemeente' is not one of" in err
