@@ -386,6 +386,19 @@ class SubjectReportRow(Schema):
     outcome: str | None
     policy_revision: str | None
     trace_id: str | None
+    reasons: list[Reason] = Field(
+        default_factory=list,
+        description="The decision's reasons: the recorded English sentence and the Dutch one, with names.",
+    )
+
+
+class CaseReportIn(Schema):
+    """A report of one case: its id in the body, like every lookup."""
+
+    case_id: str = Field(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="A case id as the gateway issues them (a lower-case UUID).",
+    )
 
 
 class SubjectReport(Schema):

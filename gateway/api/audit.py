@@ -7,12 +7,12 @@ import datetime as dt
 import itertools
 import json
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from audit import LogEntry, report_row, verify_checkpoint
+from audit import MAX_PAGE, LogEntry, report_row, verify_checkpoint
 from gateway.api.deps import AuditReader, RuntimeDep
 from gateway.errors import Forbidden, InvalidInput, NotFound
 from gateway.models import Case
@@ -23,11 +23,16 @@ from gateway.schemas import (
     AuditItem,
     AuditPage,
     AuditSearchIn,
+    CaseReportIn,
     ConsistencyOut,
     ProofOut,
     SubjectReport,
 )
+from gateway.services.reports import MAX_ROWS, Words, reasons_of
 from gateway.services.trail import CallContext, lookup_entry
+
+if TYPE_CHECKING:
+    from gateway.services.reports import Report
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -173,8 +178,74 @@ def search(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any:
     return {"entries": [item(i.index, i.leaf_data) for i in found], "next": next_cursor}
 
 
+ReportFormat = Literal["json", "pdf", "csv"]
+_REPORT_MEDIA: dict[str, ReportFormat] = {
+    "application/json": "json",
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "*/*": "json",
+    "application/*": "json",
+    "text/*": "csv",
+}
+
+
+def wanted_format(accept: str | None) -> ReportFormat:
+    """The report format the Accept header prefers (highest q, then first named); JSON by default."""
+    best: tuple[float, int, ReportFormat] | None = None
+    for position, part in enumerate((accept or "").split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        fmt = _REPORT_MEDIA.get(media.lower())
+        if fmt is None:
+            continue
+        q = 1.0
+        for p in params:
+            name, _, value = p.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and (best is None or (q, -position) > (best[0], -best[1])):
+            best = (q, position, fmt)
+    return "json" if best is None else best[2]
+
+
+def report_response(report: Report, fmt: ReportFormat) -> Response:
+    """A built report as a download: PDF bytes or CSV text, never cached on the way."""
+    from gateway.services.reports import render_csv, render_pdf
+
+    if fmt == "pdf":
+        body, media = render_pdf(report), "application/pdf"
+    else:
+        body, media = render_csv(report).encode("utf-8"), "text/csv; charset=utf-8"
+    name = report.filename(fmt)
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
+
+
+Language = Annotated[Literal["nl", "en"], Query(description="The report's language (PDF and CSV).")]
+Technical = Annotated[
+    bool,
+    Query(description="Add each entry's log index, leaf hash, trace id and the pseudonym (PDF and CSV)."),
+]
+Accept = Annotated[
+    str | None,
+    Header(description="application/json (default), application/pdf or text/csv", include_in_schema=False),
+]
+
+
 @router.post("/subject-report", response_model=SubjectReport, response_model_by_alias=True)
-def subject_report(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any:
+def subject_report(
+    body: AuditSearchIn,
+    ctx: AuditReader,
+    rt: RuntimeDep,
+    accept: Accept = None,
+    lang: Language = "nl",
+    technical: Technical = False,
+) -> Any:
     """Every logged exchange about one person (AVG art. 15): when, which agencies, what, why, on which basis.
 
     The BSN travels in the body and is pseudonymised at once. A privacy officer sees the entries that
@@ -182,19 +253,115 @@ def subject_report(body: AuditSearchIn, ctx: AuditReader, rt: RuntimeDep) -> Any
     processing of their data), then a checkpoint is signed and the rows are taken from the tree it
     covers, so each row can be proven with ``/proofs/inclusion?index=..&treeSize=<treeSize>``. Pages
     after the first stay within the log as the first page saw it.
+
+    With ``Accept: application/pdf`` or ``text/csv`` the whole report (filters apply, paging does not)
+    comes as a file for the person, in Dutch (``lang=en`` for English): plain words, refusals with their
+    reasons, no hashes or ids unless ``technical=true``; each entry's inclusion checked.
     """
+    from gateway.services.reports import build_subject_report
+
     pseudonym = rt.pseudonymizer.pseudonym(body.bsn)
     filters = scoped_filters(ctx, rt, body, pseudonym)
+    fmt = wanted_format(accept)
     start, bound = _position(rt, body.cursor)
+    if fmt != "json":
+        _log_lookup(ctx, rt, "audit.subject_report", pseudonym, body, 0)
+        narrowing = {k: v for k, v in filters.items() if k not in ("subject", "visible_to")}
+        report = build_subject_report(
+            rt.audit,
+            pseudonym,
+            facts=rt.policy.current.facts(),
+            requested_by=ctx.principal,
+            visible_to=filters.get("visible_to"),
+            lang=lang,
+            technical=technical,
+            filters=narrowing,
+        )
+        return report_response(report, fmt)
     _log_lookup(ctx, rt, "audit.subject_report", pseudonym, body, start)
     note = rt.audit.checkpoint()
     size = verify_checkpoint(note, rt.signer.verifier).size
     found, next_cursor = _search(rt, filters, body.limit, start, size if bound is None else min(bound, size))
+    words = Words(rt.policy.current.facts(), "nl")
     return {
         "checkpoint": note,
         "treeSize": size,
-        "entries": [report_row(i).as_json() for i in found],
+        "entries": [_json_row(i, words) for i in found],
         "next": next_cursor,
+    }
+
+
+def _json_row(found: LogEntry, words: Words) -> dict[str, Any]:
+    """A report row as the JSON contract has it, with the decision's reasons (also in Dutch)."""
+    row = report_row(found).as_json()
+    try:
+        entry = found.entry
+    except ValueError:
+        entry = {}
+    row["reasons"] = [
+        {"code": r.get("code"), "message": r.get("message"), "messageNl": words.reason(r)}
+        for r in reasons_of(entry)
+    ]
+    return row
+
+
+@router.post("/case-report", response_model=SubjectReport, response_model_by_alias=True)
+def case_report(
+    body: CaseReportIn,
+    ctx: AuditReader,
+    rt: RuntimeDep,
+    accept: Accept = None,
+    lang: Language = "nl",
+    technical: Technical = False,
+) -> Any:
+    """Every logged entry about one case: its steps, what was shared and refused, who looked at it.
+
+    A privacy officer sees the entries that name their own agency, an auditor all. The lookup is logged
+    first (``audit.case_report``, naming the case's subjects); an unknown case is a 404 and is not
+    logged. JSON by default (the subject report's shape, one page of up to 1000 rows), or the whole
+    report as a file with ``Accept: application/pdf`` or ``text/csv``.
+    """
+    from gateway.services.reports import build_case_report, case_subjects
+
+    subjects = case_subjects(rt.db, body.case_id)
+    if subjects is None:
+        raise NotFound("caseId: no such case", errors=[{"field": "caseId", "message": "no such case"}])
+    fmt = wanted_format(accept)
+    visible_to = None if "audit:all" in ctx.principal.scopes else ctx.principal.agency
+    query: dict[str, str | int] = {"format": fmt}
+    rt.audit_append(
+        [lookup_entry(ctx, action="audit.case_report", subjects=subjects, case_id=body.case_id, query=query)]
+    )
+    if fmt != "json":
+        report = build_case_report(
+            rt.audit,
+            body.case_id,
+            facts=rt.policy.current.facts(),
+            requested_by=ctx.principal,
+            visible_to=visible_to,
+            lang=lang,
+            technical=technical,
+        )
+        return report_response(report, fmt)
+    note = rt.audit.checkpoint()
+    size = verify_checkpoint(note, rt.signer.verifier).size
+    filters: dict[str, Any] = {"case_id": body.case_id}
+    if visible_to is not None:
+        filters["visible_to"] = visible_to
+    found: list[LogEntry] = []
+    cursor: int | None = 0
+    while cursor is not None and len(found) < MAX_ROWS:
+        page_items, next_cursor = _search(rt, filters, MAX_PAGE, cursor)
+        # Entries past the checkpoint (this lookup's own among them) belong to a later report.
+        found += [i for i in page_items if i.index < size]
+        ended = next_cursor is None or any(i.index >= size for i in page_items)
+        cursor = None if ended or next_cursor is None else int(next_cursor)
+    words = Words(rt.policy.current.facts(), "nl")
+    return {
+        "checkpoint": note,
+        "treeSize": size,
+        "entries": [_json_row(i, words) for i in found[:MAX_ROWS]],
+        "next": None,
     }
 
 

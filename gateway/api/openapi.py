@@ -52,6 +52,7 @@ ROUTE_PROBLEMS: dict[str, set[int]] = {
     "entries": {404},
     "search": {404},
     "subject_report": {404},
+    "case_report": {404},
     "inclusion": {404},
     "consistency": {404},
 }
@@ -64,6 +65,18 @@ MEDIA_TYPES: dict[str, str] = {
     "export": "application/x-ndjson",
 }
 """Routes whose success is not JSON, by route name."""
+
+ALSO_MEDIA_TYPES: dict[str, dict[str, str]] = {
+    "subject_report": {
+        "application/pdf": "The report as a PDF for the person (Accept: application/pdf).",
+        "text/csv": "The report as CSV: UTF-8 with BOM, ';' separated, Dutch headings (Accept: text/csv).",
+    },
+    "case_report": {
+        "application/pdf": "The report as a PDF (Accept: application/pdf).",
+        "text/csv": "The report as CSV: UTF-8 with BOM, ';' separated, Dutch headings (Accept: text/csv).",
+    },
+}
+"""Routes that answer other formats beside JSON when the Accept header asks, by route name."""
 
 UNLIMITED = {"healthz", "readyz", "metrics"}
 """Operational routes: no token, no rate limit, and they answer even when a dependency is down."""
@@ -176,6 +189,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "search": {"bsn": "999990019", "limit": 50},
     "subject_report": {"bsn": "999990019"},
+    "case_report": {"caseId": "3f0c6d2e-8a4b-4c1e-9d7f-2b5a6c8e1f00"},
 }
 """A request body example per operation that takes one (the examples phase of a fuzzer starts here)."""
 
@@ -458,6 +472,12 @@ def annotate(doc: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             if name in RESPONSE_EXAMPLES and success is not None:
                 for media in success.setdefault("content", {}).values():
                     media["example"] = RESPONSE_EXAMPLES[name]
+            if name in ALSO_MEDIA_TYPES and success is not None:
+                for media_type, description in ALSO_MEDIA_TYPES[name].items():
+                    schema = {"type": "string", "description": description}
+                    if media_type == "application/pdf":
+                        schema["format"] = "binary"
+                    success["content"][media_type] = {"schema": schema}
     return doc
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -17,7 +17,8 @@ from gateway.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from audit import SubjectReport
+    from gateway.services.reports import Report
+    from gateway.services.trail import CallContext
 
 app = typer.Typer(help="Check and export the audit log", no_args_is_help=True)
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data directory (GATEWAY_DATA_DIR)")]  # noqa: UP045
@@ -197,44 +198,108 @@ def _pseudonymizer(settings: Settings) -> Pseudonymizer:
     return Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
 
 
-def _report_text(report: SubjectReport, note: str) -> str:
-    lines = [
-        f"Subject-access report: {len(report.rows)} entries about this person "
-        f"in the first {report.tree_size} entries of the audit log.",
-        "",
-    ]
-    for r in report.rows:
-        flow = f"{r.from_agency} -> {r.to_agency}" if r.moves_information else f"by {r.actor}"
-        decision = "" if r.allowed is None else (" allowed" if r.allowed else " REFUSED")
-        lines.append(f"#{r.index}  {r.time}  {r.action}  {flow}  [{r.outcome}{decision}]")
-        what = ", ".join(
-            part
-            for part in (
-                f"information type {r.information_type}" if r.information_type else "",
-                f"purpose {r.purpose}" if r.purpose else "",
-                f"legal basis {r.legal_basis}" if r.legal_basis else "",
-            )
-            if part
+ReportFormat = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="text (the default: readable lines), pdf or csv (UTF-8 with BOM, ';' separated, for Excel)",
+    ),
+]
+ReportOutput = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--output", "-o", help="Write the report to this file (0600); needed for pdf"),
+]
+ReportLang = Annotated[str, typer.Option("--lang", help="nl (the default) or en")]
+ReportTechnical = Annotated[
+    bool,
+    typer.Option(
+        "--technical",
+        help="Add each entry's log index, leaf hash and trace id, the pseudonym and the signed checkpoint "
+        "(for the officer; leave it out for the person the report is about)",
+    ),
+]
+ReportAgency = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--agency", help="Only entries naming this agency (a privacy officer's view)"),
+]
+_FORMATS = ("text", "pdf", "csv")
+
+
+def _check_report_options(fmt: str, lang: str, output: Path | None, agency: str | None) -> None:
+    """Every option checked before anything is looked up or logged; never repeating a bad value."""
+    from typing import get_args
+
+    from connectors import Agency
+
+    if fmt not in _FORMATS:
+        typer.echo(f"error: --format must be one of {', '.join(_FORMATS)}", err=True)
+        raise typer.Exit(2)
+    if lang not in ("nl", "en"):
+        typer.echo("error: --lang must be nl or en", err=True)
+        raise typer.Exit(2)
+    if fmt == "pdf" and output is None:
+        typer.echo("error: a pdf report needs --output FILE", err=True)
+        raise typer.Exit(2)
+    if output is not None and not output.parent.is_dir():
+        typer.echo(f"error: no directory {output.parent} for --output", err=True)
+        raise typer.Exit(2)
+    if agency is not None and agency not in get_args(Agency):
+        # Never repeat the value: whatever was typed here must not reach the screen or the log.
+        typer.echo(f"error: --agency must be one of {', '.join(get_args(Agency))}", err=True)
+        raise typer.Exit(2)
+
+
+def _policy_facts(settings: Settings) -> dict[str, Any]:
+    """The loaded policy's facts (names, templates), read from the policy directory as the gateway does."""
+    from gateway.policy import PolicyCompileError, read_policy
+
+    try:
+        return read_policy(settings.policy_dir).facts
+    except (PolicyCompileError, OSError) as e:
+        typer.echo(
+            f"error: cannot read the policy in {settings.policy_dir} (GATEWAY_POLICY_DIR): {e}", err=True
         )
-        if what:
-            lines.append(f"    {what}")
-        lines.append(f"    case {r.case_id}, policy revision {r.policy_revision}, trace {r.trace_id}")
-    received: dict[str, int] = {}
-    for r in report.exchanges:
-        # Data moved: an allowed share, or an answered request (not the decision entry before it).
-        if r.type == "exchange" and r.to_agency and r.allowed and r.outcome in ("authorised", "answered"):
-            received[r.to_agency] = received.get(r.to_agency, 0) + 1
-    lines += [
-        "",
-        "Agencies that received information about this person: "
-        + (", ".join(f"{a} ({n}x)" for a, n in sorted(received.items())) or "none"),
-        "",
-        "Each row can be proven against this checkpoint (GET /v1/audit/proofs/inclusion"
-        f"?index=N&treeSize={report.tree_size}):",
-        "",
-        note.rstrip("\n"),
-    ]
-    return "\n".join(lines)
+        raise typer.Exit(1) from e
+
+
+def _operator_context() -> CallContext:
+    """The operator at the command line, in the agency's view when one is named: the lookup entry says
+    so (actor ``operator``, counterpart the agency), rather than claiming the agency asked."""
+    from gateway.auth import Principal
+    from gateway.services.trail import CallContext
+    from gateway.tracing import from_header
+
+    operator = Principal(client_id="gateway-cli", agency="operator", role="operator", scopes=frozenset())
+    return CallContext(principal=operator, trace=from_header(None))
+
+
+def _log_lookup(store: SqlAuditStore, entry: dict[str, object]) -> None:
+    try:
+        store.append([entry])
+    except Exception as e:
+        # No audit, no report: the lookup is only made once it is on record.
+        typer.echo(
+            f"error: the audit log could not be written ({type(e).__name__}); no report made", err=True
+        )
+        raise typer.Exit(1) from e
+
+
+def _emit(report: Report, fmt: str, output: Path | None) -> None:
+    from gateway.services.reports import render_csv, render_pdf, render_text
+
+    data: bytes
+    if fmt == "pdf":
+        data = render_pdf(report)
+    elif fmt == "csv":
+        data = render_csv(report).encode("utf-8")
+    else:
+        data = render_text(report).encode("utf-8")
+    if output is None:
+        typer.echo(data.decode("utf-8"), nl=False)
+        return
+    # Private like everything else the gateway writes: a report is about a person.
+    write_private_file(output, data, replace=True)
+    typer.echo(f"wrote the report ({len(report.rows)} entries, {fmt}) to {output}", err=True)
 
 
 @app.command("subject-report")
@@ -243,59 +308,100 @@ def audit_subject_report(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--bsn",
-            help="The person's BSN, or '-' to read it from stdin. Left out, it is asked for with the input "
-            "hidden. WARNING: a BSN typed on the command line can land in your shell history and the "
-            "process list; prefer '-' or the prompt.",
+            help="The person's BSN, or '-' to read it from stdin; left out, it is asked for (hidden). "
+            "WARNING: a BSN typed on the command line can land in your shell history and the process "
+            "list; prefer '-' or the prompt.",
         ),
     ] = None,
-    agency: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--agency", help="Only entries naming this agency (a privacy officer's view)"),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text")] = False,
+    agency: ReportAgency = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON (the API's shape)")] = False,
+    fmt: ReportFormat = "text",
+    output: ReportOutput = None,
+    lang: ReportLang = "nl",
+    technical: ReportTechnical = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Every logged exchange about one person: when, which agencies, what, why, on which legal basis.
+    """Every logged exchange about one person (AVG art. 15), in plain Dutch: when, which agency gave
+    what to whom, why, on which legal basis, and every refusal with its reasons.
 
     The BSN is pseudonymised with the gateway's secret and never stored, printed or logged. The lookup
-    itself is logged as an audit entry, as every access to someone's data is.
+    itself is logged as an audit entry, as every access to someone's data is. Each entry's inclusion is
+    checked against the signed checkpoint the report covers.
     """
-    from typing import get_args
-
     from audit import subject_report, verify_checkpoint
-    from connectors import Agency
-    from gateway.auth import Principal
-    from gateway.services.trail import CallContext, lookup_entry
-    from gateway.tracing import from_header
+    from gateway.services.reports import Lang, build_subject_report
+    from gateway.services.trail import lookup_entry
 
-    if agency is not None and agency not in get_args(Agency):
-        # Never repeat the value: whatever was typed here must not reach the screen or the log.
-        typer.echo(f"error: --agency must be one of {', '.join(get_args(Agency))}", err=True)
-        raise typer.Exit(2)
+    _check_report_options(fmt, lang, output, agency)
     value = _read_bsn(bsn)
-    pseudonym = _pseudonymizer(settings_for(data_dir)).pseudonym(value)
+    settings = settings_for(data_dir)
+    pseudonym = _pseudonymizer(settings).pseudonym(value)
+    facts = None if as_json else _policy_facts(settings)
     store, signer = _audit_parts(data_dir)
-    # The operator at the command line looks the person up, in the agency's view when one is named: the
-    # entry says so (actor ``operator``, counterpart the agency), rather than claiming the agency asked.
-    operator = Principal(client_id="gateway-cli", agency="operator", role="operator", scopes=frozenset())
-    ctx = CallContext(principal=operator, trace=from_header(None))
-    try:
-        store.append(
-            [lookup_entry(ctx, action="audit.subject_report", pseudonym=pseudonym, counterpart=agency)]
-        )
-    except Exception as e:
-        # No audit, no report: the lookup is only made once it is on record.
-        typer.echo(
-            f"error: the audit log could not be written ({type(e).__name__}); no report made", err=True
-        )
-        raise typer.Exit(1) from e
-    note = store.checkpoint()
-    size = verify_checkpoint(note, signer.verifier).size
-    report = subject_report(store, pseudonym, visible_to=agency, tree_size=size)
+    ctx = _operator_context()
+    _log_lookup(
+        store, lookup_entry(ctx, action="audit.subject_report", pseudonym=pseudonym, counterpart=agency)
+    )
     if as_json:
-        typer.echo(json.dumps({**report.as_json(), "checkpoint": note}, indent=2))
-    else:
-        typer.echo(_report_text(report, note))
+        note = store.checkpoint()
+        size = verify_checkpoint(note, signer.verifier).size
+        rows = subject_report(store, pseudonym, visible_to=agency, tree_size=size)
+        typer.echo(json.dumps({**rows.as_json(), "checkpoint": note}, indent=2))
+        return
+    assert facts is not None
+    language: Lang = "en" if lang == "en" else "nl"
+    report = build_subject_report(
+        store,
+        pseudonym,
+        facts=facts,
+        requested_by=ctx.principal,
+        visible_to=agency,
+        lang=language,
+        technical=technical,
+    )
+    _emit(report, fmt, output)
+
+
+@app.command("case-report")
+def audit_case_report(
+    case_id: Annotated[str, typer.Argument(help="The case's id")],
+    agency: ReportAgency = None,
+    fmt: ReportFormat = "text",
+    output: ReportOutput = None,
+    lang: ReportLang = "nl",
+    technical: ReportTechnical = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Every logged entry about one case, in plain Dutch: its steps, what was shared and refused, and who
+    looked at it. The lookup is logged (naming the case's subjects), like every report."""
+    from gateway.services.reports import Lang, build_case_report, case_subjects
+    from gateway.services.trail import lookup_entry
+
+    _check_report_options(fmt, lang, output, agency)
+    settings = settings_for(data_dir)
+    facts = _policy_facts(settings)
+    store, _ = _audit_parts(data_dir)
+    subjects = case_subjects(store.engine, case_id)
+    if subjects is None:
+        # Never repeat the value: an id typed here could be anything, a BSN included.
+        typer.echo("error: no case with that id", err=True)
+        raise typer.Exit(1)
+    ctx = _operator_context()
+    _log_lookup(
+        store,
+        lookup_entry(ctx, action="audit.case_report", subjects=subjects, case_id=case_id, counterpart=agency),
+    )
+    language: Lang = "en" if lang == "en" else "nl"
+    report = build_case_report(
+        store,
+        case_id,
+        facts=facts,
+        requested_by=ctx.principal,
+        visible_to=agency,
+        lang=language,
+        technical=technical,
+    )
+    _emit(report, fmt, output)
 
 
 @app.command("witness")

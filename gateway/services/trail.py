@@ -116,12 +116,14 @@ def lookup_entry(
     ctx: CallContext,
     *,
     action: str,
-    pseudonym: str,
+    pseudonym: str | None = None,
+    subjects: list[str] | None = None,
     case_id: str | None = None,
     counterpart: str | None = None,
     query: dict[str, str | int] | None = None,
 ) -> dict[str, Any]:
-    """The entry of one lookup of a person (a page of a subject report, or of a search by BSN).
+    """The entry of one lookup of a person (a page of a subject report, or of a search by BSN), or of a
+    case's report (``subjects``: every person of the case).
 
     Looking someone up is a processing of their data, so it is logged like any other: who asked, about
     which pseudonym, in which case, with which validated filters and from which position in the log.
@@ -130,8 +132,8 @@ def lookup_entry(
         ctx,
         type_="audit",
         action=action,
-        outcome="reported" if action == "audit.subject_report" else "searched",
-        subjects=[pseudonym],
+        outcome="reported" if action.endswith("_report") else "searched",
+        subjects=subjects if subjects is not None else [pseudonym] if pseudonym is not None else None,
         case_id=case_id,
         counterpart=counterpart,
         query=query,

@@ -137,21 +137,23 @@ def data_dir(gw: Gateway) -> Path:
 
 def test_cli_report_reads_the_bsn_from_stdin(gateway: Gateway) -> None:
     case_id = shared_case(gateway)
-    result = CliRunner().invoke(
-        cli, ["audit", "subject-report", "--bsn", "-", "--data-dir", str(data_dir(gateway))], input=BSN_KIND
-    )
+    args = ["audit", "subject-report", "--bsn", "-", "--data-dir", str(data_dir(gateway))]
+    result = CliRunner().invoke(cli, args, input=BSN_KIND)
     assert result.exit_code == 0, result.output
     out = result.output
     assert BSN_KIND not in out
-    assert f"case {case_id}" in out
-    assert "share  politie -> veilig_thuis  [authorised allowed]" in out
-    assert "share  politie -> rvdk  [refused REFUSED]" in out
-    assert "information type melding, purpose veiligheid_herstellen, legal basis " in out
+    # Plain Dutch: no raw codes, no ids or hashes unless asked for.
+    assert "Politie heeft gegevens van het soort ‘Melding’ gedeeld met Veilig Thuis" in out
+    assert "Politie wilde gegevens van het soort ‘Melding’ delen met Raad voor de Kinderbescherming" in out
+    assert "Redenen: Ontvanger Raad voor de Kinderbescherming neemt geen deel aan stap" in out
+    assert "REFUSED" not in out and "None" not in out and case_id not in out
     # rvdk was refused every time: it received nothing, and the summary says so by leaving it out.
-    (summary,) = [line for line in out.splitlines() if line.startswith("Agencies that received")]
-    expected = r"Agencies that received information about this person: veilig_thuis \(\d+x\)"
-    assert re.fullmatch(expected, summary), summary
-    note = out[out.index(gateway.runtime.settings.log_origin) :]
+    (summary,) = [line for line in out.splitlines() if line.startswith("Organisaties die informatie")]
+    assert re.fullmatch(r"Organisaties die informatie ontvingen: Veilig Thuis \(\d+×\)", summary), summary
+    technical = CliRunner().invoke(cli, [*args, "--technical"], input=BSN_KIND)
+    assert technical.exit_code == 0, technical.output
+    assert f"Dossiernummer {case_id}" in technical.output
+    note = technical.output[technical.output.index(gateway.runtime.settings.log_origin) :]
     assert verify_checkpoint(note, gateway.runtime.signer.verifier_key()).size > 0
 
 
