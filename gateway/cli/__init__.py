@@ -54,13 +54,16 @@ _register_sim_agency()
 def demo(
     data_dir: DataDir = None,
     quiet: Annotated[bool, typer.Option(help="Print only the trail and the verdict")] = False,
+    distributed: Annotated[
+        bool, typer.Option(help="Run the five agency systems as separate sim-agency processes over HTTP")
+    ] = False,
 ) -> None:
     """Play the seed's process end to end on a fresh data directory and print the trail."""
     from gateway.cli.demo import run_demo
 
     if data_dir is not None:
         check_data_dir(data_dir)
-    ok = run_demo(data_dir, verbose=not quiet)
+    ok = run_demo(data_dir, verbose=not quiet, distributed=distributed)
     raise typer.Exit(0 if ok else 1)
 
 

@@ -8,8 +8,14 @@ verifying the log.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,12 @@ from connectors import AGENCIES
 from gateway.app import create_app
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
 from gateway.settings import REPO_ROOT, Settings
-from standins.local_server import reserve_socket, serve_in_thread
+from standins.local_server import free_port, reserve_socket, serve_in_thread
+
+AGENCY_START_WAIT = 90.0
+"""Seconds the distributed demo waits for a sim-agency process to answer its health endpoint."""
+DELIVERY_WAIT = 60.0
+"""Seconds the distributed demo waits for every allowed message to reach its agency's store."""
 
 # Test BSNs from the RvIG test range (999990xxx): fictional people.
 SUBJECTS = [
@@ -211,6 +222,8 @@ class DemoRun:
     """What happened, for the verdict."""
 
     surprises: list[str] = field(default_factory=list)
+    delivered: dict[str, list[str]] = field(default_factory=dict)
+    """Recipient -> the message ids the gateway allowed to it, in order."""
 
 
 class _Agency:
@@ -233,13 +246,91 @@ class _Agency:
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
-    """Play the scenario; True when everything went as the process says and the log verifies."""
+@contextlib.contextmanager
+def sim_agencies(directory: Path, gateway_url: str) -> Iterator[dict[str, str]]:
+    """Start the five ``gateway sim-agency`` processes on free ports; yields agency -> base URL."""
+    urls: dict[str, str] = {}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for agency in AGENCIES:
+            port = free_port()
+            command = [sys.executable, "-m", "gateway.cli", "sim-agency", "--agency", agency]
+            command += ["--port", str(port), "--data-dir", str(directory), "--gateway-url", gateway_url]
+            procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ.copy()))
+            urls[agency] = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + AGENCY_START_WAIT
+        for (agency, url), proc in zip(urls.items(), procs, strict=True):
+            while not _answers(f"{url}/veilig-delen/health"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sim-agency {agency} did not start on {url}")
+                time.sleep(0.05)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def check_agency_stores(urls: dict[str, str], run: DemoRun, out: Any) -> None:
+    """Wait until each agency's own store holds the messages allowed to it, each once; report it."""
+    out("\nAgency systems (separate processes; each verified the gateway's signature before storing):")
+    deadline = time.monotonic() + DELIVERY_WAIT
+    for agency, url in urls.items():
+        expected = run.delivered.get(agency, [])
+        while True:
+            stored = {m["messageId"]: m["times"] for m in httpx.get(f"{url}/sim/received").json()["messages"]}
+            missing = [m for m in expected if m not in stored]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        unexpected = sorted(set(stored) - set(expected))
+        repeats = sum(t - 1 for t in stored.values())
+        out(
+            f"    {agency:<13} {len(stored)} stored of {len(expected)} allowed"
+            f"{f' ({repeats} repeated deliveries kept once)' if repeats else ''}"
+        )
+        if missing:
+            run.surprises.append(f"{agency}: {len(missing)} allowed messages never reached its store")
+        if unexpected:
+            run.surprises.append(f"{agency}: stored {len(unexpected)} messages it was not allowed")
+
+
+def run_demo(data_dir: Path | None = None, verbose: bool = True, distributed: bool = False) -> bool:
+    """Play the scenario; True when everything went as the process says and the log verifies.
+
+    ``distributed``: the five agency systems run as separate ``gateway sim-agency`` processes, reached
+    over HTTP with signed deliveries, and each one's own store is checked at the end.
+    """
     base_dir = data_dir or REPO_ROOT / "var"
     fresh = base_dir / f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     sock = reserve_socket()
     port = int(sock.getsockname()[1])
-    settings = Settings(data_dir=fresh, port=port)
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        if distributed:
+            # Beside the gateway's data directory, not in it: the agencies' stores hold what they received.
+            agencies_dir = fresh.with_name(fresh.name + "-agencies")
+            urls = stack.enter_context(sim_agencies(agencies_dir, f"http://127.0.0.1:{port}"))
+        return _run(fresh, sock, port, urls, verbose)
+
+
+def _run(fresh: Path, sock: Any, port: int, urls: dict[str, str], verbose: bool) -> bool:
+    if urls:
+        settings = Settings(data_dir=fresh, port=port, connectors="http", agency_urls=urls)
+    else:
+        settings = Settings(data_dir=fresh, port=port)
     app = create_app(settings)
     rt = app.state.runtime
     registry = ClientRegistry(rt.sessions)
@@ -254,6 +345,8 @@ def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
 
     out = print if verbose else (lambda *_a, **_k: None)
     out(f"Veilig Delen demo: fresh gateway in {fresh}, policy {rt.policy.current.revision[:19]}")
+    if urls:
+        out(f"agency systems: {', '.join(f'{a} {u}' for a, u in urls.items())}")
     run = DemoRun()
     with serve_in_thread(app, sock=sock) as base, httpx.Client(timeout=30) as http:
         agencies = {a: _Agency(http, base, f"{a}-system", keys[a]) for a in AGENCIES}
@@ -268,6 +361,8 @@ def run_demo(data_dir: Path | None = None, verbose: bool = True) -> bool:
         out(f"\npolitie opens acute case {case_id[:8]} (slachtoffer, pleger, kind)")
         for step in SCENARIO:
             _play(http, base, agencies[step.actor], step, case_id, run, out)
+        if urls:
+            check_agency_stores(urls, run, out)
         trail = _trail(http, base, auditor, case_id)
         checkpoint = http.get(f"{base}/v1/audit/checkpoint", headers=auditor.headers()).text
     print_trail(trail, out if verbose else print)
@@ -298,6 +393,8 @@ def _play(
         )
         out(f"\n[{actor}] {step.says}")
         for x in results:
+            if x["allowed"] and x.get("messageId"):
+                run.delivered.setdefault(x["recipient"], []).append(x["messageId"])
             verdict = "ALLOWED" if x["allowed"] else "REFUSED"
             why = (
                 x["legalBasis"] if x["allowed"] else ", ".join(dict.fromkeys(c["code"] for c in x["reasons"]))
