@@ -9,6 +9,7 @@ from gateway.api import audit, cases, exchanges, openapi, ops, policies, problem
 from gateway.api.limits import BodyLimits
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
+from gateway.console import mount_console
 from gateway.policy.admin import PolicyWatcher
 from gateway.runtime import Runtime
 from gateway.settings import Settings, get_settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(audit.router)
     app.include_router(policies.router)
     app.include_router(ops.router)
+    mount_console(app, rt)
     app.state.version = __version__
     openapi.install(app, rt)
     if rt.settings.policy_watch:  # off by default: reloads are explicit unless an operator opts in

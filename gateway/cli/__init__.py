@@ -16,6 +16,7 @@ import typer
 
 from gateway.cli._common import DEBUG_ENV, DataDir, check_data_dir
 from gateway.cli.clients import clients_app, token
+from gateway.cli.console import console_link
 from gateway.cli.errors import describe_error
 from gateway.cli.serve import serve
 
@@ -24,6 +25,7 @@ __all__ = ["app", "describe_error", "main", "run"]
 app = typer.Typer(help="Veilig Delen gateway", no_args_is_help=True, add_completion=False)
 app.command()(serve)
 app.command()(token)
+app.command(name="console-link")(console_link)
 app.add_typer(clients_app, name="clients")
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from gateway.cli._common import URL_FILE, DataDir, check_data_dir, settings_for
+from gateway.cli.console import console_line
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -69,6 +70,7 @@ def serve(
                     f"  token endpoint   {base}/oauth2/token",
                     f"  audit log key    {rt.signer.verifier_key()}",
                     *([f"  workers          {workers} processes", limits_line] if workers > 1 else []),
+                    *([console_line(base, rt.db)] if settings.mode == "local" else []),
                     "Register an agency system:  gateway clients register --client-id ID --agency AGENCY "
                     "--role agency_system --public-key key.pem",
                 ]
