@@ -3,7 +3,7 @@
 CSV is what Dutch Excel opens without an import dialog: UTF-8 with a byte order mark, ``;`` between
 fields, CRLF line ends, the headings in the report's language. PDF is made with fpdf2 (pure Python) in
 DejaVu Sans, the font Debian ships (``fonts-dejavu-core``), so every character of a name prints; without
-it, the built-in Helvetica with the characters it lacks replaced.
+it, the built-in Helvetica (Latin-1) with the characters it lacks replaced.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
 """Where DejaVu Sans is looked for (Debian's fonts-dejavu-core)."""
 
 _BOM = "\ufeff"
+_PLAIN = str.maketrans({"—": "-", "–": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "•": "-", "…": "..."})
 
 
 def render_text(report: Report) -> str:
@@ -123,8 +124,9 @@ def render_pdf(report: Report) -> bytes:
         family = "Helvetica"
 
         def _t(text: str) -> str:
-            # The core fonts know cp1252 only; anything else becomes '?' rather than failing the report.
-            return text.encode("cp1252", "replace").decode("cp1252")
+            # The core fonts know Latin-1 only: typographic marks become their plain forms, anything
+            # else '?', rather than failing the report.
+            return text.translate(_PLAIN).encode("latin-1", "replace").decode("latin-1")
 
     pdf.set_title(_t(report.title))
     pdf.set_lang("nl-NL" if lang == "nl" else "en-GB")
@@ -136,7 +138,7 @@ def render_pdf(report: Report) -> bytes:
 
     def para(width: float, height: float, text: str) -> None:
         """A wrapped paragraph, then back to the left margin on the next line."""
-        pdf.multi_cell(width, height, _t(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(width, height, _t(text), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     pdf.set_font(family, "B", 15)
     para(full, 7, report.title)
@@ -146,7 +148,7 @@ def render_pdf(report: Report) -> bytes:
         warn = value.startswith(("LET OP", "WARNING"))
         pdf.set_font(family, "B", 9.5)
         y = pdf.get_y()
-        pdf.multi_cell(label_w, 5, _t(label))
+        pdf.multi_cell(label_w, 5, _t(label), align="L")
         after_label = pdf.get_y()
         pdf.set_xy(pdf.l_margin + label_w, y)
         pdf.set_font(family, "", 9.5)
@@ -181,7 +183,10 @@ def render_pdf(report: Report) -> bytes:
         pdf.set_text_color(0, 0, 0)
         pdf.set_font(family, "", 10)
         para(full, 5, row.sentence)
-        details = [(phrase(k, lang), v) for k, v in _details(report, row)]
+        details = [(phrase(k, lang), v) for k, v in _details(report, row) if k != "c.reasons"]
+        if row.reasons:
+            # One reason a line: a refusal often has two, and each is a sentence of its own.
+            details.append((phrase("c.reasons", lang), "\n".join(f"• {r}" for r in row.reasons)))
         if row.moves_information:
             details.insert(0, (phrase("c.information", lang), row.information))
             details.insert(1, (phrase("c.purpose", lang), row.purpose))
@@ -200,7 +205,7 @@ def render_pdf(report: Report) -> bytes:
             y = pdf.get_y()
             pdf.set_x(pdf.l_margin + 4)
             pdf.set_text_color(80, 80, 80)
-            pdf.multi_cell(34, 4.4, _t(key))
+            pdf.multi_cell(34, 4.4, _t(key), align="L")
             after = pdf.get_y()
             pdf.set_xy(pdf.l_margin + 38, y)
             failed = key == phrase("c.proof", lang) and not row.proof_ok
