@@ -151,12 +151,45 @@ class AuditUnavailable(DependencyUnavailable):
     type_ = "https://veilig-delen.example/problems/audit-unavailable"
 
 
+HOLDER_RETRY_AFTER = 30
+"""Seconds a requester is told to wait (``Retry-After``) after the holder's system timed out or was down."""
+
+
 class UpstreamFailed(GatewayError):
-    """An agency system did not answer."""
+    """An agency system failed: unreachable, a 5xx, an answer that is not valid, or a refusal (502).
+
+    ``holder`` and ``error`` (the kind of failure, never the system's own words) go into the problem
+    document; ``retry_after`` adds ``Retry-After`` when trying later may help.
+    """
 
     status = 502
     title = "Agency system failed"
     type_ = "https://veilig-delen.example/problems/upstream-failed"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        holder: str | None = None,
+        error: str | None = None,
+        retry_after: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        if holder is not None:
+            self.extra.setdefault("holder", holder)
+        if error is not None:
+            self.extra.setdefault("error", error)
+        if retry_after is not None:
+            self.headers.setdefault("Retry-After", str(retry_after))
+
+
+class UpstreamTimeout(UpstreamFailed):
+    """An agency system did not answer within the deadline (``GATEWAY_REQUEST_TIMEOUT``): 504."""
+
+    status = 504
+    title = "Agency system timed out"
+    type_ = "https://veilig-delen.example/problems/upstream-timeout"
 
 
 class StartupRefused(GatewayError):

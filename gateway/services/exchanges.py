@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 from sqlalchemy import Connection, Row, Text, cast, insert, select, update
 from sqlalchemy.orm import defer
 
-from connectors import ConnectorError, Delivery, FetchRequest
+from connectors import (
+    ConnectorError,
+    ConnectorRejected,
+    ConnectorTimeout,
+    ConnectorUnavailable,
+    Delivery,
+    FetchRequest,
+)
 from gateway.db import utcnow
-from gateway.errors import AuditUnavailable, InvalidInput, NotFound, UpstreamFailed
+from gateway.errors import (
+    HOLDER_RETRY_AFTER,
+    AuditUnavailable,
+    InvalidInput,
+    NotFound,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from gateway.models import CaseRecord, Message, OutboxItem, Share
 from gateway.policy import STRIP_FIELDS, USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
@@ -59,6 +74,24 @@ def _delivered_fields(part: RecipientDecision, available: Iterable[str]) -> list
         if o.code == STRIP_FIELDS:
             fields &= set(o.fields)
     return sorted(fields.intersection(available))
+
+
+def holder_error(e: ConnectorError, unconnected: bool = False) -> str:
+    """The kind of a holder's failure, for the audit entry and the problem document (``error``).
+
+    ``timeout`` (no answer within the deadline), ``refused`` (the system answered and refused),
+    ``unreachable`` (no connection), ``no_connector`` (none configured) or ``unavailable`` (a 5xx, or
+    an answer that is not a valid one). Never the system's own words.
+    """
+    if unconnected:
+        return "no_connector"
+    if isinstance(e, ConnectorTimeout):
+        return "timeout"
+    if isinstance(e, ConnectorRejected):
+        return "refused"
+    if isinstance(e.__cause__, (OSError, httpx.NetworkError)):
+        return "unreachable"
+    return "unavailable"
 
 
 def _stored(text: str | None) -> Any:
@@ -407,7 +440,9 @@ class ExchangeService:
         request_id = str(uuid.uuid4())
         focus = requester if requester in decision.recipients else None
 
-        def entry(type_: str, outcome: str, digest: str | None = None) -> dict[str, Any]:
+        def entry(
+            type_: str, outcome: str, digest: str | None = None, refs: dict[str, str] | None = None
+        ) -> dict[str, Any]:
             return case_entry(
                 ctx,
                 case,
@@ -420,7 +455,7 @@ class ExchangeService:
                 decision=decision,
                 recipient=focus,
                 digest=digest,
-                refs={"requestId": request_id},
+                refs={"requestId": request_id, **(refs or {})},
             )
 
         # The decision is committed before the holder is asked: no data moves without its entry.
@@ -428,9 +463,9 @@ class ExchangeService:
         if not part.allowed:
             raise refusal("request", part.reasons, decision, requestId=request_id)
         connector = self.rt.connectors.get(body.holder)
-        if connector is None:
-            raise UpstreamFailed(f"no connector for {body.holder}")
         try:
+            if connector is None:
+                raise ConnectorUnavailable(body.holder, "no connector")
             result = connector.fetch(
                 FetchRequest(
                     request_id=request_id,
@@ -445,7 +480,7 @@ class ExchangeService:
                 )
             )
         except ConnectorError as e:
-            raise UpstreamFailed(f"the system of {body.holder} did not answer") from e
+            raise self._holder_failed(entry, body.holder, e, connector is None) from None
         allowed_fields = set(_delivered_fields(part, part.fields))
         data = {k: v for k, v in (result.data if result.found else {}).items() if k in allowed_fields}
 
@@ -465,6 +500,34 @@ class ExchangeService:
             "fields": sorted(data.keys()),
             "data": data,
         }
+
+    def _holder_failed(
+        self, entry: Callable[..., dict[str, Any]], holder: str, e: ConnectorError, unconnected: bool
+    ) -> UpstreamFailed:
+        """The 504 or 502 of a holder's system that timed out or failed, once its failure is audited.
+
+        The entry and the answer name the kind of failure only: the connector's detail may quote what
+        the holder's system said, which is not the gateway's to log or to pass on. Nothing of an answer
+        reaches the caller. When the failure entry cannot be written, the audit fault (503) is raised.
+        """
+        kind = holder_error(e, unconnected)
+        timed_out = kind == "timeout"
+        outcome = "holder_timeout" if timed_out else "holder_failed"
+        log.warning("request to %s failed: %s (%s)", holder, kind, type(e).__name__)
+        self.rt.audit_append([entry("exchange", outcome, refs={"error": kind})])
+        if timed_out:
+            return UpstreamTimeout(
+                f"the system of {holder} did not answer within the deadline",
+                holder=holder,
+                error=kind,
+                retry_after=HOLDER_RETRY_AFTER,
+            )
+        return UpstreamFailed(
+            f"the system of {holder} failed ({kind})",
+            holder=holder,
+            error=kind,
+            retry_after=None if kind == "refused" else HOLDER_RETRY_AFTER,
+        )
 
     # -- what-if --------------------------------------------------------------------------------------
 
