@@ -32,6 +32,7 @@ from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
 from gateway.migrations import upgrade
 from gateway.policy import Decision, EmbeddedEngine, OpaEngine, PolicyEngine, PolicySource
+from gateway.sealing import open_sealer, seal_legacy_messages
 from gateway.services.process import ProcessFacts
 from gateway.settings import Settings
 
@@ -177,6 +178,7 @@ class Runtime:
             signer=RequestSigner(self.delivery_key.private_key, self.delivery_key.kid),
         )
         self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+        self.sealer = open_sealer(self.db, settings.data_dir, settings.sealing_key_file)
         self.metrics = Metrics()
         self.auth = AuthService(
             settings,
@@ -186,6 +188,8 @@ class Runtime:
             delivery_key=self.delivery_key,
         )
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
+        # Rows stored in clear before sealing (0004) are sealed once, by whichever process starts first.
+        seal_legacy_messages(self.db, self.sealer, self.process_facts().default_message_retention())
 
     def process_facts(self) -> ProcessFacts:
         """The process facts (flows, steps, types, purposes) of the active policy revision.

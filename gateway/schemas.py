@@ -203,6 +203,13 @@ class Inbox(Schema):
     unreadable: list[UnreadableMessage] = Field(
         default_factory=list,
         description="Messages whose stored payload cannot be shown; they never hide the others.",
+class SubjectIdentityOut(Schema):
+    """A subject the recipient may identify (a grant's ``bsn:<role>`` field): role and BSN."""
+
+    role: str
+    bsn: str = Field(pattern=r"^[0-9]{9}$", description="Burgerservicenummer (nine digits).")
+
+
     )
 
 
@@ -211,6 +218,13 @@ class RequestIn(RequestBody):
     purpose: str = Identifier
     holder: Agency
 
+    subjects: list[SubjectIdentityOut] = Field(
+        default_factory=list,
+        description=(
+            "The case's subjects the policy lets this recipient identify, with their BSN; the others are "
+            "the case's pseudonyms only."
+        ),
+    )
 
 class RequestOut(Schema):
     request_id: str

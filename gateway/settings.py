@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     pseudonym_secret: str | None = None
     access_token_ttl: int = 300
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
+    sealing_key_file: Path | None = None
+    """The key-encryption key that seals BSNs and waiting messages (32 bytes, base64); default
+    ``sealing.key`` in data_dir, made at first start. Keep it apart from database backups."""
+    retention_sweep_interval: float = Field(default=300.0, gt=0)
+    """Seconds between two retention sweeps in ``gateway serve``: expired messages, idle cases."""
+    retention_sweep: bool = True
+    """Whether ``gateway serve`` (each worker) sweeps; sweeps in several processes are safe (idempotent)."""
     """Largest request body on any route, in bytes; a larger one is refused with 413 unread."""
     log_origin: str = "veilig-delen.example/audit"
     connectors: Literal["simulated", "http"] = "simulated"

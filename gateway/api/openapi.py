@@ -114,7 +114,10 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "messageNl": "The reason in Dutch.",
     "legalBasis": "The legal basis of the allow (an article of the Wmo 2015, Wpg, Wjsg, Jeugdwet or BW).",
     "messageId": "The message's identifier; the recipient acknowledges it by this id.",
-    "fields": "The payload fields that went to this recipient (all others were stripped).",
+    "fields": (
+        "The payload fields that went to this recipient (all others were stripped), and `bsn:<role>` for "
+        "each role whose subjects it may identify (their BSN travels in the message's `subjects`)."
+    ),
     "delivered": "Whether the recipient's system accepted the push (the message waits in its inbox anyway).",
     "messages": "Messages the caller's agency has not acknowledged yet, oldest first.",
     "sender": "The agency that shared the information.",

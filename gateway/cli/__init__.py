@@ -53,7 +53,14 @@ _register_sim_agency()
 
 
 @app.command()
+def _register_retention_app() -> None:
+    from gateway.cli.retention import app as retention_app
+
+    app.add_typer(retention_app, name="retention", help="Erase expired messages and idle cases' identities")
+
+
 def demo(
+_register_retention_app()
     data_dir: DataDir = None,
     quiet: Annotated[bool, typer.Option(help="Print only the trail and the verdict")] = False,
     distributed: Annotated[

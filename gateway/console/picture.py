@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-COLUMN = 170
+COLUMN = 220
 ROW = 46
 TOP = 70
 SIDE = 30
@@ -52,7 +52,7 @@ def case_svg(
         out.append(
             f'<g class="agency"><rect x="{cx - COLUMN // 2 + 8}" y="10" width="{COLUMN - 16}" height="34" '
             f'rx="4" fill="#f1f4f8" stroke="#44546a"/>'
-            f'<text x="{cx}" y="32" text-anchor="middle" font-size="13" font-weight="bold" '
+            f'<text x="{cx}" y="32" text-anchor="middle" font-size="12" font-weight="bold" '
             f'fill="#1b1b1b">{escape(name)}</text>'
             f'<line x1="{cx}" y1="44" x2="{cx}" y2="{height - 10}" stroke="#9aa5b1" stroke-width="1"/></g>'
         )

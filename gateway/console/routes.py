@@ -534,9 +534,11 @@ def case_page(request: Request, user: User, case_id: str) -> Response:
         for e in found
         if not str(e.entry.get("action", "")).startswith(("console.", "audit."))
     ]
-    exchanges = list(
-        {_exchange_key(r): r for r in reversed(rows) if r.raw.from_agency and r.raw.to_agency}.values()
-    )[::-1]
+    first: dict[tuple[object, ...], Row] = {}
+    for r in rows:
+        if r.raw.from_agency and r.raw.to_agency:
+            first.setdefault(_exchange_key(r), r)
+    exchanges = list(first.values())  # in the order of the log
     order = list(dict.fromkeys(a for r in exchanges for a in (r.raw.from_agency, r.raw.to_agency) if a))
     arrows = [
         Arrow(

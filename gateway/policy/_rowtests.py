@@ -66,10 +66,16 @@ _row_decide(c, type, sender, receiver) := decision.decide({
 \t"holder": sender,
 }) if c[2] == "request"
 
-# Every field of the type and one that no row names: the decision must keep exactly the row's.
-_row_payload(type) := array.concat(types[type].fields, ["nietInDeRij"]) if {
+# Every field of the type, one that no row names and the identities of a favourable case's subjects
+# (the gateway adds bsn:<role> per subject role): the decision must keep exactly the row's.
+_row_payload(type) := array.concat(types[type].fields, ["nietInDeRij", "bsn:kind", "bsn:pleger", "bsn:slachtoffer"]) if {
 \ttypes := data.veiligdelen.facts.informationTypes
 }
+
+# A share delivers the row's fields and identities; a request's answer the row's fields only.
+_row_fields("share", row) := sort(row.fields)
+
+_row_fields("request", row) := sort([f | some f in row.fields; not startswith(f, "bsn:")])
 
 # Allowed, for that purpose, on the row's legal basis, with exactly the row's fields.
 _row_allows(c, type, sender, receiver) if {
@@ -81,7 +87,7 @@ _row_allows(c, type, sender, receiver) if {
 \tgrants := data.veiligdelen.facts.grants
 \trow := grants[type][receiver][sender]
 \tpart.legalBasis == row.legalBasis
-\tpart.fields == sort(row.fields)
+\tpart.fields == _row_fields(c[2], row)
 }
 
 # Refused, nothing delivered, and a reason names the rule (c[5] is the expected code; a reason names

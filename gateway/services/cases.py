@@ -14,10 +14,11 @@ from sqlalchemy import Connection, insert, select, update
 
 from gateway.db import utcnow
 from gateway.errors import Conflict, InvalidInput, NotFound, PolicyDenied
-from gateway.models import Case, CaseRecord, Subject, SubjectRecord
+from gateway.models import Case, CaseKey, CaseRecord, Subject, SubjectRecord
 from gateway.policy import Decision, PolicyEngine, Reason
 from gateway.runtime import Runtime
 from gateway.schemas import CaseCreate
+from gateway.sealing import Sealer
 from gateway.services import policy_input
 from gateway.services.trail import CallContext, case_entry
 
@@ -160,6 +161,14 @@ class CaseService:
             self.rt.audit_append([entry])
             raise refusal("opening the case", decision.reasons, decision)
 
+        # The BSNs are sealed with a new key of this case, wrapped by the key outside the database; the
+        # BSN itself is never stored (docs/data-at-rest.md). Sealed here, outside the log's write lock.
+        case_key, wrapped = self.rt.sealer.new_case_key(case.case_id)
+        identities = [
+            Sealer.seal_identity(case_key, case.case_id, s.position, s.role, sub.bsn)
+            for s, sub in zip(case.subjects, body.subjects, strict=True)
+        ]
+
         def store(conn: Connection) -> None:
             conn.execute(
                 insert(Case).values(
@@ -182,10 +191,12 @@ class CaseService:
                         "position": s.position,
                         "role": s.role,
                         "pseudonym": s.pseudonym,
+                        "identity": identity,
                     }
-                    for s in case.subjects
+                    for s, identity in zip(case.subjects, identities, strict=True)
                 ],
             )
+            conn.execute(insert(CaseKey).values(case_id=case.case_id, wrapped=wrapped, created_at=now))
 
         self.rt.audit_append([entry], writes=store)
         # What was committed, not a read back: a read failing now would answer 503 for an opened case,

@@ -1,19 +1,28 @@
-"""Stored messages opened for delivery: one place reads a message row into what its recipient receives.
+"""Stored messages: sealed when a share stores them, opened for their recipient, erased after.
 
-The inbox (pull) and the deliverer (push, `gateway.services.outbox`) both go through `open_content`, so
-the payload and the subjects a recipient receives are the same whichever way the message travels.
+The inbox (pull) and the deliverer (push, `gateway.services.outbox`) both open a row through
+`open_content`, so the payload and the subjects a recipient receives are the same whichever way the
+message travels. The content (``{payload, subjects}``) is sealed at rest (`gateway.sealing`); a row
+whose content was erased (acknowledged, or past its grant's retention term) opens to nothing.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from connectors import Delivery, SubjectIdentity
-from gateway.models import Message
+from gateway.models import CaseKey, Message, Subject
 from gateway.runtime import Runtime
+from gateway.sealing import Sealer, Unsealable
+from gateway.services.policy_input import IDENTITY_PREFIX
+from gateway.strictjson import strict_json
+
+log = logging.getLogger("gateway.messages")
 
 
 def usage_restriction(purpose: str, legal_basis: str | None) -> str:
@@ -24,19 +33,89 @@ def usage_restriction(purpose: str, legal_basis: str | None) -> str:
     )
 
 
+__all__ = ["IDENTITY_PREFIX", "Unopenable", "case_identities", "open_content", "stored_delivery"]
+
+
 class Unopenable(Exception):
     """A stored message whose content cannot be opened: damaged, tampered with, or under another key."""
 
 
+def identity_fields(roles: Iterable[str]) -> list[str]:
+    """The pseudo-fields (``bsn:<role>``) of subjects in ``roles``, as the policy input names them."""
+    return [IDENTITY_PREFIX + r for r in sorted(set(roles))]
+
+
+def identity_roles(fields: Iterable[str]) -> set[str]:
+    """The roles whose identities ``fields`` (a decision's, narrowed) let through."""
+    return {f[len(IDENTITY_PREFIX) :] for f in fields if f.startswith(IDENTITY_PREFIX)}
+
+
+def case_identities(sealer: Sealer, conn: Connection | Session, case_id: str) -> list[SubjectIdentity]:
+    """The case's subjects with their BSN, in position order; none once the case key was erased.
+
+    A subject whose sealed identity does not open (damaged) is left out and logged by position: a
+    recipient then misses one identity rather than every message of the case.
+    """
+    wrapped = conn.execute(select(CaseKey.wrapped).where(CaseKey.case_id == case_id)).scalar_one_or_none()
+    if wrapped is None:
+        return []
+    try:
+        key = sealer.unwrap_case_key(case_id, wrapped)
+    except Unsealable:
+        log.error("the key of case %s does not open", case_id)
+        return []
+    rows = conn.execute(
+        select(Subject.position, Subject.role, Subject.identity)
+        .where(Subject.case_id == case_id, Subject.identity.is_not(None))
+        .order_by(Subject.position)
+    ).all()
+    out = []
+    for r in rows:
+        try:
+            out.append(
+                SubjectIdentity(r.role, sealer.open_identity(key, case_id, r.position, r.role, r.identity))
+            )
+        except Unsealable:
+            log.error("the identity of subject %d of case %s does not open", r.position, case_id)
+    return out
+
+
+def seal_content(
+    sealer: Sealer,
+    message_id: str,
+    recipient: str,
+    payload: dict[str, Any],
+    subjects: Iterable[SubjectIdentity],
+) -> bytes:
+    """What a message row stores: its payload and subjects, sealed for its recipient."""
+    content = {"payload": payload, "subjects": [{"role": s.role, "bsn": s.bsn} for s in subjects]}
+    return sealer.seal_message(message_id, recipient, content)
+
+
 def open_content(rt: Runtime, m: Any) -> tuple[dict[str, Any], tuple[SubjectIdentity, ...]] | None:
     """The payload and subjects of message row ``m`` (any row with the `Message` columns), or None when
-    its content was erased. Raises `Unopenable` when it cannot be opened."""
-    if m.payload is not None:  # a row from before sealing (0004), until the start-up sweep seals it
-        payload = m.payload
-        if not isinstance(payload, dict):
-            raise Unopenable("payload")
-        return payload, ()
-    return None
+    its content was erased. Raises `Unopenable` when it cannot be opened (fail closed)."""
+    if m.erased_at is not None:
+        return None
+    if m.sealed is not None:
+        try:
+            content = rt.sealer.open_message(m.message_id, m.recipient, m.sealed)
+        except Unsealable as e:
+            raise Unopenable("sealed") from e
+        payload, subjects = content.get("payload"), content.get("subjects")
+        if not isinstance(payload, dict) or not isinstance(subjects, list):
+            raise Unopenable("shape")
+        try:
+            return payload, tuple(SubjectIdentity(str(s["role"]), str(s["bsn"])) for s in subjects)
+        except (TypeError, KeyError) as e:
+            raise Unopenable("subjects") from e
+    # A row from before sealing (0004), until the start-up pass seals it; the inbox reads it as text.
+    payload = strict_json(m.payload) if isinstance(m.payload, str) else m.payload
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        raise Unopenable("payload")
+    return payload, ()
 
 
 def stored_delivery(
@@ -48,7 +127,7 @@ def stored_delivery(
     term). Raises `Unopenable` when the row cannot be opened: the deliverer should not retry it.
     """
     m = conn.execute(select(Message.__table__).where(Message.message_id == message_id)).first()
-    if m is None or m.erased_at is not None:
+    if m is None:
         return None
     content = open_content(rt, m)
     if content is None:

@@ -58,13 +58,22 @@ def case_track(ctx: CallContext, case: CaseRecord, track: str, is_open: bool) ->
     return _on_case("case.track", ctx, case, track={"name": track, "open": is_open})
 
 
-def payload_fields(facts: ProcessFacts, names: Iterable[str]) -> list[str]:
-    """The payload field names the policy sees: only those some grant or information type names.
+IDENTITY_PREFIX = "bsn:"
+"""``bsn:<role>``: the pseudo-field of the identities of a case's subjects in that role."""
+
+
+def payload_fields(facts: ProcessFacts, names: Iterable[str], case: CaseRecord | None = None) -> list[str]:
+    """The payload field names the policy sees: only those some grant or information type names, and
+    ``bsn:<role>`` for each role of the case's subjects (a grant's fields decide who may identify whom).
 
     What the engine sees is bounded by the facts, not by the request: a field that no grant names
-    reaches nobody anyway (rule 5), so leaving it out changes no decision.
+    reaches nobody anyway (rule 5), so leaving it out changes no decision. An identity pseudo-field
+    comes from the case only, never from a payload's (or a what-if's) names.
     """
-    return sorted(facts.field_names().intersection(names))
+    given = {n for n in names if not n.startswith(IDENTITY_PREFIX)}
+    if case is not None:
+        given.update(IDENTITY_PREFIX + s.role for s in case.subjects)
+    return sorted(facts.field_names().intersection(given))
 
 
 def policy_origin(origin: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
@@ -97,7 +106,7 @@ def share(
         informationType=information_type,
         purpose=purpose,
         recipients=list(recipients),
-        payloadFields=payload_fields(facts, field_names),
+        payloadFields=payload_fields(facts, field_names, case),
     )
     if origin:
         built["origin"] = policy_origin(origin)

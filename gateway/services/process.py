@@ -6,6 +6,7 @@ them from there to validate requests, so there is one list, not two that drift a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
@@ -56,6 +57,27 @@ class ProcessFacts:
             names.update(_strings(row.get("fields")))
         return frozenset(names)
 
+    def default_message_retention(self) -> dt.timedelta:
+        """How long a delivered message waits for its recipient when its row names no term."""
+        return dt.timedelta(days=_days(self._retention().get("defaultMessageDays"), DEFAULT_MESSAGE_DAYS))
+
+    def message_retention(self, information_type: str, receiver: str, sender: str) -> dt.timedelta:
+        """The term (``retentionDays``) of the row that lets ``sender`` give ``receiver`` the type."""
+        grants = self._facts.get("grants", {})
+        row: Any = grants.get(information_type, {}) if isinstance(grants, Mapping) else {}
+        for key in (receiver, sender):
+            row = row.get(key, {}) if isinstance(row, Mapping) else {}
+        days = row.get("retentionDays") if isinstance(row, Mapping) else None
+        return dt.timedelta(days=_days(days, 0)) if _is_days(days) else self.default_message_retention()
+
+    def case_identities_term(self) -> dt.timedelta:
+        """How long a case's sealed identities are kept after its last exchange."""
+        return dt.timedelta(days=_days(self._retention().get("caseIdentitiesDays"), DEFAULT_IDENTITY_DAYS))
+
+    def _retention(self) -> Mapping[str, Any]:
+        value = self._facts.get("retention", {})
+        return value if isinstance(value, Mapping) else {}
+
     def _names(self, key: str) -> list[str]:
         value = self._facts.get(key, [])
         if isinstance(value, Mapping):
@@ -70,6 +92,20 @@ class ProcessFacts:
                 steps = spec.get("order", spec.get("steps", [])) if isinstance(spec, Mapping) else spec
                 out[str(name)] = [str(s["id"]) if isinstance(s, Mapping) else str(s) for s in steps]
         return out
+
+
+DEFAULT_MESSAGE_DAYS = 30
+"""Days a message waits when the facts name no term at all (``retention.defaultMessageDays``)."""
+DEFAULT_IDENTITY_DAYS = 180
+"""Days a case's identities are kept after its last exchange when the facts name no term."""
+
+
+def _is_days(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 36_500
+
+
+def _days(value: Any, default: int) -> int:
+    return value if _is_days(value) else default
 
 
 def _strings(value: Any) -> list[str]:

@@ -137,3 +137,25 @@ def test_export_verifies_offline_and_tampering_is_found(demo_dir: Path, tmp_path
     tampered = run("audit", "verify", data_dir=demo_dir, check=False)
     assert tampered.returncode == 1
     assert "index 8" in tampered.stderr
+
+
+def test_after_the_demo_and_a_sweep_no_file_holds_a_bsn_or_a_payload_marker(demo_dir: Path) -> None:
+    """Issue 9: every byte of the demo's data directory (SQLite, -wal, -shm, keys, everything)."""
+    from gateway.cli.demo import FINDINGS, HUISVERBOD, MELDING, SUBJECTS
+    from gateway.sealing import SEALING_KEY_FILE
+
+    assert (demo_dir / "gateway.db").exists() and (demo_dir / SEALING_KEY_FILE).exists()  # default layout
+    swept = run("retention", "sweep", data_dir=demo_dir)
+    assert "erased:" in swept.stdout
+    needles = [s["bsn"] for s in SUBJECTS] + [
+        MELDING["meldingstekst"],
+        MELDING["politieRegistratienummer"],
+        FINDINGS["bevindingen"],
+        HUISVERBOD["omschrijving"],
+    ]
+    files = [p for p in demo_dir.rglob("*") if p.is_file()]  # -wal and -shm too, while they exist
+    assert len(files) >= 3
+    for path in files:
+        raw = path.read_bytes()
+        for needle in needles:
+            assert needle.encode("utf-8") not in raw, f"{path.name} holds a demo value in clear"

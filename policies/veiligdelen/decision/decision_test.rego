@@ -902,73 +902,64 @@ _grant_problems contains [type, receiver, sender, f] if {
 	some receiver, senders in receivers
 	some sender, g in senders
 	some f in g.fields
+	not startswith(f, "bsn:")
 	not f in _facts.informationTypes[type].fields
 }
 
-_complete(g) if {
-	is_string(g.legalBasis)
-	g.legalBasis != ""
-	is_boolean(g.verified)
-	count(g.purposes) > 0
+# An identity a row passes (bsn:<role>) is one the receiver's task covers (facts.identities).
+_grant_problems contains [type, receiver, sender, f] if {
+	some type, receivers in _facts.grants
+	some receiver, senders in receivers
+	some sender, g in senders
+	some f in g.fields
+	startswith(f, "bsn:")
+	not substring(f, 4, -1) in _facts.identities.receivers[receiver].roles
 }
 
-test_every_grant_is_complete if {
-	count(_grant_problems) == 0
+# A row's retention term (days a delivered message may wait for its recipient) is a whole number > 0.
+_grant_problems contains [type, receiver, sender, "retentionDays"] if {
+	some type, receivers in _facts.grants
+	some receiver, senders in receivers
+	some sender, g in senders
+	not _positive_days(object.get(g, "retentionDays", _facts.retention.defaultMessageDays))
 }
 
-_step_purpose_problems contains [name, step, p] if {
-	some name, flow in _facts.flows
-	some step, s in flow.steps
-	some p in s.purposes
-	not p in object.keys(_facts.purposes)
+_positive_days(d) if {
+	is_number(d)
+	d >= 1
+	d == round(d)
 }
 
-_step_purpose_problems contains [name, step, "no purposes"] if {
-	some name, flow in _facts.flows
-	some step, s in flow.steps
-	not is_array(s.purposes)
+test_retention_terms_are_whole_days if {
+	_positive_days(_facts.retention.defaultMessageDays)
+	_positive_days(_facts.retention.caseIdentitiesDays)
 }
 
-_step_purpose_problems contains [name, step, "no purposes"] if {
-	some name, flow in _facts.flows
-	some step, s in flow.steps
-	count(s.purposes) == 0
+# A share delivers the identities a row names of the case's subjects, and no other; a request none.
+_identity_case := {"flow": "acuut", "step": "onderzoek", "tracks": {"zorg": true, "straf": true}, "subjectRoles": ["kind", "pleger", "slachtoffer"], "involved": ["politie", "veilig_thuis", "rvdk"]}
+
+test_share_delivers_the_identities_the_row_names if {
+	d := decision.decide({
+		"action": "share",
+		"actor": {"agency": "veilig_thuis", "clientId": "t", "role": "agency_system"},
+		"case": _identity_case,
+		"informationType": "melding",
+		"purpose": "onderzoek_kinderbescherming",
+		"recipients": ["rvdk"],
+		"payloadFields": ["aard", "bsn:kind", "bsn:pleger", "bsn:slachtoffer"],
+	})
+	d.recipients.rvdk.fields == ["aard", "bsn:kind"]
 }
 
-test_every_step_names_the_purposes_it_serves if {
-	count(_step_purpose_problems) == 0
-}
-
-_compatible_problems contains [origin, "unknown purpose"] if {
-	some origin, _ in _facts.compatiblePurposes
-	not origin in object.keys(_facts.purposes)
-}
-
-_compatible_problems contains [origin, p] if {
-	some origin, c in _facts.compatiblePurposes
-	some p in c.purposes
-	not p in object.keys(_facts.purposes)
-}
-
-_compatible_problems contains [origin, "missing"] if {
-	some origin, _ in _facts.purposes
-	not origin in object.keys(_facts.compatiblePurposes)
-}
-
-test_compatible_purposes_name_known_purposes_and_cover_all if {
-	count(_compatible_problems) == 0
-}
-
-test_every_message_has_a_ranked_code_and_both_languages if {
-	every m in _facts.messages {
-		is_number(_facts.reasonCodes[m.code].rank)
-		is_string(m.message)
-		is_string(m.messageNl)
-	}
-}
-
-test_the_demo_rows_exist if {
-	every a in ["om", "reclassering", "rvdk"] {
-		"zorg_en_straf_afstemmen" in _facts.grants.veiligheidsbeoordeling[a].veilig_thuis.purposes
-	}
+test_request_answers_carry_no_identities if {
+	d := decision.decide({
+		"action": "request",
+		"actor": {"agency": "rvdk", "clientId": "t", "role": "agency_system"},
+		"case": _identity_case,
+		"informationType": "melding",
+		"purpose": "onderzoek_kinderbescherming",
+		"holder": "veilig_thuis",
+	})
+	d.recipients.rvdk.allowed
+	count([f | some f in d.recipients.rvdk.fields; startswith(f, "bsn:")]) == 0
 }

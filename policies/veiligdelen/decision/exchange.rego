@@ -191,10 +191,12 @@ _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	}
 } else := set()
 
-# Rule 5: minimisation. Share: the payload fields the row lists; request: the row's fields.
+# Rule 5: minimisation. Share: the payload fields the row lists, and the identities (bsn:<role>, which
+# the gateway adds for the case's subjects) the row lists; request: the row's fields without
+# identities (the holder's answer is data about the case, its subjects stay pseudonyms).
 _minimise("share", payload, allowed) := _sorted({f | some f in payload; f in allowed})
 
-_minimise("request", _, allowed) := _sorted(allowed)
+_minimise("request", _, allowed) := _sorted({f | some f in allowed; not startswith(f, "bsn:")})
 
 _allowed_template(verified) := "allowed_exchange" if {
 	verified == true
