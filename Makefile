@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo serve test test-golden lint bench bench-http bench-tools fuzz-api clean
+.PHONY: setup demo demo-distributed serve test test-golden lint bench bench-http bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ setup: $(BIN)/gateway
 
 demo: setup
 	$(BIN)/gateway demo
+
+# The five agency systems as separate sim-agency processes, signed deliveries checked in their stores.
+demo-distributed: setup
+	$(BIN)/gateway demo --distributed
 
 serve: setup
 	$(BIN)/gateway serve

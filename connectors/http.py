@@ -231,10 +231,12 @@ class OAuth2ClientCredentials(httpx.Auth):
     def __init__(
         self, config: OAuth2Auth, *, verify: ssl.SSLContext | bool = True, timeout: float = 5.0
     ) -> None:
+        from authlib.deprecate import AuthlibDeprecationWarning  # sets its own "always" filter
+
         with warnings.catch_warnings():
             # Authlib 1.9 prefers the httpx2 package and warns when it falls back to httpx, which the
             # gateway uses throughout; the fallback is the same client code.
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", AuthlibDeprecationWarning)
             from authlib.integrations.httpx_client import OAuth2Client
             from authlib.oauth2.rfc7523 import PrivateKeyJWT
         from joserfc.jwk import import_key

@@ -110,7 +110,10 @@ class RequestSigner:
 
         ``key_id`` overrides the key id for one agency that registered the key under its own name.
         """
-        covered = [*COVERED, IDEMPOTENCY_KEY] if IDEMPOTENCY_KEY in request.headers else list(COVERED)
+        # A component the request lacks cannot be signed; the receiver then refuses it as uncovered.
+        covered = [c for c in COVERED if c.startswith("@") or c == "content-digest" or c in request.headers]
+        if IDEMPOTENCY_KEY in request.headers:
+            covered.append(IDEMPOTENCY_KEY)
         message = _Message(request.method, str(request.url), request.headers)
         self._signer.sign(
             message,
