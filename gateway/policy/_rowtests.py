@@ -68,9 +68,11 @@ _row_decide(c, type, sender, receiver) := decision.decide({
 
 # Every field of the type, one that no row names and the identities of a favourable case's subjects
 # (the gateway adds bsn:<role> per subject role): the decision must keep exactly the row's.
-_row_payload(type) := array.concat(types[type].fields, ["nietInDeRij", "bsn:kind", "bsn:pleger", "bsn:slachtoffer"]) if {
+_row_payload(type) := array.concat(types[type].fields, _row_extra) if {
 \ttypes := data.veiligdelen.facts.informationTypes
 }
+
+_row_extra := ["nietInDeRij", "bsn:kind", "bsn:pleger", "bsn:slachtoffer"]
 
 # A share delivers the row's fields and identities; a request's answer the row's fields only.
 _row_fields("share", row) := sort(row.fields)
