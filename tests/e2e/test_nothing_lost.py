@@ -1,0 +1,192 @@
+"""Nothing lost (issue 9, item 7): every allowed message reaches its recipient's store exactly once.
+
+Over real processes (`tests.e2e._fleet`): ``gateway serve`` on a temporary data directory, pushing
+through its transactional outbox to the five agency systems, each a ``gateway sim-agency`` process that
+verifies the signature and keeps each message id once in its own SQLite store.
+
+1. The gateway is SIGKILLed (its process group) several times while it delivers: during the load (the
+   share's own first attempts) and while its deliverer drains a backlog (one agency failed all through
+   the load), by count of answers and of outbox rows, never after a sleep; each time it restarts on
+   the same data. Once the outbox has drained: every message (each authorised share entry) is in its
+   recipient's store once, as sent, with its authorised share entry and a delivered push entry; no
+   store holds a message the policy did not allow to it; ``gateway audit verify`` passes. A delivery
+   may be attempted more than once (at least once: a kill between push and commit), never stored twice.
+2. One recipient's system down for a while (its process killed, later started again on its store): its
+   rows wait and are retried, its circuit opens; once it is back everything is delivered and, the
+   outage being shorter than the attempts budget, nothing is dead-lettered.
+3. A recipient that stores a message and then answers too late: the gateway times out, tries again,
+   the recipient keeps the message once, the outbox ends delivered.
+
+The suite runs a short version; ``make soak-delivery`` the long one (``NOTHING_LOST_SHARES``,
+``NOTHING_LOST_KILLS``, ``NOTHING_LOST_DATABASES``), printing its figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e._fleet import (
+    SENDERS,
+    Agencies,
+    Fleet,
+    Load,
+    check_nothing_lost,
+    iterate_kills,
+    join,
+    prepare,
+    run_threads,
+    wait_for,
+)
+from tests.e2e.conftest import fresh_pg_database
+
+SHARES = int(os.environ.get("NOTHING_LOST_SHARES", "150"))
+KILLS = int(os.environ.get("NOTHING_LOST_KILLS", "2"))
+DATABASES = os.environ.get("NOTHING_LOST_DATABASES", "sqlite").split(",")
+THREADS = 6
+
+
+@pytest.fixture(scope="module")
+def agencies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agencies]:
+    """The five agency systems, started once for the module (each test's gateway on the same port)."""
+    fleet = Agencies(tmp_path_factory.mktemp("agencies"))
+    fleet.spawn()
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture
+def fleet(request: pytest.FixtureRequest, tmp_path: Path, agencies: Agencies) -> Iterator[Fleet]:
+    """A fresh gateway (SQLite, or with ``postgresql`` as the parameter a fresh database) and the agencies."""
+    with contextlib.ExitStack() as stack:
+        if getattr(request, "param", "sqlite") == "postgresql":
+            url, _admin, _name = stack.enter_context(fresh_pg_database("vd_lost"))
+        else:
+            url = f"sqlite:///{tmp_path / 'gateway.db'}"
+        f = Fleet(tmp_path, url, agencies)
+        stack.callback(f.stop)
+        yield f
+
+
+def _restart(fleet: Fleet, load: Load | None = None) -> None:
+    """SIGKILL the gateway and start it again on the same data; load threads wait meanwhile."""
+    if load is not None:
+        load.up.clear()
+    fleet.kill_gateway()
+    fleet.start_gateway()
+    if load is not None:
+        load.up.set()
+
+
+def _pending_at_most(fleet: Fleet, left: int) -> bool:
+    return fleet.outbox()["pending"] <= left
+
+
+@pytest.mark.parametrize("fleet", DATABASES, indirect=True)
+def test_sigkill_while_delivering_loses_nothing(fleet: Fleet) -> None:
+    fleet.start()
+    tokens = {a: fleet.token(a) for a in SENDERS}
+    plans = prepare(fleet, tokens)["mixed"]
+    drain_kills = max(1, KILLS // 3)
+    om = fleet.agencies["om"]
+    # om refuses every delivery during the load: its rows pile up for the deliverer to drain later.
+    om.behave(fail=-1)
+
+    load = Load(fleet.base, tokens, plans, SHARES)
+    workers = run_threads(load, THREADS)
+    kills = 0
+    for at in iterate_kills(SHARES, KILLS - drain_kills):
+        wait_for(f"{at} answers", functools.partial(load.answered_at_least, at), guard=120)
+        _restart(fleet, load)
+        kills += 1
+    join(workers)
+
+    # Now om takes deliveries again, a little slowly, and the gateway is killed while it drains.
+    backlog = fleet.outbox()["pending"]
+    assert backlog >= 10, f"no backlog to drain: {fleet.outbox()}"
+    om.behave(fail=0, slow=0.02)
+    for i in range(drain_kills):
+        left = backlog * (drain_kills - i) // (drain_kills + 1)
+        wait_for(f"the backlog down to {left}", functools.partial(_pending_at_most, fleet, left), 120)
+        _restart(fleet)
+        kills += 1
+    om.behave(slow=0)
+    statuses = fleet.drained()
+    assert statuses == Counter(delivered=sum(statuses.values())), statuses
+
+    figures = check_nothing_lost(fleet, load.shares)
+    figures.kills = kills
+    print(f"\nnothing lost ({fleet.database_url.split(':')[0]}): {figures.line()}")
+    assert figures.answered_200 >= SHARES // 2, figures.line()
+    assert figures.refused > 0, "no share was refused: the run shows nothing about refused recipients"
+    assert figures.attempts["push_failed"] > 0, "om's failures were not attempts"
+
+
+def test_recipient_down_for_a_while_gets_everything_once_back(fleet: Fleet) -> None:
+    fleet.start()
+    tokens = {a: fleet.token(a) for a in SENDERS}
+    om = fleet.agencies["om"]
+    om.kill()
+
+    load = Load(fleet.base, tokens, prepare(fleet, tokens)["om"], 30)
+    join(run_threads(load, 3))
+    assert all(s.status == 200 for s in load.shares), [s.status for s in load.shares]
+
+    def om_rows() -> list[tuple[str, str, int]]:
+        return [row for row in fleet.read().outbox.values() if row[0] == "om"]
+
+    # While it is down its rows wait and are tried again, and its circuit opens.
+    wait_for("om's circuit to open", lambda: "circuit to om opened" in fleet.output())
+    wait_for("a retry of an om row", lambda: max(attempts for _, _, attempts in om_rows()) >= 2)
+    waiting = om_rows()
+    assert len(waiting) == 30 and {status for _, status, _ in waiting} == {"pending"}, waiting
+    tried = sum(attempts for _, _, attempts in waiting)
+
+    om.spawn()
+    om.wait_up()
+    statuses = fleet.drained()
+    assert statuses == Counter(delivered=sum(statuses.values())), f"dead letters: {statuses}"
+
+    figures = check_nothing_lost(fleet, load.shares)
+    stored = fleet.read()
+    failed = [e for e in stored.of("delivery", "push") if e["outcome"] == "push_failed"]
+    assert failed and {e["counterpart"] for e in failed} == {"om"}, failed[:3]
+    assert {e["refs"]["error"] for e in failed} == {"unavailable"}, failed[:3]
+    # The open circuit kept the rows untried: far fewer attempts than rows times retries.
+    assert tried < 30 * 3, f"{tried} attempts at 30 rows while om was down"
+    print(f"\nrecipient down: {figures.line()}; attempts while down {tried}")
+
+
+def test_recipient_that_times_out_after_storing_keeps_it_once(fleet: Fleet) -> None:
+    fleet.start()
+    tokens = {a: fleet.token(a) for a in SENDERS}
+    rvdk = fleet.agencies["rvdk"]
+    # rvdk stores the next 4 new messages, then holds each answer past the gateway's 1 s timeout.
+    rvdk.behave(timeoutAfterStore=4, hang=3)
+
+    load = Load(fleet.base, tokens, prepare(fleet, tokens)["rvdk"], 12)
+    join(run_threads(load, 4))
+    assert all(s.status == 200 for s in load.shares), [s.status for s in load.shares]
+    statuses = fleet.drained()
+    assert statuses == Counter(delivered=12), statuses
+
+    figures = check_nothing_lost(fleet, load.shares)
+    stored = fleet.read()
+    timed_out = {
+        e["refs"]["messageId"]
+        for e in stored.of("delivery", "push")
+        if e["outcome"] == "push_failed" and e["refs"].get("error") == "timeout"
+    }
+    assert len(timed_out) == 4, timed_out
+    times = {m: t for m, _, t in rvdk.stored()}
+    assert {m: times[m] for m in timed_out} == dict.fromkeys(timed_out, 2), "stored, then delivered again"
+    assert {stored.outbox[m][2] for m in timed_out} == {2}, "one timeout and one delivered attempt each"
+    print(f"\ntimeout after store: {figures.line()}")
