@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Connection, Engine
@@ -35,6 +35,9 @@ from gateway.policy import Decision, EmbeddedEngine, OpaEngine, PolicyEngine, Po
 from gateway.sealing import open_sealer, seal_legacy_messages
 from gateway.services.process import ProcessFacts
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.services.outbox import Deliverer
 
 log = logging.getLogger("gateway")
 
@@ -146,6 +149,12 @@ class Metrics:
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused by a rate limit", ["limit"], registry=self.registry
         )
+        self.deliveries = Counter(
+            "gateway_delivery_attempts",
+            "Push attempts by outcome (delivered, push_failed, dead_letter, skipped)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def count_rate_limited(self, limit: str) -> None:
         """Count one refusal by the rate limit ``limit`` (``client``, ``token_client``, ...)."""
@@ -190,6 +199,10 @@ class Runtime:
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
         # Rows stored in clear before sealing (0004) are sealed once, by whichever process starts first.
         seal_legacy_messages(self.db, self.sealer, self.process_facts().default_message_retention())
+        from gateway.services.outbox import Deliverer  # it reads messages through this runtime
+
+        self.deliverer: Deliverer = Deliverer(self)
+        """The outbox's deliverer: the share's first attempts, and (once started) the retries."""
 
     def process_facts(self) -> ProcessFacts:
         """The process facts (flows, steps, types, purposes) of the active policy revision.
@@ -237,7 +250,8 @@ class Runtime:
         return indexes
 
     def close(self) -> None:
-        """Stop the policy engine (its worker processes) and release the database pool."""
+        """Stop the deliverer, the policy engine (its worker processes) and release the database pool."""
+        self.deliverer.stop()
         close = getattr(self.policy.current, "close", None)
         if callable(close):
             close()

@@ -165,11 +165,49 @@ class ShareOut(Schema):
     results: list[ShareResult]
 
 
+class ShareRecipientStatus(Schema):
+    recipient: str
+    allowed: bool
+    message_id: str | None = None
+    status: Literal["refused", "pending", "delivered", "dead_letter"] = Field(
+        description="`refused` by the policy; `pending` until the recipient's system took the message (a "
+        "push, or for a pull-only recipient its acknowledgement); `delivered`; `dead_letter` when pushing "
+        "gave up (an operator can requeue it; the message still waits in the inbox)."
+    )
+    attempts: int = Field(description="Push attempts made so far.")
+    delivered_at: dt.datetime | None = Field(
+        default=None, description="When the push was accepted, or the message acknowledged (UTC)."
+    )
+    last_error: str | None = Field(
+        default=None,
+        description="The kind of the last failed push: `timeout`, `unavailable`, `rejected`, `not_accepted`, "
+        "`no_connector`, `erased`, `unopenable` or `error`.",
+    )
+
+
+class ShareStatus(Schema):
+    share_id: str
+    case_id: str
+    information_type: str
+    purpose: str
+    created_at: dt.datetime
+    recipients: list[ShareRecipientStatus] = Field(
+        description="Every recipient named in the share, in its order, with its delivery status."
+    )
+
+
 class OriginOut(Schema):
     message_id: str
     purpose: str
     information_type: str
     sender: str
+
+
+class SubjectIdentityOut(Schema):
+    """A subject the recipient may identify (a grant's ``bsn:<role>`` field): role and BSN."""
+
+    role: str
+    bsn: str = Field(pattern=r"^[0-9]{9}$", description="Burgerservicenummer (nine digits).")
 
 
 class InboxMessage(Schema):
@@ -180,6 +218,13 @@ class InboxMessage(Schema):
     sender: str
     legal_basis: str
     payload: dict[str, Any]
+    subjects: list[SubjectIdentityOut] = Field(
+        default_factory=list,
+        description=(
+            "The case's subjects the policy lets this recipient identify, with their BSN; the others are "
+            "the case's pseudonyms only."
+        ),
+    )
     received_at: dt.datetime
     usage_restriction: str
     based_on: list[str] | None = None
@@ -203,13 +248,6 @@ class Inbox(Schema):
     unreadable: list[UnreadableMessage] = Field(
         default_factory=list,
         description="Messages whose stored payload cannot be shown; they never hide the others.",
-class SubjectIdentityOut(Schema):
-    """A subject the recipient may identify (a grant's ``bsn:<role>`` field): role and BSN."""
-
-    role: str
-    bsn: str = Field(pattern=r"^[0-9]{9}$", description="Burgerservicenummer (nine digits).")
-
-
     )
 
 
@@ -218,13 +256,6 @@ class RequestIn(RequestBody):
     purpose: str = Identifier
     holder: Agency
 
-    subjects: list[SubjectIdentityOut] = Field(
-        default_factory=list,
-        description=(
-            "The case's subjects the policy lets this recipient identify, with their BSN; the others are "
-            "the case's pseudonyms only."
-        ),
-    )
 
 class RequestOut(Schema):
     request_id: str

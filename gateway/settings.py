@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import limits
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.base import AGENCIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,6 +21,13 @@ MAX_JSON_DEPTH = 32
 """Containers in a JSON body, the body itself counting as the first; deeper is a 400."""
 MAX_PAYLOAD_FIELDS = 200
 """Keys in a share's payload, counted at every depth (a nested object is no way round it)."""
+
+
+ConsoleRole = Literal["privacy_officer", "auditor"]
+
+
+def _identity_roles() -> dict[str, ConsoleRole]:
+    return {"privacy_officer": "privacy_officer", "auditor": "auditor"}
 
 
 class Settings(BaseSettings):
@@ -46,8 +56,6 @@ class Settings(BaseSettings):
     opa_upload: bool = True
     """Upload ``policy_dir`` into OPA (true), or only verify what OPA loaded itself from a bundle."""
     pseudonym_secret: str | None = None
-    access_token_ttl: int = 300
-    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
     sealing_key_file: Path | None = None
     """The key-encryption key that seals BSNs and waiting messages (32 bytes, base64); default
     ``sealing.key`` in data_dir, made at first start. Keep it apart from database backups."""
@@ -55,6 +63,8 @@ class Settings(BaseSettings):
     """Seconds between two retention sweeps in ``gateway serve``: expired messages, idle cases."""
     retention_sweep: bool = True
     """Whether ``gateway serve`` (each worker) sweeps; sweeps in several processes are safe (idempotent)."""
+    access_token_ttl: int = 300
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
     """Largest request body on any route, in bytes; a larger one is refused with 413 unread."""
     log_origin: str = "veilig-delen.example/audit"
     connectors: Literal["simulated", "http"] = "simulated"
@@ -64,6 +74,27 @@ class Settings(BaseSettings):
     """The per-agency file (``deploy/connectors.example.yaml``): URL, push/pull, mTLS or OAuth2, timeouts."""
     delivery_key_file: Path | None = None
     """The Ed25519 key that signs deliveries (RFC 9421); default ``delivery-signing-key.jwk`` in data_dir."""
+    delivery_modes: dict[str, Literal["push", "pull", "both"]] = Field(default_factory=dict)
+    """Per agency (JSON, agency -> ``push``, ``pull`` or ``both``) when there is no connector file (which
+    says it per agency instead): ``push`` (the default) and ``both`` send each message through the
+    outbox, ``pull`` only lists it in the inbox."""
+    delivery_max_attempts: int = Field(default=10, ge=1, le=100)
+    """Push attempts per message before it goes to the dead letter (``gateway outbox retry`` requeues)."""
+    delivery_backoff_base: float = Field(default=1.0, gt=0)
+    """Seconds: the wait after attempt n is uniform in [0, min(cap, base * 2^(n-1))] (full jitter)."""
+    delivery_backoff_cap: float = Field(default=300.0, gt=0)
+    """Seconds: the longest wait between two attempts at one message."""
+    delivery_breaker_failures: int = Field(default=5, ge=1)
+    """Consecutive failed pushes to one agency that open its circuit: its messages then wait, untried."""
+    delivery_breaker_cooldown: float = Field(default=30.0, gt=0)
+    """Seconds an open circuit waits before one trial push (half-open) decides whether it closes."""
+    delivery_lease: float = Field(default=60.0, gt=0)
+    """Seconds a deliverer holds a claimed outbox row; a crashed one's rows are taken over after it.
+    Must exceed the longest push (the connector's timeout and its own retries)."""
+    delivery_poll_interval: float = Field(default=1.0, gt=0)
+    """Seconds between two looks at the outbox by a deliverer with nothing to do."""
+    delivery_worker: bool = True
+    """Whether ``gateway serve`` (each of its workers) runs a deliverer; leases keep them apart."""
     rate_limit: str = "50/second"
     """Requests per client on every authenticated route, in ``limits`` notation (``50/second``)."""
     rate_burst: int | None = Field(default=None, ge=1)
@@ -76,6 +107,24 @@ class Settings(BaseSettings):
     """Failed client authentications at the token endpoint per source address."""
     forwarded_allow_ips: str = ""
     """Proxies whose ``X-Forwarded-For`` gives the source address (comma-separated); none by default."""
+    console_oidc_issuer: str | None = None
+    """The console's OpenID Connect provider (one per gateway); unset: one-time links only. Discovery at
+    ``{issuer}/.well-known/openid-configuration``; https, or http on loopback."""
+    console_oidc_client_id: str | None = None
+    """The console's client id at that provider; required with ``console_oidc_issuer``."""
+    console_oidc_client_secret_file: Path | None = None
+    """A file holding the client secret (``client_secret_basic``); unset: a public client (PKCE only)."""
+    console_oidc_redirect_url: str | None = None
+    """The callback registered at the provider; default ``{public_url}/console/login/oidc/callback``."""
+    console_oidc_scopes: str = "openid"
+    """Scopes asked for (``openid`` and whatever the provider needs to put the claims below in the ID
+    token, e.g. ``openid profile groups``)."""
+    console_oidc_agency_claim: str = "agency"
+    """The ID token claim that names the person's agency (one of the agencies' ids)."""
+    console_oidc_role_claim: str = "roles"
+    """The ID token claim (a string or a list) that holds the person's roles or groups."""
+    console_oidc_roles: dict[str, ConsoleRole] = Field(default_factory=_identity_roles)
+    """JSON: a value of the role claim -> the console role it gives; other values give none."""
 
     @field_validator("rate_limit", "auth_failures_per_client", "auth_failures_per_address")
     @classmethod
@@ -94,10 +143,37 @@ class Settings(BaseSettings):
             raise ValueError("GATEWAY_RATE_LIMIT_STORAGE must be memory:// or a redis:// URL")
         return value
 
+    @field_validator("delivery_modes")
+    @classmethod
+    def _known_agencies(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(AGENCIES))
+        if unknown:
+            raise ValueError(f"unknown agencies {', '.join(unknown)}; expected some of {', '.join(AGENCIES)}")
+        return value
+
     @model_validator(mode="after")
     def _burst_covers_the_rate(self) -> Settings:
         if self.rate_burst is not None and self.rate_burst < limits.parse(self.rate_limit).amount:
             raise ValueError("GATEWAY_RATE_BURST must be at least the amount of GATEWAY_RATE_LIMIT")
+        return self
+
+    @model_validator(mode="after")
+    def _console_oidc_complete(self) -> Settings:
+        if self.console_oidc_issuer is not None:
+            if not self.console_oidc_client_id:
+                raise ValueError(
+                    "GATEWAY_CONSOLE_OIDC_CLIENT_ID must be set with GATEWAY_CONSOLE_OIDC_ISSUER"
+                )
+            for name, url in (
+                ("ISSUER", self.console_oidc_issuer),
+                ("REDIRECT_URL", self.console_oidc_redirect_url),
+            ):
+                if url is not None and not _secure_url(url):
+                    raise ValueError(
+                        f"GATEWAY_CONSOLE_OIDC_{name} must be an https:// URL (http only on loopback)"
+                    )
+            if "openid" not in self.console_oidc_scopes.split():
+                raise ValueError("GATEWAY_CONSOLE_OIDC_SCOPES must include openid")
         return self
 
     @model_validator(mode="after")
@@ -120,6 +196,16 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The URL agency systems use to reach this gateway (issuer and token audience)."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _secure_url(url: str) -> bool:
+    """An https URL, or http on a loopback address (tests, a provider on the same host)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    )
 
 
 @lru_cache(maxsize=1)

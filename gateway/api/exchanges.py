@@ -7,8 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Response
 
 from gateway.api.deps import ExchangeCaller, RuntimeDep
-from gateway.schemas import DecisionIn, DecisionOut, Inbox, RequestIn, RequestOut, ShareIn, ShareOut
+from gateway.schemas import (
+    DecisionIn,
+    DecisionOut,
+    Inbox,
+    RequestIn,
+    RequestOut,
+    ShareIn,
+    ShareOut,
+    ShareStatus,
+)
 from gateway.services.exchanges import ExchangeService
+from gateway.services.outbox import share_status
 
 router = APIRouter(prefix="/v1", tags=["exchanges"])
 CaseId = Path(min_length=1, max_length=64)
@@ -18,6 +28,19 @@ CaseId = Path(min_length=1, max_length=64)
 def share(body: ShareIn, ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> Any:
     """Share information with recipients; each recipient is decided on its own."""
     return ExchangeService(rt).share(ctx, caseId, body)
+
+
+@router.get(
+    "/shares/{shareId}",
+    response_model=ShareStatus,
+    response_model_by_alias=True,
+    response_model_exclude_none=True,
+)
+def share_delivery(
+    ctx: ExchangeCaller, rt: RuntimeDep, shareId: str = Path(min_length=1, max_length=64)
+) -> Any:
+    """Where a share's messages are: each recipient's delivery status (the sender's agency only)."""
+    return share_status(rt, ctx.principal.agency, shareId)
 
 
 @router.get("/inbox", response_model=Inbox, response_model_by_alias=True)

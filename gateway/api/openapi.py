@@ -119,6 +119,9 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
         "each role whose subjects it may identify (their BSN travels in the message's `subjects`)."
     ),
     "delivered": "Whether the recipient's system accepted the push (the message waits in its inbox anyway).",
+    "attempts": "Push attempts made so far.",
+    "deliveredAt": "When the recipient's system took the message (UTC).",
+    "lastError": "The kind of the last failed push (never the agency's own words).",
     "messages": "Messages the caller's agency has not acknowledged yet, oldest first.",
     "sender": "The agency that shared the information.",
     "receivedAt": "When the gateway stored the message (UTC).",
@@ -199,6 +202,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 PARAMETER_EXAMPLES: dict[str, Any] = {
     "caseId": "3f0c6d2e-8a4b-4c1e-9d7f-2b5a6c8e1f00",
     "messageId": "9b2e4c1a-7d3f-4e8b-a6c5-0f1d2e3c4b5a",
+    "shareId": "5d1c9e7a-2b4f-4a8c-9e3d-6f0a1b2c3d4e",
     "track": "zorg",
     "limit": 100,
     "index": 0,

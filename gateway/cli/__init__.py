@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, demo, clients, audit, policy.
+"""The ``gateway`` command: serve, demo, clients, audit, policy, outbox.
 
 Every command fails the same way: one line on stderr naming what is wrong (the file, the setting, the
 URL) and a non-zero exit (2 for a usage error), never a traceback; ``main`` is the one place that turns
@@ -41,26 +41,33 @@ def _register_audit_app() -> None:
     app.add_typer(audit_app, name="audit", help="Check, export and search the audit log")
 
 
+def _register_outbox_app() -> None:
+    from gateway.cli.outbox import app as outbox_app
+
+    app.add_typer(outbox_app, name="outbox", help="Push deliveries: list them, requeue dead letters")
+
+
 def _register_sim_agency() -> None:
     from gateway.cli.sim_agency import sim_agency
 
     app.command("sim-agency")(sim_agency)
 
 
-_register_policy_app()
-_register_audit_app()
-_register_sim_agency()
-
-
-@app.command()
 def _register_retention_app() -> None:
     from gateway.cli.retention import app as retention_app
 
     app.add_typer(retention_app, name="retention", help="Erase expired messages and idle cases' identities")
 
 
-def demo(
+_register_policy_app()
 _register_retention_app()
+_register_audit_app()
+_register_sim_agency()
+_register_outbox_app()
+
+
+@app.command()
+def demo(
     data_dir: DataDir = None,
     quiet: Annotated[bool, typer.Option(help="Print only the trail and the verdict")] = False,
     distributed: Annotated[

@@ -15,13 +15,38 @@ from gateway.cli._common import URL_FILE, DataDir, check_data_dir, settings_for
 from gateway.cli.console import console_line
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from gateway.settings import Settings
 
 WORKER_HEALTHCHECK_SECONDS = 60
 """How long a worker may take to answer the supervisor's health ping before it is replaced."""
 
-WORKER_APP = "gateway.app:create_app"
+WORKER_APP = "gateway.cli.serve:worker_app"
 """What each worker process of ``--workers N`` imports and calls: its own runtime, from the environment."""
+
+
+def worker_app() -> FastAPI:
+    """One worker's app, from the environment: the gateway with its deliverer (`with_deliverer`)."""
+    from gateway.app import create_app
+
+    return with_deliverer(create_app())
+
+
+def with_deliverer(application: FastAPI) -> FastAPI:
+    """Run the runtime's outbox deliverer while ``application`` serves, unless
+    ``GATEWAY_DELIVERY_WORKER=false``. Every worker and replica runs one: leases keep them apart."""
+    rt = application.state.runtime
+    if rt.settings.delivery_worker:
+        application.router.on_startup.append(rt.deliverer.start)
+        application.router.on_shutdown.append(rt.deliverer.stop)
+    if rt.settings.retention_sweep:  # erases expired messages and idle cases' identities (issue 9)
+        from gateway.services.retention import RetentionSweeper
+
+        sweeper = RetentionSweeper(rt, interval=rt.settings.retention_sweep_interval)
+        application.router.on_startup.append(sweeper.start)
+        application.router.on_shutdown.append(sweeper.stop)
+    return application
 
 
 def serve(
@@ -50,7 +75,7 @@ def serve(
         try:
             # With workers, this runtime only does what must happen once, before they start: migrate the
             # database and create the signing keys and the pseudonym secret, which N workers would race.
-            application = create_app(settings) if workers == 1 else None
+            application = with_deliverer(create_app(settings)) if workers == 1 else None
             rt = application.state.runtime if application is not None else Runtime(settings)
         except ValueError as e:
             # At start-up no request has been seen, so the message holds configuration only.
@@ -66,6 +91,7 @@ def serve(
                     f"  policy engine    {settings.policy_engine} "
                     f"(revision {rt.policy.current.revision[:19]})",
                     f"  agency systems   {settings.connectors}",
+                    f"  deliverer        {_deliverer_line(settings, workers)}",
                     f"  OpenAPI          {base}/v1/openapi.json  (browse: {base}/v1/docs)",
                     f"  token endpoint   {base}/oauth2/token",
                     f"  audit log key    {rt.signer.verifier_key()}",
@@ -105,6 +131,16 @@ def serve(
         sock.close()
     if not server.started:
         raise typer.TyperException(f"the gateway did not start on {base}")
+
+
+def _deliverer_line(settings: Settings, workers: int) -> str:
+    if not settings.delivery_worker:
+        return "off in this process (GATEWAY_DELIVERY_WORKER=false): retries wait for another"
+    where = "in each worker" if workers > 1 else "in this process"
+    return (
+        f"{where}: {settings.delivery_max_attempts} attempts, backoff up to "
+        f"{settings.delivery_backoff_cap:g} s, lease {settings.delivery_lease:g} s"
+    )
 
 
 def _worker_rate_limits(settings: Settings, workers: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import Connection, Row, Text, cast, insert, select, update
+from sqlalchemy import Connection, Row, Text, cast, func, insert, null, select, update
 from sqlalchemy.orm import defer
 
 from connectors import (
@@ -24,34 +24,29 @@ from connectors import (
     ConnectorUnavailable,
     Delivery,
     FetchRequest,
+    SubjectIdentity,
 )
 from gateway.db import utcnow
-from gateway.errors import (
-    HOLDER_RETRY_AFTER,
-    AuditUnavailable,
-    InvalidInput,
-    NotFound,
-    UpstreamFailed,
-    UpstreamTimeout,
-)
+from gateway.errors import HOLDER_RETRY_AFTER, InvalidInput, NotFound, UpstreamFailed, UpstreamTimeout
 from gateway.models import CaseRecord, Message, OutboxItem, Share
 from gateway.policy import STRIP_FIELDS, USAGE_RESTRICTION, Decision, RecipientDecision
 from gateway.runtime import Runtime
 from gateway.schemas import DecisionIn, InboxMessage, RequestIn, ShareIn
 from gateway.services import policy_input
 from gateway.services.cases import CaseService, involve, refusal
+from gateway.services.messages import (
+    IDENTITY_PREFIX,
+    Unopenable,
+    case_identities,
+    identity_roles,
+    open_content,
+    seal_content,
+    usage_restriction,
+)
 from gateway.services.trail import CallContext, case_entry, make_entry, payload_digest
 from gateway.strictjson import strict_json
 
 log = logging.getLogger("gateway.exchanges")
-
-
-def usage_restriction(purpose: str, legal_basis: str | None) -> str:
-    """The restriction that travels with delivered data (purpose binding, baseline rule 4)."""
-    return (
-        f"Only for purpose '{purpose}' (basis: {legal_basis or 'n/a'}). "
-        "Sharing it on is a new decision through the gateway."
-    )
 
 
 def _restriction(part: RecipientDecision, purpose: str) -> str:
@@ -66,14 +61,20 @@ def _restriction(part: RecipientDecision, purpose: str) -> str:
     return usage_restriction(part.purpose or purpose, part.legal_basis)
 
 
-def _delivered_fields(part: RecipientDecision, available: Iterable[str]) -> list[str]:
-    """The fields that reach a recipient: the decision's fields, narrowed by ``strip_fields``, of those
-    ``available`` (a share's payload keys, or every field for a request's answer)."""
+def _narrowed(part: RecipientDecision) -> set[str]:
+    """The decision's fields, narrowed by its ``strip_fields`` obligations."""
     fields = set(part.fields)
     for o in part.obligations:
         if o.code == STRIP_FIELDS:
             fields &= set(o.fields)
-    return sorted(fields.intersection(available))
+    return fields
+
+
+def _delivered_fields(part: RecipientDecision, available: Iterable[str]) -> list[str]:
+    """The payload fields that reach a recipient: the decision's fields, narrowed by ``strip_fields``, of
+    those ``available`` (a share's payload keys, or every field for a request's answer). An identity
+    pseudo-field (``bsn:<role>``) is never a payload field, whatever a payload holds."""
+    return sorted(f for f in _narrowed(part).intersection(available) if not f.startswith(IDENTITY_PREFIX))
 
 
 def holder_error(e: ConnectorError, unconnected: bool = False) -> str:
@@ -98,8 +99,13 @@ def _stored(text: str | None) -> Any:
     return None if text is None else strict_json(text)
 
 
-def _shown(m: Row[*tuple[Any, ...]]) -> dict[str, Any]:
-    """One inbox row as the API shows it; ``InvalidInput`` or ``ValidationError`` when it cannot be."""
+def _shown(rt: Runtime, m: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+    """One inbox row as the API shows it, its content opened; ``InvalidInput``, ``ValidationError`` or
+    ``Unopenable`` when it cannot be."""
+    content = open_content(rt, m)
+    if content is None:
+        raise Unopenable("erased")
+    payload, subjects = content
     shown = {
         "messageId": m.message_id,
         "caseId": m.case_id,
@@ -107,7 +113,8 @@ def _shown(m: Row[*tuple[Any, ...]]) -> dict[str, Any]:
         "purpose": m.purpose,
         "sender": m.sender,
         "legalBasis": m.legal_basis,
-        "payload": _stored(m.payload),
+        "payload": payload,
+        "subjects": [{"role": s.role, "bsn": s.bsn} for s in subjects],
         "receivedAt": m.received_at,
         "usageRestriction": usage_restriction(m.purpose, m.legal_basis),
         "basedOn": _stored(m.based_on),
@@ -206,6 +213,8 @@ class ExchangeService:
         messages: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
         deliveries: list[Delivery] = []
+        facts = self.rt.process_facts()
+        identities: list[SubjectIdentity] | None = None  # opened once, when a recipient may identify someone
         for recipient in body.recipients:
             part = decision.recipient(recipient)
             result: dict[str, Any] = {
@@ -219,6 +228,11 @@ class ExchangeService:
             if part.allowed:
                 fields = _delivered_fields(part, body.payload)
                 minimised = {k: body.payload[k] for k in fields}
+                roles = identity_roles(_narrowed(part))
+                if roles and identities is None:
+                    with self.rt.sessions() as session:
+                        identities = case_identities(self.rt.sealer, session, case.case_id)
+                subjects = tuple(i for i in identities or () if i.role in roles)
                 message_id = str(uuid.uuid4())
                 refs["messageId"] = message_id
                 result.update(messageId=message_id, fields=fields)
@@ -232,8 +246,10 @@ class ExchangeService:
                         "information_type": body.information_type,
                         "purpose": body.purpose,
                         "legal_basis": part.legal_basis or "",
-                        "payload": minimised,
+                        "sealed": seal_content(self.rt.sealer, message_id, recipient, minimised, subjects),
                         "received_at": now,
+                        "retain_until": now
+                        + facts.message_retention(body.information_type, recipient, sender),
                         "based_on": list(body.based_on) if body.based_on else None,
                         "origin": origin or None,
                     }
@@ -250,6 +266,7 @@ class ExchangeService:
                         payload=minimised,
                         usage_restriction=_restriction(part, body.purpose),
                         trace_parent=ctx.trace.child().traceparent,
+                        subjects=subjects,
                     )
                 )
             if body.based_on:
@@ -283,18 +300,27 @@ class ExchangeService:
             ],
             "created_at": now,
         }
+        # One outbox row per push recipient, born claimed by this request for the first attempt (none
+        # while the recipient's circuit is open: the deliverer then takes the row when it may).
+        deliverer = self.rt.deliverer
+        leases = {
+            m["message_id"]: deliverer.first_lease(m["recipient"])
+            for m in messages
+            if deliverer.pushes(m["recipient"])
+        }
         outbox = [
             {
-                "message_id": m["message_id"],
+                "message_id": message_id,
                 "share_id": share_id,
-                "recipient": m["recipient"],
+                "recipient": d.recipient,
                 "status": "pending",
                 "attempts": 0,
                 "next_attempt_at": now,
+                "claimed_until": leases[message_id],
                 "created_at": now,
             }
-            for m in messages
-            if m["recipient"] in self.rt.connectors
+            for d in deliveries
+            if (message_id := d.message_id) in leases
         ]
 
         def store(conn: Connection) -> None:
@@ -308,44 +334,14 @@ class ExchangeService:
         # No audit, no exchange: the entries commit with the share, its messages and its outbox rows,
         # or none of them does.
         self.rt.audit_append(entries, writes=store)
-        pushed = {d.message_id: self._push(ctx, case, d) for d in deliveries}
+        # One attempt each, now; the deliverer retries what did not go. The answer never waits for that.
+        pushed = deliverer.first_attempts(
+            [(d, share_id, lease) for d in deliveries if (lease := leases.get(d.message_id)) is not None]
+        )
         for result in results:
             if result["allowed"]:
-                result["delivered"] = pushed[result["messageId"]]
+                result["delivered"] = pushed.get(result["messageId"], False)
         return {"shareId": share_id, "policyRevision": decision.policy_revision, "results": results}
-
-    def _push(self, ctx: CallContext, case: CaseRecord, delivery: Delivery) -> bool:
-        """Push a stored message to the recipient's system; it waits in the inbox whatever happens."""
-        connector = self.rt.connectors.get(delivery.recipient)
-        if connector is None:
-            return False
-        try:
-            return bool(connector.deliver(delivery).accepted)
-        except ConnectorError as e:
-            # The message waits in the inbox; the failed push is itself part of the trail.
-            log.warning("push to %s failed: %s", delivery.recipient, type(e).__name__)
-            try:
-                self.rt.audit_append(
-                    [
-                        case_entry(
-                            ctx,
-                            case,
-                            type_="delivery",
-                            action="push",
-                            outcome="push_failed",
-                            recipient=delivery.recipient,
-                            information_type=delivery.information_type,
-                            purpose=delivery.purpose,
-                            refs={"messageId": delivery.message_id, "error": type(e).__name__},
-                            subjects=False,
-                        )
-                    ]
-                )
-            except AuditUnavailable:
-                # The share is committed (its entries and messages): a 503 now would make a retrying
-                # sender deliver it twice. The message waits in the inbox; the answer says not pushed.
-                log.error("the failed push of message %s could not be logged", delivery.message_id)
-            return False
 
     # -- inbox ----------------------------------------------------------------------------------------
 
@@ -366,19 +362,26 @@ class ExchangeService:
                     Message.sender,
                     Message.legal_basis,
                     Message.received_at,
+                    Message.recipient,
+                    Message.sealed,
+                    Message.erased_at,
                     cast(Message.payload, Text).label("payload"),
                     cast(Message.based_on, Text).label("based_on"),
                     cast(Message.origin, Text).label("origin"),
                 )
-                .where(Message.recipient == ctx.principal.agency, Message.acked_at.is_(None))
+                .where(
+                    Message.recipient == ctx.principal.agency,
+                    Message.acked_at.is_(None),
+                    Message.erased_at.is_(None),  # past its retention term: gone, the trail says when
+                )
                 .order_by(Message.received_at)
                 .limit(limit)
             ).all()
         messages, unreadable = [], []
         for m in rows:
             try:
-                messages.append(_shown(m))
-            except (InvalidInput, ValidationError) as e:
+                messages.append(_shown(self.rt, m))
+            except (InvalidInput, ValidationError, Unopenable) as e:
                 # By id and kind only: the reason could quote the stored content.
                 log.warning("inbox: message %s cannot be shown: %s", m.message_id, type(e).__name__)
                 unreadable.append(
@@ -395,7 +398,11 @@ class ExchangeService:
         """Acknowledge a message of the caller's agency; another agency's message is a 404."""
         with self.rt.sessions() as s:
             # Without the payload: a message the inbox cannot show must still be acknowledged.
-            m = s.get(Message, message_id, options=[defer(Message.payload), defer(Message.origin)])
+            m = s.get(
+                Message,
+                message_id,
+                options=[defer(Message.payload), defer(Message.sealed), defer(Message.origin)],
+            )
             if m is None or m.recipient != ctx.principal.agency:
                 raise NotFound("no such message")
             if m.acked_at is not None:
@@ -414,13 +421,21 @@ class ExchangeService:
         )
 
         def mark(conn: Connection) -> None:
+            now = utcnow()
+            # Acknowledged is received: the content is erased in the same transaction (the ack's entry
+            # says so), and SQLite's secure_delete overwrites the freed bytes.
             conn.execute(
                 update(Message)
                 .where(Message.message_id == message_id, Message.acked_at.is_(None))
-                .values(acked_at=utcnow())
+                .ordered_values(
+                    (Message.acked_at, now),
+                    (Message.sealed, None),
+                    (Message.payload, null()),
+                    (Message.erased_at, func.coalesce(Message.erased_at, now)),
+                )
             )
 
-        # The entry and the acknowledgement commit together: never one without the other.
+        # The entry and the acknowledgement (with the erasure) commit together: never one without the other.
         self.rt.audit_append([entry], writes=mark)
 
     # -- requests -------------------------------------------------------------------------------------

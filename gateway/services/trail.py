@@ -22,7 +22,7 @@ ENTRY_VERSION = 1
 
 # Outcomes where the gateway's own processing failed. Logboek Dataverwerkingen's status ERROR; a refusal
 # is a decision carried out, not an error (Authorization Decision Log: "a deny is not an Error").
-_ERROR_OUTCOMES = frozenset({"push_failed", "holder_timeout", "holder_failed"})
+_ERROR_OUTCOMES = frozenset({"push_failed", "dead_letter", "holder_timeout", "holder_failed"})
 
 
 @dataclass(frozen=True)

@@ -128,15 +128,19 @@ def test_export_verifies_offline_and_tampering_is_found(demo_dir: Path, tmp_path
     db = sqlite3.connect(demo_dir / "gateway.db")
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         db.execute(f'DROP TRIGGER "{name}"')
+    [index] = db.execute(
+        "SELECT min(idx) FROM audit_entries WHERE CAST(leaf_data AS TEXT) LIKE '%\"refused\"%'"
+    ).fetchone()
     db.execute(
         "UPDATE audit_entries SET leaf_data = "
-        "CAST(replace(CAST(leaf_data AS TEXT), 'refused', 'allowed') AS BLOB) WHERE idx = 8"
+        "CAST(replace(CAST(leaf_data AS TEXT), 'refused', 'allowed') AS BLOB) WHERE idx = ?",
+        (index,),
     )
     db.commit()
     db.close()
     tampered = run("audit", "verify", data_dir=demo_dir, check=False)
     assert tampered.returncode == 1
-    assert "index 8" in tampered.stderr
+    assert f"index {index}" in tampered.stderr
 
 
 def test_after_the_demo_and_a_sweep_no_file_holds_a_bsn_or_a_payload_marker(demo_dir: Path) -> None:
