@@ -4,7 +4,8 @@
 session cookie (scoped to ``/console``), its own error pages (HTML in the user's language, never a
 traceback or a problem document), no JavaScript and no asset from elsewhere. Logging in starts with a
 one-time link (`mint_login_token`, printed by ``gateway console-link`` and ``gateway serve``) or, in
-production, an OpenID Connect callback; both end in `start_session`.
+production, OpenID Connect with the agency's identity provider (`gateway.console.oidc`, configured by
+``GATEWAY_CONSOLE_OIDC_*``); both end in `start_session`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from audit import AuditWriteError
 from gateway.api.problems import dependency_problem
 from gateway.console.integrity import Verifications
+from gateway.console.oidc import oidc_login
 from gateway.console.routes import FormRefused, LoginRequired, PageError, page, router
 from gateway.console.sessions import (
     CONSOLE_ROLES,
@@ -66,11 +68,13 @@ def create_console(rt: Runtime) -> FastAPI:
     console.state.runtime = rt
     console.state.verifications = Verifications(rt)
     console.state.report_links = []  # (label, path) pairs the reports add (see docs/privacy-officers.md)
+    secret = session_secret(rt.settings.data_dir)
+    console.state.oidc = oidc_login(rt.settings, secret)  # None: one-time links only
     console.include_router(router)
     console.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     console.add_middleware(
         SessionMiddleware,
-        secret_key=session_secret(rt.settings.data_dir),
+        secret_key=secret,
         session_cookie=SESSION_COOKIE,
         max_age=IDLE_SECONDS,
         path="/console",

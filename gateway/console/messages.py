@@ -37,6 +37,30 @@ NL: Final[dict[str, str]] = {
     "login.unknown.title": "Deze inloglink is ongeldig",
     "login.unknown": "Deze link is niet door deze gateway uitgegeven. Vraag de beheerder om een nieuwe link.",
     "logout.done": "U bent uitgelogd.",
+    "login.oidc": "Inloggen met uw organisatieaccount",
+    "login.oidc.or": "Geen account bij de inlogdienst? Vraag de beheerder om een inloglink (gateway "
+    "console-link).",
+    "login.oidc.done": "U bent ingelogd",
+    "login.oidc.continue": "Verder naar de console",
+    "login.oidc.state.title": "Deze inlogpoging is niet (meer) geldig",
+    "login.oidc.state": "Het antwoord van de inlogdienst hoort niet bij een inlogpoging in deze browser, "
+    "of is al gebruikt of verlopen. Begin opnieuw bij Inloggen.",
+    "login.oidc.denied.title": "De inlogdienst heeft het inloggen geweigerd",
+    "login.oidc.denied": "U bent niet ingelogd. Probeer het opnieuw of neem contact op met de beheerder.",
+    "login.oidc.token.title": "Het bewijs van de inlogdienst is niet geldig",
+    "login.oidc.token": "De inlogdienst gaf geen geldig, ondertekend bewijs van wie u bent (verlopen, "
+    "voor een andere toepassing bedoeld of niet te controleren). Begin opnieuw bij "
+    "Inloggen.",
+    "login.oidc.agency.title": "Geen bekende organisatie",
+    "login.oidc.agency": "Uw account noemt geen organisatie die deze gateway kent. Vraag de beheerder van "
+    "de inlogdienst om uw organisatie toe te voegen.",
+    "login.oidc.role.title": "Geen toegang tot de console",
+    "login.oidc.role": "Uw account heeft niet de rol privacyfunctionaris of auditor. Vraag de beheerder "
+    "van de inlogdienst om die rol.",
+    "login.oidc.unavailable.title": "De inlogdienst is niet bereikbaar",
+    "login.oidc.unavailable": "De gateway kan de inlogdienst nu niet bereiken. Probeer het over enkele "
+    "ogenblikken opnieuw.",
+    "logout.provider": "Ook uitloggen bij de inlogdienst",
     # search
     "search.title": "Zoeken in het verwerkingslogboek",
     "search.intro.officer": "U ziet alleen vermeldingen waarin {agency} voorkomt.",
@@ -213,6 +237,29 @@ EN: Final[dict[str, str]] = {
     "login.unknown.title": "This login link is not valid",
     "login.unknown": "This gateway did not issue this link. Ask the operator for a new link.",
     "logout.done": "You have logged out.",
+    "login.oidc": "Log in with your organisation account",
+    "login.oidc.or": "No account at the identity provider? Ask the operator for a login link (gateway "
+    "console-link).",
+    "login.oidc.done": "You are logged in",
+    "login.oidc.continue": "Continue to the console",
+    "login.oidc.state.title": "This login attempt is not valid (any more)",
+    "login.oidc.state": "The identity provider's answer does not belong to a login started in this "
+    "browser, or was used already or has expired. Start again at Log in.",
+    "login.oidc.denied.title": "The identity provider refused the login",
+    "login.oidc.denied": "You are not logged in. Try again or contact the operator.",
+    "login.oidc.token.title": "The identity provider's proof is not valid",
+    "login.oidc.token": "The identity provider gave no valid, signed proof of who you are (expired, meant"
+    " for another application or impossible to check). Start again at Log in.",
+    "login.oidc.agency.title": "No known organisation",
+    "login.oidc.agency": "Your account names no organisation this gateway knows. Ask the identity "
+    "provider's operator to add your organisation.",
+    "login.oidc.role.title": "No access to the console",
+    "login.oidc.role": "Your account does not have the role privacy officer or auditor. Ask the identity"
+    " provider's operator for it.",
+    "login.oidc.unavailable.title": "The identity provider cannot be reached",
+    "login.oidc.unavailable": "The gateway cannot reach the identity provider right now. Try again in a "
+    "moment.",
+    "logout.provider": "Also log out at the identity provider",
     "search.title": "Search the processing log",
     "search.intro.officer": "You see only entries that name {agency}.",
     "search.intro.auditor": "You see the entries of every agency.",

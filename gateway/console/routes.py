@@ -25,6 +25,7 @@ from gateway.api.audit import scoped_filters
 from gateway.bsn import is_valid_bsn
 from gateway.console.integrity import Verifications
 from gateway.console.messages import DEFAULT_LANGUAGE, LANGUAGES, translate
+from gateway.console.oidc import OidcLogin, OidcRefused, OidcUnavailable
 from gateway.console.picture import Arrow, case_svg
 from gateway.console.presenting import Presenter, Row, check_inclusion, cosignatures, show_time
 from gateway.console.sessions import (
@@ -125,6 +126,7 @@ def page(request: Request, name: str, context: Mapping[str, Any], status: int = 
         + "?"
         + str(request.url.include_query_params(lang=other).query),
         "root": _root(request),
+        "oidc": _oidc(request) is not None,
     }
     return TEMPLATES.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
@@ -196,13 +198,55 @@ def login(request: Request, token: str | None = None) -> Response:
     return RedirectResponse(_url(request, "/"), status_code=303)
 
 
+def _oidc(request: Request) -> OidcLogin | None:
+    """The OpenID Connect login, when it is configured (``GATEWAY_CONSOLE_OIDC_*``)."""
+    oidc: OidcLogin | None = getattr(request.app.state, "oidc", None)
+    return oidc
+
+
+@router.get("/login/oidc")
+async def login_oidc(request: Request) -> Response:
+    """Go to the identity provider (authorization code + PKCE); 404 when none is configured."""
+    oidc = _oidc(request)
+    if oidc is None:
+        raise PageError(404, "err.404.title", ["err.404"])
+    try:
+        return await oidc.start(request)
+    except OidcUnavailable:
+        return page(request, "login.html", {"user": None, "refused": "oidc.unavailable"}, status=503)
+
+
+@router.get("/login/oidc/callback")
+async def login_oidc_callback(request: Request) -> Response:
+    """Back from the provider: check state, code and ID token, start a session, move on to the console."""
+    oidc = _oidc(request)
+    if oidc is None:
+        raise PageError(404, "err.404.title", ["err.404"])
+    try:
+        who = await oidc.finish(request)
+    except OidcRefused as e:
+        status = 403 if e.reason in ("agency", "role", "denied") else 400
+        response = page(request, "login.html", {"user": None, "refused": f"oidc.{e.reason}"}, status=status)
+    except OidcUnavailable:
+        response = page(request, "login.html", {"user": None, "refused": "oidc.unavailable"}, status=503)
+    else:
+        start_session(request, who.agency, who.role, who.subject)
+        request.session["via"] = "oidc"
+        log.info("console oidc login (role %s, agency %s)", who.role, who.agency)
+        response = page(request, "moving_on.html", {"user": None, "to": _url(request, "/")})
+    oidc.forget(response)
+    return response
+
+
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str | None, Form()] = None) -> Response:
-    """End the session."""
+    """End the session (and offer to log out at the identity provider too, for an OIDC session)."""
     if not csrf_ok(request, csrf):
         raise FormRefused
+    oidc = _oidc(request)
+    provider_logout = oidc.end_session_url() if oidc and request.session.get("via") == "oidc" else None
     end_session(request)
-    return page(request, "login.html", {"user": None, "logged_out": True})
+    return page(request, "login.html", {"user": None, "logged_out": True, "provider_logout": provider_logout})
 
 
 # -- search ---------------------------------------------------------------------------------------
