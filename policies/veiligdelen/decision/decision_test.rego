@@ -963,3 +963,71 @@ test_request_answers_carry_no_identities if {
 	d.recipients.rvdk.allowed
 	count([f | some f in d.recipients.rvdk.fields; startswith(f, "bsn:")]) == 0
 }
+
+_complete(g) if {
+	is_string(g.legalBasis)
+	g.legalBasis != ""
+	is_boolean(g.verified)
+	count(g.purposes) > 0
+}
+
+test_every_grant_is_complete if {
+	count(_grant_problems) == 0
+}
+
+_step_purpose_problems contains [name, step, p] if {
+	some name, flow in _facts.flows
+	some step, s in flow.steps
+	some p in s.purposes
+	not p in object.keys(_facts.purposes)
+}
+
+_step_purpose_problems contains [name, step, "no purposes"] if {
+	some name, flow in _facts.flows
+	some step, s in flow.steps
+	not is_array(s.purposes)
+}
+
+_step_purpose_problems contains [name, step, "no purposes"] if {
+	some name, flow in _facts.flows
+	some step, s in flow.steps
+	count(s.purposes) == 0
+}
+
+test_every_step_names_the_purposes_it_serves if {
+	count(_step_purpose_problems) == 0
+}
+
+_compatible_problems contains [origin, "unknown purpose"] if {
+	some origin, _ in _facts.compatiblePurposes
+	not origin in object.keys(_facts.purposes)
+}
+
+_compatible_problems contains [origin, p] if {
+	some origin, c in _facts.compatiblePurposes
+	some p in c.purposes
+	not p in object.keys(_facts.purposes)
+}
+
+_compatible_problems contains [origin, "missing"] if {
+	some origin, _ in _facts.purposes
+	not origin in object.keys(_facts.compatiblePurposes)
+}
+
+test_compatible_purposes_name_known_purposes_and_cover_all if {
+	count(_compatible_problems) == 0
+}
+
+test_every_message_has_a_ranked_code_and_both_languages if {
+	every m in _facts.messages {
+		is_number(_facts.reasonCodes[m.code].rank)
+		is_string(m.message)
+		is_string(m.messageNl)
+	}
+}
+
+test_the_demo_rows_exist if {
+	every a in ["om", "reclassering", "rvdk"] {
+		"zorg_en_straf_afstemmen" in _facts.grants.veiligheidsbeoordeling[a].veilig_thuis.purposes
+	}
+}
