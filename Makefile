@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo demo-distributed serve test test-golden lint bench bench-http bench-tools fuzz-api clean
+.PHONY: setup demo demo-distributed serve test test-golden soak-delivery lint bench bench-http bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ lint: setup
 test: lint
 	$(BIN)/gateway policy test
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The long version of tests/e2e/test_nothing_lost.py: 1000 shares pushed to the five sim-agency
+# processes while the gateway is SIGKILLed 5 times, on SQLite and on PostgreSQL; prints the figures
+# (shares, kills, push attempts, deliveries received and stored). See docs/operators.md.
+soak-delivery: setup
+	NOTHING_LOST_SHARES=$${NOTHING_LOST_SHARES:-1000} NOTHING_LOST_KILLS=$${NOTHING_LOST_KILLS:-5} \
+	NOTHING_LOST_DATABASES=$${NOTHING_LOST_DATABASES:-sqlite,postgresql} \
+	$(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_nothing_lost.py
 
 # The speed figures of docs/performance.md, each beside its baseline measured in the same run, saved with
 # the machine's description in bench/results/. Not tests: run them on a machine with nothing else to do.

@@ -58,7 +58,7 @@ AGENCY_TIMEOUT = 1.0
 """Seconds the gateway waits for an agency's answer (the connector file's ``timeout``)."""
 
 
-def wait_for(what: str, condition: Callable[[], Any], guard: float = START_GUARD, every: float = 0.02) -> Any:
+def wait_for(what: str, condition: Callable[[], Any], guard: float = START_GUARD, every: float = 0.05) -> Any:
     """Poll ``condition`` until it returns something true; that value. ``AssertionError`` naming
     ``what`` after ``guard`` seconds (a hang guard: the condition decides, not the clock)."""
     deadline = time.monotonic() + guard
@@ -70,9 +70,13 @@ def wait_for(what: str, condition: Callable[[], Any], guard: float = START_GUARD
         time.sleep(every)
 
 
+_POLL = httpx.Client(timeout=2.0, verify=False)  # plain http on loopback only
+"""One client for every poll: a new one per call would build a TLS context each time, for nothing."""
+
+
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2.0).status_code == 200
+        return _POLL.get(url).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -131,13 +135,13 @@ class Agency:
 
     def behave(self, **changes: Any) -> dict[str, Any]:
         """``POST /sim/behaviour`` (camelCase or snake_case names, see ``standins.agency.Behaviour``)."""
-        r = httpx.post(f"{self.url}/sim/behaviour", json=changes, timeout=CALL_GUARD)
+        r = _POLL.post(f"{self.url}/sim/behaviour", json=changes, timeout=CALL_GUARD)
         assert r.status_code == 200, r.text
         return dict(r.json())
 
     def received(self) -> dict[str, int]:
         """``GET /sim/received``: message id -> how many deliveries of it reached the store."""
-        r = httpx.get(f"{self.url}/sim/received", timeout=CALL_GUARD)
+        r = _POLL.get(f"{self.url}/sim/received", timeout=CALL_GUARD)
         assert r.status_code == 200, r.text
         return {m["messageId"]: m["times"] for m in r.json()["messages"]}
 
@@ -299,14 +303,14 @@ class Fleet:
     def token(self, agency: str) -> str:
         url = f"{self.base}/oauth2/token"
         assertion = make_client_assertion(f"{agency}-system", self.keys[agency], url)
-        r = httpx.post(
+        r = _POLL.post(
             url,
+            timeout=CALL_GUARD,
             data={
                 "grant_type": "client_credentials",
                 "client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": assertion,
             },
-            timeout=CALL_GUARD,
         )
         assert r.status_code == 200, r.text
         return str(r.json()["access_token"])
@@ -333,8 +337,16 @@ class Fleet:
     def outbox(self) -> Counter[str]:
         """Outbox rows by status."""
         with self._engine().connect() as c:
-            rows = c.execute(sa.text("SELECT status, count(*) FROM outbox GROUP BY status")).tuples()
+            rows = c.execute(sa.text("SELECT status, count(*) FROM outbox GROUP BY status")).all()
             return Counter({str(status): int(n) for status, n in rows})
+
+    def outbox_of(self, recipient: str) -> list[tuple[str, int]]:
+        """The (status, attempts) of every outbox row to ``recipient``."""
+        with self._engine().connect() as c:
+            rows = c.execute(
+                sa.text("SELECT status, attempts FROM outbox WHERE recipient = :r"), {"r": recipient}
+            ).all()
+        return [(str(status), int(attempts)) for status, attempts in rows]
 
     def read(self) -> Stored:
         with self._engine().connect() as c:
@@ -355,7 +367,7 @@ class Fleet:
             self.engine = sa.create_engine(self.database_url, poolclass=sa.pool.NullPool)
         return self.engine
 
-    def drained(self, guard: float = 90.0) -> Counter[str]:
+    def drained(self, guard: float = 300.0) -> Counter[str]:
         """Wait until no outbox row is pending; the rows by status then."""
 
         def done() -> Counter[str] | None:
@@ -509,9 +521,9 @@ def run_threads(load: Load, threads: int) -> list[threading.Thread]:
     return workers
 
 
-def join(workers: list[threading.Thread]) -> None:
+def join(workers: list[threading.Thread], guard: float = 600.0) -> None:
     for w in workers:
-        w.join(START_GUARD)
+        w.join(guard)
         assert not w.is_alive(), "a load thread hung"
 
 

@@ -130,63 +130,57 @@ def test_sigkill_while_delivering_loses_nothing(fleet: Fleet) -> None:
     assert figures.attempts["push_failed"] > 0, "om's failures were not attempts"
 
 
-def test_recipient_down_for_a_while_gets_everything_once_back(fleet: Fleet) -> None:
+def test_a_recipient_down_and_one_answering_late_lose_nothing(fleet: Fleet) -> None:
+    """Items 2 and 3 on one gateway, one after the other (a gateway start less in the suite)."""
     fleet.start()
     tokens = {a: fleet.token(a) for a in SENDERS}
+    plans = prepare(fleet, tokens)
+
+    # 2. om's system is down (its process killed) while 30 shares to it are made.
     om = fleet.agencies["om"]
     om.kill()
+    down = Load(fleet.base, tokens, plans["om"], 30)
+    join(run_threads(down, 3))
+    assert all(s.status == 200 for s in down.shares), [s.status for s in down.shares]
 
-    load = Load(fleet.base, tokens, prepare(fleet, tokens)["om"], 30)
-    join(run_threads(load, 3))
-    assert all(s.status == 200 for s in load.shares), [s.status for s in load.shares]
-
-    def om_rows() -> list[tuple[str, str, int]]:
-        return [row for row in fleet.read().outbox.values() if row[0] == "om"]
-
-    # While it is down its rows wait and are tried again, and its circuit opens.
-    wait_for("om's circuit to open", lambda: "circuit to om opened" in fleet.output())
-    wait_for("a retry of an om row", lambda: max(attempts for _, _, attempts in om_rows()) >= 2)
-    waiting = om_rows()
-    assert len(waiting) == 30 and {status for _, status, _ in waiting} == {"pending"}, waiting
-    tried = sum(attempts for _, _, attempts in waiting)
+    # Its rows wait and are tried again; its circuit opens, so most wait untried meanwhile.
+    wait_for("a retry of an om row", lambda: max(attempts for _, attempts in fleet.outbox_of("om")) >= 2)
+    assert "circuit to om opened" in fleet.output()
+    waiting = fleet.outbox_of("om")
+    assert len(waiting) == 30 and {status for status, _ in waiting} == {"pending"}, waiting
+    tried = sum(attempts for _, attempts in waiting)
+    assert tried < len(waiting), (
+        f"{tried} attempts at {len(waiting)} rows: the open circuit did not hold them"
+    )
 
     om.spawn()
     om.wait_up()
     statuses = fleet.drained()
     assert statuses == Counter(delivered=sum(statuses.values())), f"dead letters: {statuses}"
+    figures = check_nothing_lost(fleet, down.shares)
+    failed = [e for e in fleet.read().of("delivery", "push") if e["outcome"] == "push_failed"]
+    assert {(e["counterpart"], e["refs"]["error"]) for e in failed} == {("om", "unavailable")}, failed[:3]
+    print(f"\nrecipient down: {figures.line()}; attempts while it was down {tried}")
 
-    figures = check_nothing_lost(fleet, load.shares)
-    stored = fleet.read()
-    failed = [e for e in stored.of("delivery", "push") if e["outcome"] == "push_failed"]
-    assert failed and {e["counterpart"] for e in failed} == {"om"}, failed[:3]
-    assert {e["refs"]["error"] for e in failed} == {"unavailable"}, failed[:3]
-    # The open circuit kept the rows untried: far fewer attempts than rows times retries.
-    assert tried < 30 * 3, f"{tried} attempts at 30 rows while om was down"
-    print(f"\nrecipient down: {figures.line()}; attempts while down {tried}")
-
-
-def test_recipient_that_times_out_after_storing_keeps_it_once(fleet: Fleet) -> None:
-    fleet.start()
-    tokens = {a: fleet.token(a) for a in SENDERS}
+    # 3. rvdk stores the next 4 new messages, then holds each answer past the gateway's 1 s timeout.
     rvdk = fleet.agencies["rvdk"]
-    # rvdk stores the next 4 new messages, then holds each answer past the gateway's 1 s timeout.
     rvdk.behave(timeoutAfterStore=4, hang=3)
-
-    load = Load(fleet.base, tokens, prepare(fleet, tokens)["rvdk"], 12)
-    join(run_threads(load, 4))
-    assert all(s.status == 200 for s in load.shares), [s.status for s in load.shares]
+    late = Load(fleet.base, tokens, plans["rvdk"], 12)
+    join(run_threads(late, 4))
+    assert all(s.status == 200 for s in late.shares), [s.status for s in late.shares]
     statuses = fleet.drained()
-    assert statuses == Counter(delivered=12), statuses
+    assert statuses == Counter(delivered=sum(statuses.values())), statuses
 
-    figures = check_nothing_lost(fleet, load.shares)
+    figures = check_nothing_lost(fleet, [*down.shares, *late.shares])
     stored = fleet.read()
     timed_out = {
         e["refs"]["messageId"]
         for e in stored.of("delivery", "push")
         if e["outcome"] == "push_failed" and e["refs"].get("error") == "timeout"
     }
-    assert len(timed_out) == 4, timed_out
+    assert len(timed_out) == 4 and {stored.messages[m] for m in timed_out} == {"rvdk"}, timed_out
     times = {m: t for m, _, t in rvdk.stored()}
-    assert {m: times[m] for m in timed_out} == dict.fromkeys(timed_out, 2), "stored, then delivered again"
-    assert {stored.outbox[m][2] for m in timed_out} == {2}, "one timeout and one delivered attempt each"
-    print(f"\ntimeout after store: {figures.line()}")
+    # Stored by the first attempt, delivered again by a retry (at least), kept once.
+    assert all(times[m] >= 2 for m in timed_out), {m: times[m] for m in timed_out}
+    assert all(stored.outbox[m][2] >= 2 for m in timed_out), "a timed-out push was not retried"
+    print(f"\nrecipient late, after both: {figures.line()}")
