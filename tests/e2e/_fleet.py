@@ -215,6 +215,8 @@ class Fleet:
     keys: dict[str, bytes] = field(default_factory=dict)
     gateway_starts: int = 0
     engine: sa.Engine | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Settings of this test's gateway beyond (or instead of) `DELIVERY_SETTINGS`."""
     baseline: dict[str, set[str]] = field(default_factory=dict)
     """Per agency, the message ids its store held before this gateway started (from earlier tests)."""
 
@@ -245,6 +247,7 @@ class Fleet:
             "GATEWAY_CONNECTORS_FILE": str(self.root / "connectors.yaml"),
             "GATEWAY_RETENTION_SWEEP": "false",
             **DELIVERY_SETTINGS,
+            **self.extra_env,
         }
         return env
 

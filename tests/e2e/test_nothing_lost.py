@@ -29,7 +29,9 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e._fleet import (
@@ -37,6 +39,7 @@ from tests.e2e._fleet import (
     Agencies,
     Fleet,
     Load,
+    Share,
     check_nothing_lost,
     iterate_kills,
     join,
@@ -86,6 +89,18 @@ def _restart(fleet: Fleet, load: Load | None = None) -> None:
         load.up.set()
 
 
+def _share_status(fleet: Fleet, tokens: dict[str, str], share: Share) -> dict[str, dict[str, Any]]:
+    """``GET /v1/shares/{shareId}`` as its sender: recipient -> its delivery status."""
+    assert share.answer is not None
+    r = httpx.get(
+        f"{fleet.base}/v1/shares/{share.answer['shareId']}",
+        headers={"Authorization": f"Bearer {tokens[share.sender]}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    return {x["recipient"]: x for x in r.json()["recipients"]}
+
+
 def _pending_at_most(fleet: Fleet, left: int) -> bool:
     return fleet.outbox()["pending"] <= left
 
@@ -131,7 +146,11 @@ def test_sigkill_while_delivering_loses_nothing(fleet: Fleet) -> None:
 
 
 def test_a_recipient_down_and_one_answering_late_lose_nothing(fleet: Fleet) -> None:
-    """Items 2 and 3 on one gateway, one after the other (a gateway start less in the suite)."""
+    """Items 2 and 3 on one gateway, one after the other (a gateway start less in the suite), with the
+    default attempts budget (10): the outage must end before it is spent, and the open circuit saves it.
+    Its cool-down (1.5 s) is longer than the others': one trial push per cool-down while om is down."""
+    fleet.extra_env["GATEWAY_DELIVERY_MAX_ATTEMPTS"] = "10"
+    fleet.extra_env["GATEWAY_DELIVERY_BREAKER_COOLDOWN"] = "1.5"
     fleet.start()
     tokens = {a: fleet.token(a) for a in SENDERS}
     plans = prepare(fleet, tokens)
@@ -153,10 +172,19 @@ def test_a_recipient_down_and_one_answering_late_lose_nothing(fleet: Fleet) -> N
         f"{tried} attempts at {len(waiting)} rows: the open circuit did not hold them"
     )
 
+    # The sender sees its share wait for om (and delivered to the others).
+    first = down.shares[0]
+    assert first.answer is not None
+    seen = _share_status(fleet, tokens, first)
+    assert seen["om"]["status"] == "pending" and seen["om"]["lastError"] == "unavailable", seen
+    assert seen["om"]["attempts"] >= 1 and seen["reclassering"]["status"] == "delivered", seen
+
     om.spawn()
     om.wait_up()
     statuses = fleet.drained()
     assert statuses == Counter(delivered=sum(statuses.values())), f"dead letters: {statuses}"
+    assert max(attempts for _, attempts in fleet.outbox_of("om")) < 10
+    assert _share_status(fleet, tokens, first)["om"]["status"] == "delivered"
     figures = check_nothing_lost(fleet, down.shares)
     failed = [e for e in fleet.read().of("delivery", "push") if e["outcome"] == "push_failed"]
     assert {(e["counterpart"], e["refs"]["error"]) for e in failed} == {("om", "unavailable")}, failed[:3]
