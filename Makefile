@@ -48,9 +48,10 @@ soak-delivery: setup
 
 # The speed figures of docs/performance.md, each beside its baseline measured in the same run, saved with
 # the machine's description in bench/results/. Not tests: run them on a machine with nothing else to do.
-# Every golden decision on regopy too (the suite decides every third one there, all of them on OPA's Go engine).
+# Every golden decision and every input of the decision-table sweep on regopy too (the suite decides a
+# fixed spread of them there, all of them on OPA's Go engine).
 test-golden: setup
-	VEILIG_DELEN_GOLDEN_FULL=1 $(BIN)/pytest -q tests/policy/test_golden.py
+	VEILIG_DELEN_GOLDEN_FULL=1 $(BIN)/pytest -q tests/policy/test_golden.py tests/policy/test_table.py
 
 bench: setup bench-tools
 	$(BIN)/python -m bench.policy_decision
