@@ -25,6 +25,7 @@ from audit import AuditWriteError
 from gateway.api.problems import dependency_problem
 from gateway.console.integrity import Verifications
 from gateway.console.oidc import oidc_login
+from gateway.console.reports import router as reports_router
 from gateway.console.routes import FormRefused, LoginRequired, PageError, page, router
 from gateway.console.sessions import (
     CONSOLE_ROLES,
@@ -67,10 +68,10 @@ def create_console(rt: Runtime) -> FastAPI:
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console.state.runtime = rt
     console.state.verifications = Verifications(rt)
-    console.state.report_links = []  # (label, path) pairs the reports add (see docs/privacy-officers.md)
     secret = session_secret(rt.settings.data_dir)
     console.state.oidc = oidc_login(rt.settings, secret)  # None: one-time links only
     console.include_router(router)
+    console.include_router(reports_router)
     console.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     console.add_middleware(
         SessionMiddleware,

@@ -660,14 +660,4 @@ def start_verification(request: Request, user: User, csrf: Annotated[str | None,
     return RedirectResponse(_url(request, "/integriteit", notice=notice), status_code=303)
 
 
-# -- reports (slot) -------------------------------------------------------------------------------
-
-
-@router.get("/rapportages", response_class=HTMLResponse, name="reports")
-def reports(request: Request, user: User) -> Response:
-    """Where the subject-access and case reports are offered (PDF, CSV)."""
-    links: list[tuple[str, str]] = list(getattr(request.app.state, "report_links", []))
-    return page(request, "reports.html", {"user": user, "links": links})
-
-
 __all__ = ["FormRefused", "LoginRequired", "PageError", "router"]
