@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gateway import API_VERSION, __version__
-from gateway.api import audit, cases, exchanges, openapi, ops, policies, problems
+from gateway.api import audit, cases, docs_page, exchanges, openapi, ops, policies, problems
 from gateway.api.limits import BodyLimits
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         summary="Purpose-bound sharing of case information on domestic violence and child abuse",
         contact={"name": "Veilig Delen", "url": "https://veilig-delen.example"},
         openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        docs_url=None,  # served by docs_page, without a CDN
         redoc_url=None,
         generate_unique_id_function=openapi.operation_id,
     )
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     mount_console(app, rt)
     app.state.version = __version__
     openapi.install(app, rt)
+    docs_page.install(app)
     if rt.settings.policy_watch:  # off by default: reloads are explicit unless an operator opts in
         watcher = PolicyWatcher(rt, interval=rt.settings.policy_watch_interval)
         watcher.start()

@@ -640,7 +640,7 @@ def integrity(request: Request, user: User) -> Response:
             "user": user,
             "latest": latest,
             "latest_time": show_time(latest.created_at.isoformat(), lang) if latest else None,
-            "root": latest.root.hex() if latest else None,
+            "root_hash": latest.root.hex() if latest else None,
             "witnesses": cosignatures(latest.note, rt.signer.origin) if latest else [],
             "running": running,
             "last": last,
