@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo demo-distributed serve test test-golden soak-delivery lint bench bench-http bench-tools fuzz-api clean
+.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery lint screenshots bench bench-http bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(BIN)/gateway: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --ignore-requires-python opa-golib-python-bindings==0.4.4
 	touch $(BIN)/gateway
 
-setup: $(BIN)/gateway
+setup: $(BIN)/gateway chromium
+
+# Debian's Chromium for tests/browser (Playwright drives it by its path; `playwright install`, which
+# downloads a browser build of its own, is never used). Installed once, when it is not on the PATH.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 demo: setup
 	$(BIN)/gateway demo
@@ -37,6 +43,10 @@ lint: setup
 test: lint
 	$(BIN)/gateway policy test
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The console's pages in docs/console/*.png, taken in Chromium by the browser tests (look at them).
+screenshots: setup
+	VEILIG_DELEN_SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/browser
 
 # The long version of tests/e2e/test_nothing_lost.py: 1000 shares pushed to the five sim-agency
 # processes while the gateway is SIGKILLed 5 times, on SQLite and on PostgreSQL; prints the figures

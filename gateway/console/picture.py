@@ -53,7 +53,7 @@ def case_svg(
             f'<g class="agency"><rect x="{cx - COLUMN // 2 + 8}" y="10" width="{COLUMN - 16}" height="34" '
             f'rx="4" fill="#f1f4f8" stroke="#44546a"/>'
             f'<text x="{cx}" y="32" text-anchor="middle" font-size="12" font-weight="bold" '
-            f'fill="#1b1b1b">{escape(name)}</text>'
+            f'fill="#1b1b1b">{_name_lines(name, cx)}</text>'
             f'<line x1="{cx}" y1="44" x2="{cx}" y2="{height - 10}" stroke="#9aa5b1" stroke-width="1"/></g>'
         )
     for i, a in enumerate(arrows):
@@ -86,3 +86,17 @@ def case_svg(
         )
     out.append("</svg>")
     return "\n".join(out)
+
+
+NAME_FIT = 24
+"""Characters of a bold 12px name that fit in an agency's box on one line; longer names take two."""
+
+
+def _name_lines(name: str, cx: int) -> str:
+    """The name as SVG text content: itself, or two centred lines split at the space nearest the middle."""
+    if len(name) <= NAME_FIT or " " not in name:
+        return escape(name)
+    spaces = [i for i, c in enumerate(name) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(name) / 2))
+    first, second = escape(name[:cut]), escape(name[cut + 1 :])
+    return f'<tspan x="{cx}" y="24">{first}</tspan><tspan x="{cx}" y="39">{second}</tspan>'
