@@ -2,7 +2,7 @@
 
 The browser is the one ``apt-get install chromium`` puts on the path (``make setup`` and ``.ci/run``
 install it), launched by its path: Playwright's own browser download (``playwright install``) is never
-used, and a missing Chromium fails these tests rather than skipping them. One browser per session; one
+used, and a missing Chromium fails these tests rather than skipping them. One browser for the package; one
 gateway per module, served by uvicorn on a free loopback port, with one case whose melding went to
 Veilig Thuis (allowed) and to the Raad voor de Kinderbescherming (refused).
 """
@@ -36,7 +36,7 @@ TIMEOUT_MS = 15_000
 """How long one browser action may take at most (a hang guard, not a wait)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # closed when tests/browser is done: no event loop left to other tests
 def browser() -> Iterator[Browser]:
     path = shutil.which("chromium")
     if path is None:
