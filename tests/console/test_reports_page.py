@@ -53,7 +53,8 @@ def test_a_case_report_downloads_and_names_the_case(console: Console) -> None:
     page = browser.get(f"/console/rapportages?caseId={console.case_id}")
     assert f'value="{console.case_id}"' in page.text
     r = browser.post(
-        "/console/rapportages/zaak", data={"csrf": csrf(page.text), "caseId": console.case_id, "format": "csv"}
+        "/console/rapportages/zaak",
+        data={"csrf": csrf(page.text), "caseId": console.case_id, "format": "csv"},
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-disposition"].startswith('attachment; filename="dossier-')
