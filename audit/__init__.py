@@ -33,87 +33,93 @@ Usable without the web application::
     assert audit.verify_log(store, signer.verifier_key()).ok
 """
 
-from audit._internal.canonical import canonical_json
-from audit._internal.errors import (
-    AuditError,
-    AuditWriteError,
-    EntryNotFound,
-    InvalidEntry,
-    InvalidNote,
-    InvalidProof,
-    LogCorrupted,
-    SigningKeyUnavailable,
-)
-from audit._internal.files import (
-    create_private_file,
-    open_private_file,
-    private_directory,
-    write_private_file,
-)
-from audit._internal.keys import (
-    install_signing_key,
-    load_or_create_signing_key,
-    retire_verifier_key,
-    retired_keys_path,
-    retired_verifier_keys,
-)
-from audit._internal.merkle import (
-    EMPTY_ROOT,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    node_hash,
-    root_hash,
-    verify_consistency,
-    verify_inclusion,
-)
-from audit._internal.note import (
-    Checkpoint,
-    LogSigner,
-    NoteVerifier,
-    format_checkpoint,
-    open_note,
-    parse_checkpoint,
-    parse_verifier_key,
-    verify_checkpoint,
-)
-from audit._internal.report import ReportRow, SubjectReport, report_row, subject_report
-from audit._internal.schema import (
-    NAMING_CONVENTION,
-    UTCDateTime,
-    append_only_ddl,
-    drop_append_only_ddl,
-    install_append_only_triggers,
-    metadata,
-    remove_append_only_triggers,
-)
-from audit._internal.store import (
-    MAX_PAGE,
-    AuditStore,
-    LogEntry,
-    SearchFilters,
-    SqlAuditStore,
-    StoredCheckpoint,
-    Writes,
-    log_size,
-)
-from audit._internal.verify import (
-    VerifyResult,
-    check_consistency,
-    export_lines,
-    verify_export,
-    verify_log,
-)
-from audit._internal.witness import (
-    HttpLogSource,
-    LogSource,
-    LogUnavailable,
-    WitnessAlarm,
-    WitnessResult,
-    WitnessState,
-    WitnessStateError,
-    witness,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audit._internal.canonical import canonical_json
+    from audit._internal.errors import (
+        AuditError,
+        AuditWriteError,
+        EntryNotFound,
+        InvalidEntry,
+        InvalidNote,
+        InvalidProof,
+        LogCorrupted,
+        SigningKeyUnavailable,
+    )
+    from audit._internal.files import (
+        create_private_file,
+        open_private_file,
+        private_directory,
+        write_private_file,
+    )
+    from audit._internal.keys import (
+        install_signing_key,
+        load_or_create_signing_key,
+        retire_verifier_key,
+        retired_keys_path,
+        retired_verifier_keys,
+    )
+    from audit._internal.merkle import (
+        EMPTY_ROOT,
+        consistency_proof,
+        inclusion_proof,
+        leaf_hash,
+        node_hash,
+        root_hash,
+        verify_consistency,
+        verify_inclusion,
+    )
+    from audit._internal.note import (
+        Checkpoint,
+        LogSigner,
+        NoteVerifier,
+        format_checkpoint,
+        open_note,
+        parse_checkpoint,
+        parse_verifier_key,
+        verify_checkpoint,
+    )
+    from audit._internal.report import ReportRow, SubjectReport, report_row, subject_report
+    from audit._internal.schema import (
+        NAMING_CONVENTION,
+        UTCDateTime,
+        append_only_ddl,
+        drop_append_only_ddl,
+        install_append_only_triggers,
+        metadata,
+        remove_append_only_triggers,
+    )
+    from audit._internal.store import (
+        MAX_PAGE,
+        AuditStore,
+        LogEntry,
+        SearchFilters,
+        SqlAuditStore,
+        StoredCheckpoint,
+        Writes,
+        log_size,
+    )
+    from audit._internal.verify import (
+        VerifyResult,
+        check_consistency,
+        export_lines,
+        verify_export,
+        verify_log,
+    )
+    from audit._internal.witness import (
+        HttpLogSource,
+        LogSource,
+        LogUnavailable,
+        WitnessAlarm,
+        WitnessResult,
+        WitnessState,
+        WitnessStateError,
+        witness,
+    )
 
 __all__ = [
     "EMPTY_ROOT",
@@ -183,3 +189,90 @@ __all__ = [
     "witness",
     "write_private_file",
 ]
+
+_WHERE = {
+    "EMPTY_ROOT": "audit._internal.merkle",
+    "MAX_PAGE": "audit._internal.store",
+    "NAMING_CONVENTION": "audit._internal.schema",
+    "AuditError": "audit._internal.errors",
+    "AuditStore": "audit._internal.store",
+    "AuditWriteError": "audit._internal.errors",
+    "Checkpoint": "audit._internal.note",
+    "EntryNotFound": "audit._internal.errors",
+    "HttpLogSource": "audit._internal.witness",
+    "InvalidEntry": "audit._internal.errors",
+    "InvalidNote": "audit._internal.errors",
+    "InvalidProof": "audit._internal.errors",
+    "LogCorrupted": "audit._internal.errors",
+    "LogEntry": "audit._internal.store",
+    "LogSigner": "audit._internal.note",
+    "LogSource": "audit._internal.witness",
+    "LogUnavailable": "audit._internal.witness",
+    "NoteVerifier": "audit._internal.note",
+    "ReportRow": "audit._internal.report",
+    "SearchFilters": "audit._internal.store",
+    "SigningKeyUnavailable": "audit._internal.errors",
+    "SqlAuditStore": "audit._internal.store",
+    "StoredCheckpoint": "audit._internal.store",
+    "SubjectReport": "audit._internal.report",
+    "UTCDateTime": "audit._internal.schema",
+    "VerifyResult": "audit._internal.verify",
+    "WitnessAlarm": "audit._internal.witness",
+    "WitnessResult": "audit._internal.witness",
+    "WitnessState": "audit._internal.witness",
+    "WitnessStateError": "audit._internal.witness",
+    "Writes": "audit._internal.store",
+    "append_only_ddl": "audit._internal.schema",
+    "canonical_json": "audit._internal.canonical",
+    "check_consistency": "audit._internal.verify",
+    "consistency_proof": "audit._internal.merkle",
+    "create_private_file": "audit._internal.files",
+    "drop_append_only_ddl": "audit._internal.schema",
+    "export_lines": "audit._internal.verify",
+    "format_checkpoint": "audit._internal.note",
+    "inclusion_proof": "audit._internal.merkle",
+    "install_append_only_triggers": "audit._internal.schema",
+    "install_signing_key": "audit._internal.keys",
+    "leaf_hash": "audit._internal.merkle",
+    "load_or_create_signing_key": "audit._internal.keys",
+    "log_size": "audit._internal.store",
+    "metadata": "audit._internal.schema",
+    "node_hash": "audit._internal.merkle",
+    "open_note": "audit._internal.note",
+    "open_private_file": "audit._internal.files",
+    "parse_checkpoint": "audit._internal.note",
+    "parse_verifier_key": "audit._internal.note",
+    "private_directory": "audit._internal.files",
+    "remove_append_only_triggers": "audit._internal.schema",
+    "report_row": "audit._internal.report",
+    "retire_verifier_key": "audit._internal.keys",
+    "retired_keys_path": "audit._internal.keys",
+    "retired_verifier_keys": "audit._internal.keys",
+    "root_hash": "audit._internal.merkle",
+    "subject_report": "audit._internal.report",
+    "verify_checkpoint": "audit._internal.note",
+    "verify_consistency": "audit._internal.merkle",
+    "verify_export": "audit._internal.verify",
+    "verify_inclusion": "audit._internal.merkle",
+    "verify_log": "audit._internal.verify",
+    "witness": "audit._internal.witness",
+    "write_private_file": "audit._internal.files",
+}
+"""Where each public name is defined. Importing the package loads none of them: the first use of a name
+imports its module (PEP 562), so a command that needs only ``write_private_file`` does not load
+SQLAlchemy, and tools that use part of the log pay only for that part."""
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name imported from here
+
+    def __getattr__(name: str) -> object:
+        try:
+            module = _WHERE[name]
+        except KeyError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # the next use is a plain lookup
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

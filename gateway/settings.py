@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-import limits
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.base import AGENCIES
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from gateway import REPO_ROOT as REPO_ROOT
 
 MAX_BODY_BYTES = 1_048_576
 """Default of ``max_body_bytes``: a request body larger than this is a 413 before it is read on."""
@@ -129,6 +127,8 @@ class Settings(BaseSettings):
     @field_validator("rate_limit", "auth_failures_per_client", "auth_failures_per_address")
     @classmethod
     def _a_rate(cls, value: str) -> str:
+        import limits  # here, not at the top: it loads its async storage (~0.1 s) for every command
+
         try:
             limits.parse(value)
         except ValueError as e:
@@ -153,6 +153,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _burst_covers_the_rate(self) -> Settings:
+        import limits
+
         if self.rate_burst is not None and self.rate_burst < limits.parse(self.rate_limit).amount:
             raise ValueError("GATEWAY_RATE_BURST must be at least the amount of GATEWAY_RATE_LIMIT")
         return self

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from gateway.settings import Settings
-
+# Settings (pydantic) load when a command reads them, not for ``gateway --help``.
 if TYPE_CHECKING:
     import httpx
+
+    from gateway.settings import Settings
 
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data directory (GATEWAY_DATA_DIR)")]  # noqa: UP045
@@ -28,6 +29,8 @@ URL_FILE = "gateway.url"
 
 def settings_for(data_dir: Path | None = None, **overrides: object) -> Settings:
     """Settings from the environment, with command-line options on top."""
+    from gateway.settings import Settings
+
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir

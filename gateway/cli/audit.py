@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from audit import LogSigner, SqlAuditStore, open_private_file, write_private_file
+from audit import open_private_file, write_private_file
 from gateway.bsn import Pseudonymizer, is_valid_bsn
 from gateway.errors import StartupRefused
-from gateway.settings import Settings
 
+# The log's store, SQLAlchemy and the settings load when a command runs, not for ``gateway --help``.
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from audit import LogSigner, SqlAuditStore
     from gateway.services.reports import Report
     from gateway.services.trail import CallContext
+    from gateway.settings import Settings
 
 app = typer.Typer(help="Check and export the audit log", no_args_is_help=True)
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data directory (GATEWAY_DATA_DIR)")]  # noqa: UP045
@@ -26,6 +28,8 @@ DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Data direct
 
 def settings_for(data_dir: Path | None) -> Settings:
     """Settings from the environment, with ``--data-dir`` on top."""
+    from gateway.settings import Settings
+
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
 
 
@@ -480,8 +484,10 @@ def audit_rotate_key(
 
     from audit import (
         AuditError,
+        LogSigner,
         NoteVerifier,
         SigningKeyUnavailable,
+        SqlAuditStore,
         install_signing_key,
         load_or_create_signing_key,
         parse_verifier_key,

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway.policy._embedded import EmbeddedEngine
-from gateway.policy._rowtests import row_tests
-from gateway.policy._source import PolicyCompileError, read_policy
-from gateway.policy._table import decision_table
-from gateway.policy._testrunner import run_tests
-from gateway.settings import REPO_ROOT
+from gateway import REPO_ROOT
+
+# The Rego engine loads when a command runs, not for ``gateway --help``.
+if TYPE_CHECKING:
+    from gateway.policy._source import PolicyCompileError
 
 app = typer.Typer(no_args_is_help=True, help="Test and evaluate the Rego policies")
 
@@ -36,6 +35,8 @@ def test(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the tests that pass")] = False,
 ) -> None:
     """Run every test_* rule of every *_test.rego; prints failures and 'N passed, M failed'."""
+    from gateway.policy._testrunner import run_tests
+
     report = run_tests(policy_dir)
     for error in report.errors:
         typer.echo(f"ERROR {error}", err=True)
@@ -57,6 +58,9 @@ def eval_(
     policy_dir: PolicyDir = DEFAULT_POLICY_DIR,
 ) -> None:
     """Evaluate one decision and print it as JSON."""
+    from gateway.policy._embedded import EmbeddedEngine
+    from gateway.policy._source import PolicyCompileError
+
     source = "standard input" if input_file == "-" else input_file
     try:
         text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
@@ -87,6 +91,9 @@ def eval_(
 @app.command()
 def table(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
     """Print the decision table (step x information type x recipient) of data.json as Markdown."""
+    from gateway.policy._source import PolicyCompileError, read_policy
+    from gateway.policy._table import decision_table
+
     try:
         source = read_policy(policy_dir)
     except PolicyCompileError as e:
@@ -98,6 +105,9 @@ def table(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
 @app.command("row-tests")
 def row_tests_(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
     """Print rows_test.rego: one Rego test per row of data.json (where it allows, where it refuses)."""
+    from gateway.policy._rowtests import row_tests
+    from gateway.policy._source import PolicyCompileError, read_policy
+
     try:
         source = read_policy(policy_dir)
     except PolicyCompileError as e:

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from connectors.base import AGENCIES
-from gateway.settings import REPO_ROOT
+from gateway import REPO_ROOT
 
 DEFAULT_DIR = REPO_ROOT / "var" / "sim-agencies"
 

@@ -1,0 +1,52 @@
+"""The command line starts without the web stack: ``gateway --help`` and light commands stay fast.
+
+The packages that re-export (``audit``, ``connectors``, ``gateway.policy``) load a name's module on its
+first use (PEP 562); these tests keep that true and keep every public name reachable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("sqlalchemy", "httpx", "aiohttp", "opa_client", "regopy", "fastapi", "uvicorn", "pydantic", "limits")
+"""What ``import gateway.cli`` must not load: each costs 0.1-1 s, and ``--help`` needs none of them."""
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    argv = [sys.executable, "-c", code]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(done.stdout))
+
+
+def _top(modules: set[str]) -> set[str]:
+    return {m.split(".", 1)[0] for m in modules}
+
+
+def test_the_command_line_loads_no_heavy_library_before_a_command_runs() -> None:
+    loaded = _top(_modules_after("import gateway.cli"))
+    assert sorted(set(HEAVY) & loaded) == []
+
+
+def test_the_settings_and_connector_names_do_not_load_the_http_stack() -> None:
+    loaded = _modules_after("import gateway.settings, connectors.base, audit, gateway.policy")
+    http_stack = {"httpx", "aiohttp", "opa_client", "http_message_signatures", "authlib"}
+    assert sorted(http_stack & _top(loaded)) == []
+    assert "sqlalchemy" not in _top(loaded)
+
+
+@pytest.mark.parametrize("package", ["audit", "connectors", "gateway.policy"])
+def test_every_public_name_of_a_lazy_package_resolves_to_its_module(package: str) -> None:
+    module = importlib.import_module(package)
+    where: dict[str, str] = module._WHERE
+    assert sorted(where) == sorted(module.__all__)
+    for name, defined_in in where.items():
+        assert getattr(module, name) is getattr(importlib.import_module(defined_in), name), name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = module.no_such_name
