@@ -10,6 +10,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,33 @@ def test_every_public_name_of_a_lazy_package_resolves_to_its_module(package: str
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = module.no_such_name
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from gateway.migrations import alembic_config, script_head
+
+    assert script_head() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_a_database_at_head_starts_without_alembic_and_one_behind_is_migrated(tmp_path: Path) -> None:
+    from alembic import command
+
+    from gateway.db import make_engine
+    from gateway.migrations import alembic_config, database_revision, script_head, upgrade
+
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    assert database_revision(engine) == script_head()
+    statement = "from gateway.db import make_engine\nfrom gateway.migrations import upgrade\n"
+    statement += f"upgrade(make_engine({url!r}))"
+    assert "alembic" not in _top(_modules_after(statement))
+
+    command.downgrade(alembic_config(engine), "-1")
+    behind = database_revision(engine)
+    assert behind is not None and behind != script_head()
+    upgrade(engine)
+    assert database_revision(engine) == script_head()
+    engine.dispose()
