@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 
+DELIVERY_KID_PREFIX = "delivery-"
+"""The gateway's JWKS also holds its access-token key; only keys whose ``kid`` starts so sign deliveries."""
+
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
@@ -53,7 +56,9 @@ class GatewayKeys:
 
     Give the gateway's base URL (the JWKS address comes from its RFC 8414 metadata) or ``jwks_url``.
     The set is read again after ``refresh_after`` seconds, and at once (at most every ``min_refetch``
-    seconds) for an unknown ``kid``, so that a rotated key is picked up without a restart.
+    seconds) for an unknown ``kid``, so that a rotated key is picked up without a restart. Only the
+    delivery keys count (``kid`` starting ``delivery-``): a signature by the gateway's access-token key,
+    which the same JWKS publishes, is refused as an unknown key.
     """
 
     def __init__(
@@ -106,6 +111,8 @@ class GatewayKeys:
             if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or jwk.get("use", "sig") != "sig":
                 continue
             if not isinstance(jwk.get("kid"), str) or not isinstance(jwk.get("x"), str):
+                continue
+            if not jwk["kid"].startswith(DELIVERY_KID_PREFIX):
                 continue
             raw = base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
             keys[jwk["kid"]] = Ed25519PublicKey.from_public_bytes(raw)

@@ -29,9 +29,13 @@ def connectors_config(
         return load_connectors_file(file)
     missing = sorted(set(AGENCIES) - agency_urls.keys())
     unknown = sorted(agency_urls.keys() - set(AGENCIES))
-    if missing or unknown:
+    if unknown:
         raise ConnectorConfigError(
-            f"agency_urls (GATEWAY_AGENCY_URLS): missing {missing or 'none'}, unknown {unknown or 'none'}"
+            f"GATEWAY_AGENCY_URLS: unknown agencies {', '.join(unknown)}; expected {', '.join(AGENCIES)}"
+        )
+    if missing:
+        raise ConnectorConfigError(
+            f"GATEWAY_AGENCY_URLS must give a URL for every agency; missing {', '.join(missing)}"
         )
     return ConnectorsConfig.from_agency_urls(agency_urls)
 

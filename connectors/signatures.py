@@ -168,7 +168,8 @@ class SignatureVerifier:
         try:
             ContentDigest.verify(h["content-digest"], body)
         except HTTPMessageSignaturesException as e:
-            raise SignatureRefused(f"Content-Digest: {e}") from None
+            text = str(e)  # the library's own text already names the header ("Content-Digest does not ...")
+            raise SignatureRefused(text if "Content-Digest" in text else f"Content-Digest: {text}") from None
         required = list(dict.fromkeys([*COVERED, *require]))
         try:
             (result,) = self._verifier.verify(

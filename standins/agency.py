@@ -16,7 +16,8 @@ For tests and demos it can be told to misbehave, at start (``--behaviour slow=0.
   (default 30), past the gateway's timeout;
 - ``down=true``: the system is down (health 503, every call 503).
 
-``GET /sim/received`` lists the stored message ids with how many times each was delivered.
+``GET /sim/received`` (loopback only too) lists the stored message ids with how many times each was
+delivered.
 Errors are RFC 9457 problem documents that never echo the request body back: it holds case data.
 """
 
@@ -185,7 +186,10 @@ class SimulatedAgencyServer:
         if not _loopback(request):
             return _problem(403, "Forbidden", "behaviour can be changed from loopback only")
         try:
-            changes = await request.json()
+            try:
+                changes = await request.json()
+            except ValueError:
+                raise ValueError("the body is not JSON") from None
             if not isinstance(changes, dict):
                 raise ValueError("expected a JSON object")
             with self._lock:
@@ -196,7 +200,9 @@ class SimulatedAgencyServer:
             self.system.set_down(self.behaviour.down)
         return JSONResponse(asdict(self.behaviour))
 
-    async def received(self, _request: Request) -> Response:
+    async def received(self, request: Request) -> Response:
+        if not _loopback(request):
+            return _problem(403, "Forbidden", "the received messages can be listed from loopback only")
         messages = [{"messageId": m, "times": t} for m, t in self.receiver.store.received()]
         return JSONResponse({"agency": self.system.agency, "messages": messages, "fetches": self.fetches})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -101,3 +103,18 @@ def test_command_line_refuses_an_unknown_agency(capsys: pytest.CaptureFixture[st
     assert run(["sim-agency", "--agency", "gemeente", "--port", "9001"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "'gemeente' is not one of" in err
+
+
+def test_the_sim_controls_answer_loopback_only_and_name_a_bad_body(vt: SimulatedAgencySystem) -> None:
+    async def call(client: tuple[str, int], method: str, path: str, content: bytes = b"") -> httpx.Response:
+        transport = httpx.ASGITransport(app=make_agency_app(vt), client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://agency") as http:
+            return await http.request(method, path, content=content)
+
+    outside = ("192.0.2.9", 40000)
+    for method, path in (("POST", "/sim/behaviour"), ("GET", "/sim/received")):
+        r = asyncio.run(call(outside, method, path, b'{"down": true}' if method == "POST" else b""))
+        assert (r.status_code, r.headers["content-type"]) == (403, "application/problem+json")
+    assert vt.health()
+    r = asyncio.run(call(("127.0.0.1", 40000), "POST", "/sim/behaviour", b"not json"))
+    assert (r.status_code, r.json()["detail"]) == (400, "the body is not JSON")

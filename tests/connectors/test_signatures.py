@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors import HttpConnector
 from connectors._wire import delivery_json
-from connectors.receiver import DeliveryReceiver, MessageStore
+from connectors.receiver import DeliveryReceiver, GatewayKeys, MessageStore
 from connectors.signatures import RequestSigner, SignatureVerifier
 from tests.connectors.samples import RecordingClient, make_delivery
 
@@ -20,7 +21,9 @@ KEY = Ed25519PrivateKey.generate()
 KID = "delivery-test"
 
 
-def _signed(body: bytes | None = None, *, created: dt.datetime | None = None) -> httpx.Request:
+def _signed(
+    body: bytes | None = None, *, created: dt.datetime | None = None, signer: RequestSigner | None = None
+) -> httpx.Request:
     d = make_delivery()
     content = body if body is not None else json.dumps(delivery_json(d)).encode()
     request = httpx.Request(
@@ -29,7 +32,7 @@ def _signed(body: bytes | None = None, *, created: dt.datetime | None = None) ->
         content=content,
         headers={"Content-Type": "application/json", "Idempotency-Key": d.message_id},
     )
-    RequestSigner(KEY, KID).sign(request, now=created)
+    (signer or RequestSigner(KEY, KID)).sign(request, now=created)
     return request
 
 
@@ -75,7 +78,7 @@ def test_a_tampered_body_is_refused_by_its_digest(receiver: DeliveryReceiver) ->
     tampered = r.content.replace(b"acuut onveilig", b"veilig")
     answer = receiver.receive("POST", URL, dict(r.headers), tampered)
     assert answer.status == 401
-    assert answer.body["detail"] == "Content-Digest: Content-Digest does not match the message body"
+    assert answer.body["detail"] == "Content-Digest does not match the message body"
     assert receiver.store.received() == []
 
 
@@ -132,3 +135,24 @@ def test_the_store_survives_a_restart(tmp_path: pytest.TempPathFactory) -> None:
     assert again.put_once("m-1", b"{}") is False
     assert again.received() == [("m-1", 2)]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_gateway_keys_take_only_its_delivery_keys_from_the_jwks() -> None:
+    # The JWKS also publishes the access-token key: a signature by it is no delivery of the gateway's.
+    token_key = Ed25519PrivateKey.generate()
+
+    def jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, str]:
+        x = base64.urlsafe_b64encode(key.public_key().public_bytes_raw()).rstrip(b"=").decode()
+        return {"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid, "x": x}
+
+    jwks = {"keys": [jwk(token_key, "Bz64token"), jwk(KEY, KID)]}
+    client = httpx.Client(transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=jwks)))
+    keys = GatewayKeys(jwks_url="http://127.0.0.1:9/oauth2/jwks", client=client)
+    receiver = DeliveryReceiver(keys.verifier(), MessageStore(":memory:"), agency="politie")
+
+    by_token_key = _signed(signer=RequestSigner(token_key, "Bz64token"))
+    assert _receive(receiver, by_token_key) == (
+        401,
+        "the signature names a key id the gateway's JWKS does not hold",
+    )
+    assert _receive(receiver, _signed()) == (200, "received")
