@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery lint screenshots bench bench-http bench-tools fuzz-api clean
+.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery lint screenshots bench bench-http bench-console bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench: setup bench-tools
 
 bench-http: setup bench-tools
 	$(BIN)/python -m bench.share_http
+
+# The console's search page at a million entries (bench/console_search.py): the log is built once in
+# var/bench/console-1000000/ and reused; SIZE=20000 for a quick run.
+bench-console: setup
+	$(BIN)/python -m bench.console_search --size $${SIZE:-1000000}
 
 # wrk drives the share bench; py-spy profiles it (--profile). Installed only for the benchmarks.
 bench-tools:
