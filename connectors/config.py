@@ -110,7 +110,7 @@ class AgencyEndpoint(_Model):
     """One agency system as the gateway reaches it."""
 
     url: str
-    mode: DeliveryMode = "push"
+    mode: DeliveryMode = "both"
     auth: Auth | None = None
     timeout: float = Field(default=5.0, gt=0, le=120)
     """Seconds for the whole answer to one call (read); past it the call is a ``ConnectorTimeout``."""

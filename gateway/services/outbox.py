@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors import (
@@ -112,8 +112,8 @@ def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> fl
 
 def delivery_modes(settings: Settings) -> dict[str, DeliveryMode]:
     """How each agency receives its messages: the connector file's ``mode`` when there is a file, else
-    ``GATEWAY_DELIVERY_MODES``; ``push`` for an agency neither names. ``push`` and ``both`` are pushed
-    (and listed in the inbox until acknowledged), ``pull`` only listed."""
+    ``GATEWAY_DELIVERY_MODES``; ``both`` for an agency neither names. ``push``: pushed, and erased once its
+    system took it; ``both``: pushed and listed in the inbox until acknowledged; ``pull``: only listed."""
     if settings.connectors == "http" and settings.connectors_file is not None:
         if settings.delivery_modes:
             raise ValueError(
@@ -233,7 +233,7 @@ class Deliverer:
 
     def pushes(self, recipient: str) -> bool:
         """Whether messages to ``recipient`` go through the outbox: a connector, and not ``pull`` only."""
-        return recipient in self.rt.connectors and self.modes.get(recipient, "push") != "pull"
+        return recipient in self.rt.connectors and self.modes.get(recipient, "both") != "pull"
 
     # -- the share's first attempt --------------------------------------------------------------------
 
@@ -479,6 +479,22 @@ class Deliverer:
                 if done != 1:
                     log.warning(
                         "lease on %s ran out during its push; another deliverer has it", o.claim.message_id
+                    )
+                if o.outcome == "delivered" and self.modes.get(o.claim.recipient, "both") == "push":
+                    # A push-only agency never reads its inbox: its system taking the message (2xx) is its
+                    # acknowledgement. The content is erased with the delivered entry, as an inbox ack
+                    # erases it (the metadata stays, for basedOn and the trail). ``both`` keeps it listed
+                    # in the inbox until acknowledged there, or until the retention term.
+                    now = o.delivered_at or utcnow()
+                    conn.execute(
+                        update(Message)
+                        .where(Message.message_id == o.claim.message_id, Message.erased_at.is_(None))
+                        .values(
+                            acked_at=func.coalesce(Message.acked_at, now),
+                            sealed=None,
+                            payload=null(),
+                            erased_at=now,
+                        )
                     )
 
         try:

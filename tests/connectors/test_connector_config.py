@@ -44,7 +44,7 @@ def test_a_good_file_gives_typed_endpoints(tmp_path: Path) -> None:
     assert (endpoint.mode, endpoint.timeout, endpoint.signature_key_id) == ("both", 2.5, "gw-2026")
     assert endpoint.auth is not None and endpoint.auth.type == "mtls"
     assert endpoint.auth.cert_file == tmp_path / "c.pem"  # relative to the file
-    assert config.mode_of("politie") == "push"
+    assert config.mode_of("politie") == "both"  # the default: pushed, and in the inbox until acked
 
 
 def test_the_example_file_parses_apart_from_its_missing_certificates() -> None:

@@ -455,3 +455,22 @@ def test_a_message_acknowledged_or_erased_before_its_push_ends_without_retries(
     assert outcomes[erased_id] == ("dead_letter", None, "erased")
     w.clock.advance(3600)
     assert w.rt.deliverer.run_once() == 0
+
+
+def test_a_push_only_recipient_is_erased_once_its_system_took_the_message(
+    make_world: Callable[..., World],
+) -> None:
+    """``push``: the agency never reads its inbox, so its 2xx is the acknowledgement; ``both`` keeps the
+    message in the inbox until it is acknowledged there."""
+    for mode, kept in (("push", False), ("both", True)):
+        w = make_world(modes={"veilig_thuis": mode})
+        [vt] = w.share()["results"]
+        assert vt["delivered"] is True, mode
+        with w.rt.db.connect() as c:
+            m = c.execute(sa.select(Message.__table__).where(Message.message_id == vt["messageId"])).one()
+        assert (m.sealed is not None, m.erased_at is None, m.acked_at is None) == (kept, kept, kept), mode
+        inbox = w.client("veilig_thuis").get("/v1/inbox").json()["messages"]
+        assert (vt["messageId"] in {x["messageId"] for x in inbox}) is kept, mode
+        status = w.status(w.share()["shareId"])["recipients"][0]
+        assert status["status"] == "delivered", mode
+    w.verifies()
