@@ -156,6 +156,11 @@ class ShareResult(Schema):
     legal_basis: str | None
     message_id: str | None = None
     fields: list[str] | None = None
+    identifies: list[str] | None = Field(
+        None,
+        description="The roles of the case's subjects whose BSN went to this recipient (`subjects` of the "
+        "delivered message), as its grant allows (`bsn:<role>`); the BSNs themselves are never answered.",
+    )
     delivered: bool | None = None
 
 
@@ -169,6 +174,9 @@ class ShareRecipientStatus(Schema):
     recipient: str
     allowed: bool
     message_id: str | None = None
+    identifies: list[str] | None = Field(
+        None, description="The roles of the subjects this recipient can identify in the message (see shares)."
+    )
     status: Literal["refused", "pending", "delivered", "dead_letter"] = Field(
         description="`refused` by the policy; `pending` until the recipient's system took the message (a "
         "push, or for a pull-only recipient its acknowledgement); `delivered`; `dead_letter` when pushing "

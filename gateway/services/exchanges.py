@@ -124,6 +124,9 @@ def _shown(rt: Runtime, m: Row[*tuple[Any, ...]]) -> dict[str, Any]:
     return shown
 
 
+_SHARE_ROW_KEYS = ("recipient", "allowed", "messageId", "identifies")
+"""What the shares row keeps of each result, for ``GET /v1/shares/{shareId}``."""
+
 NOT_RECEIVED = "not a message delivered to your agency in this case"
 
 
@@ -235,7 +238,7 @@ class ExchangeService:
                 subjects = tuple(i for i in identities or () if i.role in roles)
                 message_id = str(uuid.uuid4())
                 refs["messageId"] = message_id
-                result.update(messageId=message_id, fields=fields)
+                result.update(messageId=message_id, fields=fields, identifies=[i.role for i in subjects])
                 messages.append(
                     {
                         "message_id": message_id,
@@ -295,9 +298,7 @@ class ExchangeService:
             "sender": sender,
             "information_type": body.information_type,
             "purpose": body.purpose,
-            "recipients": [
-                {k: r[k] for k in ("recipient", "allowed", "messageId") if k in r} for r in results
-            ],
+            "recipients": [{k: r[k] for k in _SHARE_ROW_KEYS if k in r} for r in results],
             "created_at": now,
         }
         # One outbox row per push recipient, born claimed by this request for the first attempt (none

@@ -534,6 +534,8 @@ def share_status(rt: Runtime, agency: str, share_id: str) -> dict[str, Any]:
                 recipients.append(item)
                 continue
             item["messageId"] = message_id
+            if "identifies" in r:  # shares stored before the sender was told which identities went lack it
+                item["identifies"] = r["identifies"]
             row, acked_at = rows.get(message_id), acked.get(message_id)
             if row is not None:
                 item.update(attempts=row.attempts, status=row.status)

@@ -400,6 +400,8 @@ def test_share_statuses_for_pull_push_and_refused_recipients_and_404_for_others(
     answer = w.share(MELDING | {"recipients": ["veilig_thuis", "rvdk"]})
     vt, rvdk = answer["results"]
     assert vt["allowed"] is True and vt["delivered"] is False and rvdk["allowed"] is False
+    # Veilig Thuis's melding grant names every role of the case (data.json bsn:<role>); rvdk got nothing.
+    assert vt["identifies"] == ["slachtoffer", "pleger", "kind"] and rvdk["identifies"] is None
     assert w.calls[vt["messageId"]] == 0  # pull only: never pushed
     with w.rt.db.connect() as c:
         rows = sa.select(sa.func.count()).where(OutboxItem.share_id == answer["shareId"])
@@ -413,6 +415,7 @@ def test_share_statuses_for_pull_push_and_refused_recipients_and_404_for_others(
             "recipient": "veilig_thuis",
             "allowed": True,
             "messageId": vt["messageId"],
+            "identifies": vt["identifies"],
             "status": "pending",
             "attempts": 0,
         },
