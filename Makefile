@@ -61,7 +61,7 @@ soak-delivery: setup
 # Every golden decision and every input of the decision-table sweep on regopy too (the suite decides a
 # fixed spread of them there, all of them on OPA's Go engine).
 test-golden: setup
-	VEILIG_DELEN_GOLDEN_FULL=1 $(BIN)/pytest -q tests/policy/test_golden.py tests/policy/test_table.py
+	VEILIG_DELEN_GOLDEN_FULL=1 $(BIN)/pytest -q tests/policy/test_golden.py tests/policy/test_table.py tests/policy/test_opa_parity.py
 
 bench: setup bench-tools
 	$(BIN)/python -m bench.policy_decision

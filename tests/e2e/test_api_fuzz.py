@@ -1,6 +1,7 @@
 """Schemathesis against the gateway's own OpenAPI document, every check, one real token per role.
 
-A small size here (3 examples per operation and phase); ``make fuzz-api`` runs the same at 200.
+A small size here (1 example per operation and phase: every operation, every check, every role, but
+few inputs; the suite's budget is 12 minutes on two cores); ``make fuzz-api`` runs the same at 200.
 """
 
 from __future__ import annotations
@@ -32,5 +33,5 @@ def test_schemathesis_finds_nothing(fuzz_gateway: Gateway, role: api_fuzz.Role) 
         if role.client_id not in fuzz_gateway.keys:
             fuzz_gateway.register(role.client_id, role.agency, role.role)
         token = fuzz_gateway.token(role.client_id)
-    result = api_fuzz.run(fuzz_gateway.base, token, role.tags, max_examples=3)
+    result = api_fuzz.run(fuzz_gateway.base, token, role.tags, max_examples=1)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

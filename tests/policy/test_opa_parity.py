@@ -27,7 +27,9 @@ from tests.policy.standin import OPA_GO_AVAILABLE, run_standin
 
 REAL_OPA_ENV = "VEILIG_DELEN_TEST_OPA_URL"
 SEED = 20261128
-CORPUS_SIZE = 2100
+CORPUS_SIZE = 2100 if os.environ.get("VEILIG_DELEN_GOLDEN_FULL") == "1" else 900
+"""Inputs decided by each engine pair: 900 in the suite (every action, odd strings and dropped fields
+still come up many times over), 2,100 under ``make test-golden``."""
 ACTIONS = ["share", "request", "case.open", "case.read", "case.transition", "case.track"]
 ROLES = ["slachtoffer", "pleger", "kind", "getuige"]
 ODD_STRINGS = [
@@ -335,9 +337,9 @@ def test_the_corpus_is_deterministic_and_covers_every_action(
 ) -> None:
     again = CorpusGenerator(embedded.facts()).corpus(CORPUS_SIZE)
     assert again == corpus
-    assert len(corpus) >= 2000
+    assert len(corpus) == CORPUS_SIZE >= 900
     actions = Counter(x.get("action") for x in corpus)
-    assert all(actions[a] >= 300 for a in ACTIONS), actions
+    assert all(actions[a] >= CORPUS_SIZE // 7 for a in ACTIONS), actions
     shares = [x for x in corpus if x.get("action") == "share" and isinstance(x.get("recipients"), list)]
     assert {len(x["recipients"]) for x in shares} >= {1, 2, 3, 4, 5}
     assert any("kind" in x.get("case", {}).get("subjectRoles", []) for x in corpus)
