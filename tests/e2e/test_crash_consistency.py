@@ -44,6 +44,7 @@ from gateway.cli import run as cli
 from gateway.db import make_engine, make_sessionmaker
 from gateway.migrations import upgrade
 from gateway.runtime import open_audit_log
+from gateway.sealing import Sealer, load_or_create_kek, sealing_key_path
 from gateway.settings import Settings
 from tests.e2e.conftest import ASSERTION_TYPE, BSN_KIND, BSN_SLACHTOFFER, fresh_pg_database, start_gateway
 from tests.live import free_port, serve
@@ -285,7 +286,9 @@ class Stored:
         return {m for m, row in self.messages.items() if marker in row["payload"]}
 
 
-def _read(database_url: str) -> Stored:
+def _read(data_dir: Path, database_url: str) -> Stored:
+    """The rows as stored; message content opened with the gateway's sealing key in ``data_dir``."""
+    sealer = Sealer(load_or_create_kek(sealing_key_path(data_dir, None), create=False))
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as c:
@@ -296,10 +299,12 @@ def _read(database_url: str) -> Stored:
                     "share_id": r.share_id,
                     "case_id": r.case_id,
                     "recipient": r.recipient,
-                    "payload": str(r.payload),
+                    "payload": json.dumps(sealer.open_message(r.message_id, r.recipient, bytes(r.sealed)))
+                    if r.sealed is not None
+                    else str(r.payload),
                 }
                 for r in c.execute(
-                    sa.text("SELECT message_id, share_id, case_id, recipient, payload FROM messages")
+                    sa.text("SELECT message_id, share_id, case_id, recipient, payload, sealed FROM messages")
                 )
             }
             involved = {
@@ -390,7 +395,7 @@ def test_sigkill_under_load_leaves_every_share_whole(
 
     # The log and the rows exactly as the kill left them, before any start-up work touches them.
     _verify_in_place(tmp_path, database_url)
-    ends = _check(_read(database_url), load.shares)
+    ends = _check(_read(tmp_path, database_url), load.shares)
     assert ends["answered 200"] >= KILL_AFTER, ends
 
     # A restart on the same data starts and goes on where the log ended. In this process: the crash
@@ -413,4 +418,4 @@ def test_sigkill_under_load_leaves_every_share_whole(
     capsys.readouterr()
     assert cli(["audit", "verify"]) == 0, capsys.readouterr()
     assert capsys.readouterr().out.startswith("audit log OK")
-    _check(_read(database_url), [*load.shares, share])
+    _check(_read(tmp_path, database_url), [*load.shares, share])
