@@ -153,11 +153,19 @@ def test_entries_carry_the_logboek_and_decision_log_fields(gateway: Gateway) -> 
     assert r.status_code == 200
     with gateway.as_("auditor") as a:
         page = a.get("/v1/audit/entries", params={"caseId": case_id}).json()
-    opened, *shares = [e["entry"] for e in page["entries"]]
+    opened, *rest = [e["entry"] for e in page["entries"]]
     assert opened["action"] == "case.open" and opened["status"] == "ok"
     assert "foreignOperation" not in opened and "parentSpanId" not in opened
+    shares = [e for e in rest if e["action"] == "share"]
     allowed = {s["counterpart"]: s["decision"]["allowed"] for s in shares}
     assert allowed == {"veilig_thuis": True, "rvdk": False}
+    # The allowed share was also pushed: that entry carries out the decision and names it by its refs.
+    (message_id,) = [s["refs"]["messageId"] for s in shares if s["decision"]["allowed"]]
+    pushes = [e for e in rest if e["action"] != "share"]
+    assert [(e["type"], e["action"], e["counterpart"]) for e in pushes] == [
+        ("delivery", "push", "veilig_thuis")
+    ]
+    assert pushes[0]["traceId"] == trace_id and pushes[0]["refs"]["messageId"] == message_id
     for s in shares:
         assert s["traceId"] == trace_id and s["parentSpanId"] == caller_span
         assert len(s["spanId"]) == 16 and s["spanId"] != caller_span
