@@ -155,7 +155,9 @@ def test_hostile_shares_do_not_stall_another_agency(gw: Gateway) -> None:
 
 def test_the_policy_sees_only_field_names_the_facts_know(gw: Gateway) -> None:
     # The what-if shows the strip obligation: what was removed is bounded by the facts, not the request.
-    case_id = gw.open_case()
+    # The identity pseudo-fields (bsn:<role>) come from the case's subjects only: this case has no kind,
+    # so a bsn:kind among the request's names (a name the facts know) must not reach the engine.
+    case_id = gw.open_case(with_kind=False)
     with gw.agency("politie") as politie:
         r = politie.post(
             "/v1/decisions",
@@ -165,15 +167,22 @@ def test_the_policy_sees_only_field_names_the_facts_know(gw: Gateway) -> None:
                 "informationType": "melding",
                 "purpose": "veiligheid_herstellen",
                 "recipient": "veilig_thuis",
-                "payloadFields": [*MELDING, *(f"onbekend{i}" for i in range(150))],
+                "payloadFields": [
+                    *MELDING,
+                    "bsn:kind",
+                    "bsn:onbekend",
+                    *(f"onbekend{i}" for i in range(150)),
+                ],
             },
         )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["allowed"] is True
-    assert body["recipients"]["veilig_thuis"]["fields"] == MELDING_FIELDS
+    case_roles = ["bsn:pleger", "bsn:slachtoffer"]  # the case's subjects' roles, and only those
+    assert body["recipients"]["veilig_thuis"]["fields"] == sorted([*MELDING_FIELDS, *case_roles])
     [strip] = [o for o in body["obligations"] if o["code"] == "strip_fields"]
-    # nietBestaandVeld and the 150 unknown names never reached the policy: nothing to strip.
+    # nietBestaandVeld, bsn:kind, bsn:onbekend and the 150 unknown names never reached the policy:
+    # nothing to strip.
     assert strip["removed"] == []
 
 
