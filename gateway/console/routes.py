@@ -337,6 +337,10 @@ def _scan(
             allowed = d.get("allowed") if isinstance(d, Mapping) else None
             if wanted is None or allowed is wanted:
                 found.append(item)
+                if wanted is not None and len(found) == PAGE:
+                    # A full page: the next one starts right after this entry (the store's cursor is the
+                    # index a page starts at), not after the rest of the batch, which would skip those.
+                    return found, str(item.index + 1), False
         if cursor is None or len(found) >= PAGE or wanted is None:
             return found, cursor, False
     return found, cursor, True
