@@ -187,6 +187,14 @@ class Settings(BaseSettings):
                 raise ValueError("GATEWAY_DATABASE_URL must be set outside local mode")
             if not self.public_url or not self.public_url.startswith("https://"):
                 raise ValueError("GATEWAY_PUBLIC_URL must be an https:// URL outside local mode")
+            # The key that opens sealed identities and messages is kept apart from the data it opens: a
+            # copy of the data directory (a backup, a stolen disk) must not carry it along.
+            key = self.sealing_key_file
+            if key is None or key.resolve().is_relative_to(self.data_dir.resolve()):
+                raise ValueError(
+                    "GATEWAY_SEALING_KEY_FILE must name a key file outside the data directory "
+                    "outside local mode"
+                )
         return self
 
     @property

@@ -254,6 +254,22 @@ def test_a_settings_error_never_repeats_the_value(tmp_path: Path) -> None:
     assert "hunter2" not in line
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["unset", "inside-the-data-directory"])
+def test_production_keeps_the_sealing_key_apart_from_the_data(inside: bool, tmp_path: Path) -> None:
+    env = {
+        "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+        "GATEWAY_MODE": "production",
+        "GATEWAY_PSEUDONYM_SECRET": "x" * 40,
+        "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "GATEWAY_PUBLIC_URL": "https://gateway.example",
+    }
+    if inside:
+        env["GATEWAY_SEALING_KEY_FILE"] = str(tmp_path / "data" / "keys" / "sealing.key")
+    assert_one_line(cli("clients", "list", env=env), "GATEWAY_SEALING_KEY_FILE")
+    env["GATEWAY_SEALING_KEY_FILE"] = str(tmp_path / "keys" / "sealing.key")  # apart: accepted
+    assert cli("clients", "list", env=env).returncode == 0
+
+
 def test_http_connectors_without_urls_name_the_setting(tmp_path: Path) -> None:
     # Port 0: any free port, since the failure comes after the bind and before anything is served.
     env = {"GATEWAY_DATA_DIR": str(tmp_path), "GATEWAY_PORT": "0", "GATEWAY_CONNECTORS": "http"}

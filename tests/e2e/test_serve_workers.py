@@ -207,6 +207,7 @@ def test_production_refuses_workers_with_per_process_rate_limits(tmp_path: Path)
         GATEWAY_PSEUDONYM_SECRET="x" * 40,
         GATEWAY_DATABASE_URL=f"sqlite:///{tmp_path / 'gateway.db'}",
         GATEWAY_PUBLIC_URL="https://gateway.example",
+        GATEWAY_SEALING_KEY_FILE=str(tmp_path / "keys" / "sealing.key"),
         GATEWAY_RATE_LIMIT_STORAGE="memory://",
         GATEWAY_PORT=str(free_port()),
     )
