@@ -489,7 +489,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         skipped = server.load_directory(args.policy_dir)
         log.info("loaded %s (left out %d test module(s))", args.policy_dir, len(skipped))
     app = create_app(server, fault_injection=args.enable_fault_injection)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    # A stop does not wait for a deliberately delayed (fault-injected) answer to finish.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=1,
+    )
     return 0
 
 

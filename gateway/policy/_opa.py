@@ -137,12 +137,15 @@ class OpaEngine:
     def decide(self, policy_input: dict[str, Any]) -> Decision:
         """Ask OPA; a refused connection, a timeout, an HTTP error, an undefined or unreadable answer is
         each a deny with its own reason code."""
+        return self._decide(policy_input, self._client, self.timeout)
+
+    def _decide(self, policy_input: dict[str, Any], client: OpaClient, timeout: float) -> Decision:
         revision = self.revision
         package, _, rule = ENTRYPOINT.rpartition("/")
         try:
-            answer = self._client.query_rule(policy_input, package, rule)
+            answer = client.query_rule(policy_input, package, rule)
         except requests.Timeout:
-            log.error("OPA did not answer within %ss for action %r", self.timeout, _action(policy_input))
+            log.error("OPA did not answer within %ss for action %r", timeout, _action(policy_input))
             return Decision.fail_closed(ENGINE_TIMEOUT, revision, policy_input)
         except requests.ConnectionError as e:
             log.error("OPA unreachable at %s: %s", self.opa_url, type(e).__name__)
@@ -308,7 +311,8 @@ class OpaEngine:
                 where = "data." + ".".join(path)
                 errors.append({"field": where, "message": "OPA does not serve this data as it is on disk"})
         if not errors:
-            probe = self.decide({})
+            # The load timeout, not the decision one: the first query may compile the policy in OPA.
+            probe = self._decide({}, self._admin, max(self.timeout, LOAD_TIMEOUT))
             if probe.allowed or probe.engine_failure:
                 errors.append({"field": ENTRYPOINT, "message": f"probe decision failed: {probe.codes}"})
         if errors:

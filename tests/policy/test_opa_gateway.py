@@ -77,14 +77,15 @@ def test_the_gateway_decides_with_opa(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("fault", "code"), [("down", "engine_unavailable"), ("slow", "engine_timeout")])
 def test_with_opa_down_or_slow_a_share_is_refused_and_audited(tmp_path: Path, fault: str, code: str) -> None:
-    with run_standin() as standin, opa_gateway(tmp_path, standin, opa_timeout=0.5) as gw:
+    # A decision timeout generous enough for a busy machine, and a delay far past it (5x).
+    with run_standin() as standin, opa_gateway(tmp_path, standin, opa_timeout=2.0) as gw:
         case_id = gw.open_case()
         delivered = _delivered(gw)
         if fault == "down":
             standin.process.terminate()
             standin.process.wait(timeout=10)
         else:
-            standin.faults("delay", delay=1.5)
+            standin.faults("delay", delay=10.0)
         r = _share(gw, case_id)
         assert r.status_code == 200, r.text  # a decision, not a 500
         [result] = r.json()["results"]
