@@ -150,6 +150,33 @@ class OutboxItem(Base):
     created_at: Mapped[Timestamp]
 
 
+class PolicyRevision(Base):
+    """A policy revision that was activated: its files, content-addressed by the revision (issue 11)."""
+
+    __tablename__ = "policy_revisions"
+
+    revision: Mapped[str] = mapped_column(String(80), primary_key=True)
+    files: Mapped[str] = mapped_column(Text)
+    """Canonical JSON ``{relative path: text}`` of the revision's ``.rego`` and ``.json`` files."""
+    created_at: Mapped[Timestamp]
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class DecisionInput(Base):
+    """One decision's policy input, under the SHA-256 of its canonical JSON (the entry's ``inputDigest``).
+
+    Identifiers, pseudonyms and field names only: the policy input never holds a BSN or payload content.
+    """
+
+    __tablename__ = "decision_inputs"
+    __table_args__ = (Index("ix_decision_inputs_created_at", "created_at"),)
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    input: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[Timestamp]
+
+
 @dataclass(frozen=True, slots=True)
 class SubjectRecord:
     """A subject as the services read it: a role and a pseudonym."""

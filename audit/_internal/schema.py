@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -120,6 +121,20 @@ checkpoints = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+cosignatures = Table(
+    "audit_cosignatures",
+    metadata,
+    # A witness's C2SP tlog-cosignature of one checkpoint, verified against its pinned key when received.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("witness", String(255), nullable=False),
+    Column("signature_line", Text, nullable=False),
+    Column("cosigned_at", BigInteger, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("tree_size", "root_hash", "witness", name="uq_audit_cosignatures_checkpoint_witness"),
 )
 
 APPEND_ONLY_TABLES = (
