@@ -131,7 +131,7 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fields=st.lists(st.tuples(NAMES, VALUES), max_size=8))
 def test_no_form_is_a_server_error(fuzz_gateway: LiveGateway, fields: list[tuple[str, str]]) -> None:
     body = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in fields)
@@ -145,7 +145,7 @@ def test_no_form_is_a_server_error(fuzz_gateway: LiveGateway, fields: list[tuple
     }
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=64))
 def test_no_body_is_a_server_error(fuzz_gateway: LiveGateway, body: bytes) -> None:
     r = post(fuzz_gateway, body)
