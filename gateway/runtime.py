@@ -70,8 +70,8 @@ AUDIT_KEY_FILE = "audit-log.key"
 
 
 def audit_key_path(settings: Settings) -> Path:
-    """Where the audit log's signing key is."""
-    return settings.data_dir / AUDIT_KEY_FILE
+    """Where the audit log's signing key is: ``GATEWAY_AUDIT_KEY_FILE``, else in the data directory."""
+    return settings.audit_key_file or settings.data_dir / AUDIT_KEY_FILE
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> SqlAuditStore:

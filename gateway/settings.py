@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     """The per-agency file (``deploy/connectors.example.yaml``): URL, push/pull, mTLS or OAuth2, timeouts."""
     delivery_key_file: Path | None = None
     """The Ed25519 key that signs deliveries (RFC 9421); default ``delivery-signing-key.jwk`` in data_dir."""
+    token_key_file: Path | None = None
+    """The Ed25519 key that signs access tokens (a private JWK); default ``token-signing-key.jwk`` in
+    data_dir. Replicas name one shared file; ``gateway keys rotate token`` rotates it."""
+    audit_key_file: Path | None = None
+    """The audit log's checkpoint signing key (PEM); default ``audit-log.key`` in data_dir, with the
+    rotated-out verifier keys beside it in ``<file>.retired``. Replicas name one shared file."""
     delivery_modes: dict[str, Literal["push", "pull", "both"]] = Field(default_factory=dict)
     """Per agency (JSON, agency -> ``push``, ``pull`` or ``both``) when there is no connector file (which
     says it per agency instead): ``push`` (the default) and ``both`` send each message through the

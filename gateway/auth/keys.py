@@ -100,9 +100,9 @@ class DeliveryKey:
         return jwk
 
 
-def load_or_create_signing_key(data_dir: Path) -> SigningKey:
-    """Load the signing key from ``data_dir``, creating it (mode 0600) on first start."""
-    path = data_dir / KEY_FILE_NAME
+def load_or_create_signing_key(data_dir: Path, file: Path | None = None) -> SigningKey:
+    """Load the token-signing key from ``file`` (or ``data_dir``), creating it (0600) on first start."""
+    path = file or data_dir / KEY_FILE_NAME
     if not path.exists():
         _create(path, "token-signing")
     return _load(path)

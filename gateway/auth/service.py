@@ -44,7 +44,9 @@ class AuthService:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.signing_key = signing_key or load_or_create_signing_key(settings.data_dir)
+        self.signing_key = signing_key or load_or_create_signing_key(
+            settings.data_dir, settings.token_key_file
+        )
         self.delivery_key = delivery_key or load_or_create_delivery_key(
             settings.data_dir, settings.delivery_key_file
         )
