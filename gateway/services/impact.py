@@ -1,0 +1,467 @@
+"""Impact before activation: replay recorded decision inputs on a candidate revision and list what changes.
+
+A candidate policy directory is read, compiled and tested like a reload would (a candidate that does not
+compile or whose tests fail is refused with its errors, `CandidateRefused`). Every recorded decision of
+the window is then decided twice, on the baseline (the revision that serves now) and on the candidate,
+each distinct input once per side (the record's ``inputDigest`` is the cache key), and compared per
+recipient: allowed <-> refused, legal basis, fields added or removed, reason codes gained or lost.
+
+The report groups the changed decisions by grant row (step x information type x recipient x sender, as
+``data.json``'s ``grants`` name them) and by reason code, with counts, and gives the totals and both
+revisions. Its ``changes`` are what a reviewer approves: `unexpected_changes` compares the set of
+``(index, recipient, change)`` items of a reviewed report with a new one (reload's ``expectImpact``).
+
+Nothing here reads the decision tables itself: the records come from `gateway.services.policy_archive`
+(`recorded_decisions`), the baseline's files from `load_revision`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from gateway.errors import PolicyLoadFailed
+from gateway.policy import Decision, PolicySource
+
+MAX_REPLAY = 100_000
+"""The most recorded decisions one impact replays (``--last``, ``last`` of the API, and the decisions
+of a ``--since`` window): the bound on how long a replay may run."""
+
+DEFAULT_LAST = 1000
+"""The window when neither ``last`` nor ``since`` is given."""
+
+
+class RecordedLike(Protocol):
+    """What the impact needs of a recorded decision (`policy_archive.RecordedDecision` has it)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def time(self) -> Any: ...
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def input_digest(self) -> str: ...
+
+    @property
+    def input(self) -> Mapping[str, Any]: ...
+
+    @property
+    def decision(self) -> Mapping[str, Any]: ...
+
+
+class Decider(Protocol):
+    """An engine, as far as the replay uses one."""
+
+    @property
+    def revision(self) -> str: ...
+
+    def decide(self, policy_input: dict[str, Any]) -> Decision: ...
+
+
+class CandidateRefused(PolicyLoadFailed):
+    """The candidate does not compile or its tests fail: nothing was replayed (422, with the errors)."""
+
+    title = "Candidate policy refused"
+
+
+class ImpactUnexpected(PolicyLoadFailed):
+    """A reload's actual impact differs from the reviewed one: the old revision stays active (422)."""
+
+    title = "Impact differs from the reviewed one"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One recipient's decision, reduced to what an impact compares."""
+
+    allowed: bool
+    legal_basis: str | None
+    fields: tuple[str, ...]
+    codes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{allowed, legalBasis, fields, reasons}``; reasons as codes only."""
+        return {
+            "allowed": self.allowed,
+            "legalBasis": self.legal_basis,
+            "fields": list(self.fields),
+            "reasons": list(self.codes),
+        }
+
+
+def outcome(decision: Decision, recipient: str | None) -> Outcome:
+    """``decision`` for ``recipient`` (None: the decision as a whole, for the case actions)."""
+    if recipient is None:
+        return Outcome(decision.allowed, decision.legal_basis, (), tuple(decision.codes))
+    part = decision.recipient(recipient)
+    return Outcome(part.allowed, part.legal_basis, tuple(sorted(part.fields)), tuple(part.codes))
+
+
+def differences(before: Outcome, after: Outcome) -> list[dict[str, Any]]:
+    """What changed, most important first; ``[]`` when nothing did.
+
+    A flip of ``allowed`` is one change (``refused`` or ``allowed``) with the reasons that came and went;
+    the basis and the fields of a refused decision are empty by definition, so they are only compared
+    when both sides allow.
+    """
+    out: list[dict[str, Any]] = []
+    if before.allowed != after.allowed:
+        out.append({"kind": "allowed" if after.allowed else "refused"})
+    elif after.allowed:
+        if before.legal_basis != after.legal_basis:
+            out.append({"kind": "legalBasis", "from": before.legal_basis, "to": after.legal_basis})
+        added = sorted(set(after.fields) - set(before.fields))
+        removed = sorted(set(before.fields) - set(after.fields))
+        if added or removed:
+            out.append({"kind": "fields", "added": added, "removed": removed})
+    gained = sorted(set(after.codes) - set(before.codes))
+    lost = sorted(set(before.codes) - set(after.codes))
+    if gained or lost:
+        out.append({"kind": "reasons", "added": gained, "removed": lost})
+    return out
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    """The row of ``grants`` a decision is about: ``grants[informationType][recipient][sender]`` in
+    ``step``. Case actions have none."""
+
+    step: str
+    information_type: str
+    recipient: str
+    sender: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{step, informationType, recipient, sender}``."""
+        return {
+            "step": self.step,
+            "informationType": self.information_type,
+            "recipient": self.recipient,
+            "sender": self.sender,
+        }
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "?"
+
+
+def grant_row(policy_input: Mapping[str, Any], recipient: str | None) -> GrantRow | None:
+    """The row a share (sender: the actor) or a request (sender: the holder) is decided on."""
+    action = policy_input.get("action")
+    if action not in ("share", "request") or recipient is None:
+        return None
+    case = policy_input.get("case")
+    case = case if isinstance(case, Mapping) else {}
+    actor = policy_input.get("actor")
+    actor = actor if isinstance(actor, Mapping) else {}
+    sender = actor.get("agency") if action == "share" else policy_input.get("holder")
+    return GrantRow(
+        f"{_text(case.get('flow'))}/{_text(case.get('step'))}",
+        _text(policy_input.get("informationType")),
+        recipient,
+        _text(sender),
+    )
+
+
+def recipients_of(record: RecordedLike) -> list[str | None]:
+    """Whom one recorded decision decided for.
+
+    A share's entry is one recipient's decision (the entry's counterpart, `RecordedDecision.recipient`);
+    a request's is the asker's (it receives); a case action's is the decision as a whole (None). A
+    record that does not say which recipient it was counts once per recipient of its input.
+    """
+    policy_input = record.input
+    action = policy_input.get("action")
+    named = getattr(record, "recipient", None)
+    if action == "share":
+        if isinstance(named, str) and named:
+            return [named]
+        listed = policy_input.get("recipients")
+        return [r for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
+    if action == "request":
+        actor = policy_input.get("actor")
+        agency = actor.get("agency") if isinstance(actor, Mapping) else None
+        return [named if isinstance(named, str) and named else _text(agency)]
+    return [None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One recorded decision that the candidate decides differently."""
+
+    index: int
+    time: str
+    action: str
+    recipient: str | None
+    row: GrantRow | None
+    before: Outcome
+    after: Outcome
+    changes: tuple[dict[str, Any], ...]
+
+    def key(self) -> str:
+        """What a reviewer approves: the entry, the recipient and what changed (canonical JSON)."""
+        return _canonical([self.index, self.recipient, list(self.changes)])
+
+    def to_json(self) -> dict[str, Any]:
+        """The change as the report lists it."""
+        return {
+            "index": self.index,
+            "time": self.time,
+            "action": self.action,
+            "recipient": self.recipient,
+            "row": self.row.to_json() if self.row is not None else None,
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "changes": list(self.changes),
+        }
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return str(value)
+
+
+@dataclass
+class ImpactReport:
+    """What activating the candidate would change in the recorded window."""
+
+    baseline_revision: str
+    candidate_revision: str
+    window: dict[str, Any]
+    replayed: int = 0
+    distinct_inputs: int = 0
+    changes: list[Change] = field(default_factory=list)
+    tests_passed: int = 0
+
+    @property
+    def changed(self) -> int:
+        """How many decisions change."""
+        return len(self.changes)
+
+    @property
+    def unchanged(self) -> int:
+        """How many decisions stay as they are."""
+        return self.replayed - self.changed
+
+    def keys(self) -> set[str]:
+        """The ``(index, recipient, change)`` items, as `Change.key` writes them."""
+        return {c.key() for c in self.changes}
+
+    def digest(self) -> str:
+        """SHA-256 over the sorted change items: equal digests, equal impact."""
+        return "sha256:" + hashlib.sha256("\n".join(sorted(self.keys())).encode("utf-8")).hexdigest()
+
+    def by_row(self) -> list[dict[str, Any]]:
+        """Changed decisions per grant row, with their kinds of change counted; most changed first."""
+        rows: dict[GrantRow | None, Counter[str]] = {}
+        for change in self.changes:
+            counter = rows.setdefault(change.row, Counter())
+            counter["changed"] += 1
+            for c in change.changes:
+                counter[c["kind"]] += 1
+        out = []
+        for row, counter in rows.items():
+            item: dict[str, Any] = row.to_json() if row is not None else {"step": None, "action": "case"}
+            item["changed"] = counter.pop("changed")
+            item["kinds"] = dict(sorted(counter.items()))
+            out.append(item)
+        out.sort(key=lambda i: (-i["changed"], _canonical(i)))
+        return out
+
+    def by_reason(self) -> list[dict[str, Any]]:
+        """Per reason code: how many changed decisions gain it and how many lose it."""
+        gained: Counter[str] = Counter()
+        lost: Counter[str] = Counter()
+        for change in self.changes:
+            for c in change.changes:
+                if c["kind"] == "reasons":
+                    gained.update(c["added"])
+                    lost.update(c["removed"])
+        codes = sorted(set(gained) | set(lost), key=lambda code: (-(gained[code] + lost[code]), code))
+        return [{"code": code, "gained": gained[code], "lost": lost[code]} for code in codes]
+
+    def by_kind(self) -> dict[str, int]:
+        """How many changed decisions show each kind of change."""
+        counter: Counter[str] = Counter(c["kind"] for change in self.changes for c in change.changes)
+        return dict(sorted(counter.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as ``gateway policy impact --json`` and ``POST /v1/policies/impact`` give it."""
+        return {
+            "baselineRevision": self.baseline_revision,
+            "candidateRevision": self.candidate_revision,
+            "window": self.window,
+            "totals": {
+                "replayed": self.replayed,
+                "distinctInputs": self.distinct_inputs,
+                "changed": self.changed,
+                "unchanged": self.unchanged,
+            },
+            "testsPassed": self.tests_passed,
+            "byKind": self.by_kind(),
+            "byRow": self.by_row(),
+            "byReason": self.by_reason(),
+            "changes": [c.to_json() for c in self.changes],
+            "changesDigest": self.digest(),
+        }
+
+
+def replay(
+    records: Iterable[RecordedLike],
+    baseline: Decider,
+    candidate: Decider,
+    *,
+    window: dict[str, Any] | None = None,
+) -> ImpactReport:
+    """Decide every record on both engines (each distinct input once per engine) and compare."""
+    report = ImpactReport(baseline.revision, candidate.revision, dict(window or {}))
+    decided: dict[str, tuple[Decision, Decision]] = {}
+    first: RecordedLike | None = None
+    last: RecordedLike | None = None
+    for record in records:
+        first = first or record
+        last = record
+        pair = decided.get(record.input_digest)
+        if pair is None:
+            policy_input = dict(record.input)
+            pair = (baseline.decide(policy_input), candidate.decide(policy_input))
+            decided[record.input_digest] = pair
+        for recipient in recipients_of(record):
+            report.replayed += 1
+            before, after = outcome(pair[0], recipient), outcome(pair[1], recipient)
+            found = differences(before, after)
+            if found:
+                report.changes.append(
+                    Change(
+                        index=record.index,
+                        time=_iso(record.time),
+                        action=_text(record.input.get("action")),
+                        recipient=recipient,
+                        row=grant_row(record.input, recipient),
+                        before=before,
+                        after=after,
+                        changes=tuple(found),
+                    )
+                )
+    report.distinct_inputs = len(decided)
+    if first is not None and last is not None:
+        report.window.update(
+            fromIndex=first.index, toIndex=last.index, fromTime=_iso(first.time), toTime=_iso(last.time)
+        )
+    report.changes.sort(key=lambda c: (c.index, c.recipient or ""))
+    return report
+
+
+# -- the candidate --------------------------------------------------------------------------------------
+
+
+def check_candidate(directory: Path | str) -> tuple[PolicySource, int]:
+    """Read, compile and test ``directory`` as a reload would; raises `CandidateRefused` with the errors.
+
+    Returns the snapshot (what is replayed is what was tested) and how many tests passed.
+    """
+    from gateway.policy import PolicyCompileError, compile_source, read_policy, run_tests
+
+    try:
+        source = read_policy(directory)
+        compile_source(source)
+    except PolicyCompileError as e:
+        raise CandidateRefused(
+            "the candidate does not compile; nothing was replayed",
+            errors=e.errors or [{"field": "policies", "message": e.detail[:2000]}],
+        ) from e
+    report = run_tests(source)
+    if report.failed or report.errors:
+        failures = [{"field": r.name, "message": r.message} for r in report.results if not r.ok]
+        failures += [{"field": "policies", "message": m} for m in report.errors]
+        raise CandidateRefused(
+            f"{report.passed} passed, {report.failed} failed; the candidate was not replayed",
+            errors=failures,
+        )
+    return source, report.passed
+
+
+# -- expected impact ------------------------------------------------------------------------------------
+
+
+def reviewed_keys(reviewed: Mapping[str, Any]) -> set[str]:
+    """The change items of a reviewed report (its JSON); raises ``ValueError`` when it is not one."""
+    changes = reviewed.get("changes")
+    if not isinstance(changes, list):
+        raise ValueError("expectImpact.changes is not a list")
+    keys = set()
+    for i, item in enumerate(changes):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"expectImpact.changes[{i}] is not an object")
+        index, recipient, kinds = item.get("index"), item.get("recipient"), item.get("changes")
+        if not isinstance(index, int) or isinstance(index, bool) or not isinstance(kinds, list):
+            raise ValueError(f"expectImpact.changes[{i}] needs an integer index and a list of changes")
+        if recipient is not None and not isinstance(recipient, str):
+            raise ValueError(f"expectImpact.changes[{i}].recipient is not a string")
+        keys.add(_canonical([index, recipient, kinds]))
+    return keys
+
+
+def unexpected_changes(reviewed: Mapping[str, Any], actual: ImpactReport) -> dict[str, list[Any]]:
+    """``{missing, unexpected}``: reviewed items that no longer happen, and changes nobody reviewed."""
+    expected, found = reviewed_keys(reviewed), actual.keys()
+    return {
+        "missing": [json.loads(k) for k in sorted(expected - found)],
+        "unexpected": [json.loads(k) for k in sorted(found - expected)],
+    }
+
+
+def reviewed_window(reviewed: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The index range a reviewed report replayed, or None when it replayed nothing."""
+    window = reviewed.get("window")
+    if not isinstance(window, Mapping):
+        raise ValueError("expectImpact.window is not an object")
+    low, high = window.get("fromIndex"), window.get("toIndex")
+    if low is None and high is None:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (low, high)):
+        raise ValueError("expectImpact.window needs integer fromIndex and toIndex")
+    assert isinstance(low, int) and isinstance(high, int)
+    return low, high
+
+
+# -- one impact at a time -------------------------------------------------------------------------------
+
+_busy = threading.BoundedSemaphore(1)
+T = TypeVar("T")
+
+
+def exclusive(run: Callable[[], T], busy: Callable[[], T]) -> T:
+    """``run()`` unless another impact is replaying in this process; then ``busy()``."""
+    if not _busy.acquire(blocking=False):
+        return busy()
+    try:
+        return run()
+    finally:
+        _busy.release()
+
+
+def format_window(last: int | None, since: dt.datetime | None) -> dict[str, Any]:
+    """The window as the report names it, before the replay adds the index range."""
+    return {"last": last, "since": _iso(since) if since is not None else None}
+
+
+def limit(records: Sequence[RecordedLike], cap: int = MAX_REPLAY) -> Sequence[RecordedLike]:
+    """At most ``cap`` records: the newest."""
+    return records[-cap:] if len(records) > cap else records
