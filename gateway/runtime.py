@@ -24,9 +24,9 @@ from audit import (
     retired_verifier_keys,
 )
 from connectors import Connector, build_connectors
-from connectors.signatures import RequestSigner
 from gateway.auth import AuthService
-from gateway.auth.keys import load_or_create_delivery_key
+from gateway.auth.keyring import KeyRing, RingSigner
+from gateway.auth.keys import DeliveryKey
 from gateway.bsn import Pseudonymizer
 from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
@@ -181,12 +181,13 @@ class Runtime:
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
         self.audit = open_audit_log(settings, self.db)
         self.signer = self.audit.signer
-        self.delivery_key = load_or_create_delivery_key(settings.data_dir, settings.delivery_key_file)
+        # The delivery key as a ring: a rotation (gateway keys rotate delivery) reaches the signer live.
+        self.delivery_keys = KeyRing.for_settings(settings, "delivery")
         self.connectors: dict[str, Connector] = connectors or build_connectors(
             settings.connectors,
             settings.agency_urls,
             file=settings.connectors_file,
-            signer=RequestSigner(self.delivery_key.private_key, self.delivery_key.kid),
+            signer=RingSigner(self.delivery_keys),
         )
         self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
         self.sealer = open_sealer(self.db, settings.data_dir, settings.sealing_key_file)
@@ -196,7 +197,7 @@ class Runtime:
             self.sessions,
             on_rate_limited=self.metrics.count_rate_limited,
             registry=self.metrics.registry,  # the token cache's hit rate in /metrics
-            delivery_key=self.delivery_key,
+            delivery_keys=self.delivery_keys,
         )
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
         # Rows stored in clear before sealing (0004) are sealed once, by whichever process starts first.
@@ -205,6 +206,11 @@ class Runtime:
 
         self.deliverer: Deliverer = Deliverer(self)
         """The outbox's deliverer: the share's first attempts, and (once started) the retries."""
+
+    @property
+    def delivery_key(self) -> DeliveryKey:
+        """The key that signs deliveries now."""
+        return self.delivery_keys.delivery_key()
 
     def process_facts(self) -> ProcessFacts:
         """The process facts (flows, steps, types, purposes) of the active policy revision.

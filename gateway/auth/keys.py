@@ -116,6 +116,11 @@ def load_or_create_delivery_key(data_dir: Path, file: Path | None = None) -> Del
     return DeliveryKey(_load(path).key)
 
 
+def read_signing_key(path: Path) -> SigningKey:
+    """The private Ed25519 JWK at ``path``, never creating one; ``SigningKeyError`` if unusable."""
+    return _load(path)
+
+
 def _create(path: Path, what: str) -> None:
     fresh = SigningKey.generate()
     body = json.dumps(fresh.key.as_dict(private=True), sort_keys=True).encode()

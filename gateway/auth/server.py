@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
@@ -260,7 +260,7 @@ class _AuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         audiences: Sequence[str],
         clients: ClientRegistry,
         replay: ReplayGuard,
-        signing_key: SigningKey,
+        signing_key: SigningKey | Callable[[], SigningKey],
         ttl: int,
     ) -> None:
         super().__init__(scopes_supported=sorted(SCOPES))
@@ -298,8 +298,10 @@ class _AuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         include_refresh_token: bool = False,
     ) -> dict[str, Any]:
         scopes = parse_scope(scope) or client.scopes
+        # A callable is a key ring's current key: after a rotation the next token has the new key.
+        key = self._signing_key if isinstance(self._signing_key, SigningKey) else self._signing_key()
         issued = issue_access_token(
-            self._signing_key, issuer=self._issuer, client=client.client, scopes=scopes, ttl=self._ttl
+            key, issuer=self._issuer, client=client.client, scopes=scopes, ttl=self._ttl
         )
         log.info("issued access token to %s (scope %s)", client.client.client_id, issued.scope)
         return {
@@ -334,7 +336,7 @@ class TokenEndpoint:
         issuer: str,
         clients: ClientRegistry,
         replay: ReplayGuard,
-        signing_key: SigningKey,
+        signing_key: SigningKey | Callable[[], SigningKey],
         ttl: int,
         limits: RateLimits | None = None,
     ) -> None:

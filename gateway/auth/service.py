@@ -15,7 +15,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.clients import ASSERTION_ALGORITHMS, ClientRegistry
-from gateway.auth.keys import DeliveryKey, SigningKey, load_or_create_delivery_key, load_or_create_signing_key
+from gateway.auth.keyring import KeyRing
+from gateway.auth.keys import DeliveryKey, SigningKey
 from gateway.auth.ratelimit import LimitKind, RateLimits
 from gateway.auth.replay import ReplayGuard
 from gateway.auth.roles import SCOPES
@@ -41,15 +42,24 @@ class AuthService:
         on_rate_limited: Callable[[LimitKind], None] | None = None,
         registry: CollectorRegistry | None = None,
         delivery_key: DeliveryKey | None = None,
+        delivery_keys: KeyRing | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.signing_key = signing_key or load_or_create_signing_key(
-            settings.data_dir, settings.token_key_file
+        # Key rings follow rotations on the key files (gateway keys rotate): sign with the current key,
+        # accept and publish the staged one and the retired ones still in their grace period.
+        self.token_keys = (
+            KeyRing.fixed(signing_key.key, "token")
+            if signing_key
+            else KeyRing.for_settings(settings, "token")
         )
-        self.delivery_key = delivery_key or load_or_create_delivery_key(
-            settings.data_dir, settings.delivery_key_file
-        )
+        if delivery_keys is None:
+            delivery_keys = (
+                KeyRing.fixed(delivery_key.key, "delivery")
+                if delivery_key
+                else KeyRing.for_settings(settings, "delivery")
+            )
+        self.delivery_keys = delivery_keys
         self.issuer = settings.base_url
         self.token_url = f"{self.issuer}{TOKEN_PATH}"
         self.jwks_uri = f"{self.issuer}{JWKS_PATH}"
@@ -63,7 +73,7 @@ class AuthService:
             issuer=self.issuer,
             clients=self.clients,
             replay=self.replay,
-            signing_key=self.signing_key,
+            signing_key=self.token_keys.signing_key,
             ttl=settings.access_token_ttl,
             limits=self.limits,
         )
@@ -87,12 +97,22 @@ class AuthService:
         once and then served from ``token_cache``, the client's registration read on every call."""
         return authenticate(
             authorization_header,
-            key=self.signing_key,
+            key=self.token_keys,
             issuer=self.issuer,
             clients=self.clients,
             now=now,
             cache=self.token_cache,
         )
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The key that signs access tokens now."""
+        return self.token_keys.signing_key()
+
+    @property
+    def delivery_key(self) -> DeliveryKey:
+        """The key that signs deliveries now."""
+        return self.delivery_keys.delivery_key()
 
     def ready(self) -> bool:
         """Whether the signing key can sign and verify (for ``/readyz``)."""
@@ -121,8 +141,10 @@ class AuthService:
         }
 
     def jwks(self) -> dict[str, Any]:
-        """The public keys that verify access tokens and the signatures on deliveries, each by ``kid``."""
-        return {"keys": [self.signing_key.public_jwk(), self.delivery_key.public_jwk()]}
+        """The public keys that verify access tokens and the signatures on deliveries, each by ``kid``:
+        the current token key and delivery key first, then staged keys and retired ones in their grace."""
+        tokens, deliveries = self.token_keys.public_jwks(), self.delivery_keys.public_jwks()
+        return {"keys": [tokens[0], deliveries[0], *tokens[1:], *deliveries[1:]]}
 
 
 class _CacheCollector(Collector):

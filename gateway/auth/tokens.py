@@ -17,13 +17,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwk import OKPKey
 
 from gateway.auth.clients import ClientRegistry
-from gateway.auth.keys import SigningKey
+from gateway.auth.keys import TOKEN_SIGNING_ALG, SigningKey
 from gateway.auth.roles import ROLE_SCOPES
 from gateway.errors import Unauthenticated
 from gateway.models import Client
@@ -36,6 +37,13 @@ ACCESS_TOKEN_LEEWAY: Final = 5
 
 #: Verified tokens a ``TokenCache`` keeps by default: a few per client for thousands of clients.
 TOKEN_CACHE_SIZE: Final = 4096
+
+
+class VerifyingKeys(Protocol):
+    """The keys access tokens may be signed with, by ``kid`` (``gateway.auth.keyring.KeyRing``)."""
+
+    def verifying_key(self, kid: str | None) -> OKPKey | None:
+        """The key that verifies a token naming ``kid`` (``None``: the current key), or ``None``."""
 
 
 @dataclass(frozen=True)
@@ -96,19 +104,30 @@ def issue_access_token(
 
 
 def verify_access_token(
-    token: str, key: SigningKey, *, issuer: str, now: int | None = None
+    token: str, key: SigningKey | VerifyingKeys, *, issuer: str, now: int | None = None
 ) -> dict[str, Any]:
-    """Check signature, ``typ``, issuer, audience and lifetime; the claims, or ``Unauthenticated``."""
+    """Check signature, ``typ``, issuer, audience and lifetime; the claims, or ``Unauthenticated``.
+
+    ``key`` is the one signing key, or the keys of a rotation (the current, a staged and the retired
+    ones still in their grace period), of which the token's ``kid`` picks one.
+    """
     try:
-        decoded = jwt.decode(token, key.key, algorithms=[key.alg])
+        header = jws.extract_compact(token.encode("utf-8", "surrogatepass")).headers()
+    except (JoseError, ValueError) as e:
+        raise Unauthenticated("access token signature or format is invalid") from e
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise Unauthenticated("access token signed with an unknown key")
+    verifying = _verifying_key(key, kid)
+    if verifying is None:
+        raise Unauthenticated("access token signed with an unknown key")
+    try:
+        decoded = jwt.decode(token, verifying, algorithms=[TOKEN_SIGNING_ALG])
     except JoseError as e:
         raise Unauthenticated("access token signature or format is invalid") from e
     typ = decoded.header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
         raise Unauthenticated("not an access token (typ must be at+jwt)")
-    kid = decoded.header.get("kid")
-    if kid is not None and kid != key.kid:
-        raise Unauthenticated("access token signed with an unknown key")
     required: jwt.ClaimsOption = {"essential": True}
     registry = jwt.JWTClaimsRegistry(
         now=now,
@@ -236,10 +255,16 @@ def parse_bearer(authorization_header: str | None) -> str:
     return token
 
 
+def _verifying_key(key: SigningKey | VerifyingKeys, kid: str | None) -> OKPKey | None:
+    if isinstance(key, SigningKey):
+        return key.key if kid is None or kid == key.kid else None
+    return key.verifying_key(kid)
+
+
 def authenticate(
     authorization_header: str | None,
     *,
-    key: SigningKey,
+    key: SigningKey | VerifyingKeys,
     issuer: str,
     clients: ClientRegistry,
     now: int | None = None,
