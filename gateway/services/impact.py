@@ -465,3 +465,109 @@ def format_window(last: int | None, since: dt.datetime | None) -> dict[str, Any]
 def limit(records: Sequence[RecordedLike], cap: int = MAX_REPLAY) -> Sequence[RecordedLike]:
     """At most ``cap`` records: the newest."""
     return records[-cap:] if len(records) > cap else records
+
+
+# -- the human report (Dutch) ---------------------------------------------------------------------------
+
+KIND_NL = {
+    "refused": "geweigerd",
+    "allowed": "toegestaan",
+    "legalBasis": "grondslag",
+    "fields": "velden",
+    "reasons": "redenen",
+}
+"""Each kind of change as the Dutch report names it."""
+
+TEXT_CHANGES = 50
+"""The text report lists at most this many changed decisions one by one (``--json`` has them all)."""
+
+
+def _short(revision: str) -> str:
+    return revision[:19] + "…" if len(revision) > 20 else revision
+
+
+def _describe(change: dict[str, Any]) -> str:
+    kind = change["kind"]
+    if kind == "refused":
+        return "toegestaan → geweigerd"
+    if kind == "allowed":
+        return "geweigerd → toegestaan"
+    if kind == "legalBasis":
+        return f"grondslag {change['from']!s} → {change['to']!s}"
+    signs = [f"+{n}" for n in change["added"]] + [f"-{n}" for n in change["removed"]]
+    return f"{KIND_NL[kind]} {' '.join(signs)}"
+
+
+def _table(header: list[str], rows: list[list[str]], right: int = 1) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for r in [header, *rows]:
+        cells = [
+            c.rjust(w) if i < right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        out.append("  " + "  ".join(cells).rstrip())
+    return out
+
+
+def render_text(report: ImpactReport) -> str:
+    """The report as ``gateway policy impact`` prints it: a few compact tables, in Dutch."""
+    window = report.window
+    if window.get("since"):
+        asked = f"besluiten sinds {window['since']}"
+    else:
+        asked = f"laatste {window.get('last') or DEFAULT_LAST} besluiten"
+    lines = [
+        f"Impact van {_short(report.baseline_revision)} (actief) → {_short(report.candidate_revision)} "
+        f"(kandidaat, {report.tests_passed} tests geslaagd)",
+    ]
+    if "fromIndex" in window:
+        lines.append(
+            f"Venster: {asked}: index {window['fromIndex']}–{window['toIndex']}, "
+            f"{window['fromTime']} – {window['toTime']}"
+        )
+    else:
+        lines.append(f"Venster: {asked}: geen vastgelegde besluiten")
+    lines.append(
+        f"Opnieuw beslist: {report.replayed} besluiten ({report.distinct_inputs} verschillende invoeren); "
+        f"gewijzigd: {report.changed}, ongewijzigd: {report.unchanged}"
+    )
+    if not report.changes:
+        lines.append("Geen enkel besluit verandert.")
+        return "\n".join(lines) + "\n"
+    lines += ["", "Per rij van grants:"]
+    rows = []
+    for row in report.by_row():
+        kinds = ", ".join(f"{KIND_NL[k]} {n}" for k, n in row["kinds"].items())
+        if row.get("step") is None:
+            rows.append([str(row["changed"]), "(zaakacties)", "", "", "", kinds])
+        else:
+            rows.append(
+                [
+                    str(row["changed"]),
+                    row["step"],
+                    row["informationType"],
+                    row["sender"],
+                    row["recipient"],
+                    kinds,
+                ]
+            )
+    lines += _table(["aantal", "stap", "informatiesoort", "van", "aan", "wijzigingen"], rows)
+    reasons = report.by_reason()
+    if reasons:
+        lines += ["", "Per redencode:"]
+        lines += _table(
+            ["erbij", "eraf", "code"],
+            [[str(r["gained"]), str(r["lost"]), r["code"]] for r in reasons],
+            right=2,
+        )
+    lines += ["", "Gewijzigde besluiten:"]
+    listed = []
+    for change in report.changes[:TEXT_CHANGES]:
+        who = f"→ {change.recipient}" if change.recipient else ""
+        listed.append(
+            [f"#{change.index}", f"{change.action} {who}".strip(), "; ".join(map(_describe, change.changes))]
+        )
+    lines += _table(["index", "besluit", "wijziging"], listed)
+    if report.changed > TEXT_CHANGES:
+        lines.append(f"  … en nog {report.changed - TEXT_CHANGES} (--json geeft ze alle)")
+    return "\n".join(lines) + "\n"
