@@ -356,8 +356,8 @@ class RotationRefused(RuntimeError):
 
 @contextmanager
 def _rotation_lock(path: Path) -> Iterator[None]:
-    lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+    # The key's directory itself is the lock: no lock file to leave behind among the keys.
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

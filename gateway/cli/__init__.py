@@ -53,6 +53,12 @@ def _register_sim_agency() -> None:
     app.command("sim-agency")(sim_agency)
 
 
+def _register_keys_app() -> None:
+    from gateway.cli.keys import app as keys_app
+
+    app.add_typer(keys_app, name="keys", help="The signing keys: list, stage, rotate, retire")
+
+
 def _register_retention_app() -> None:
     from gateway.cli.retention import app as retention_app
 
@@ -64,6 +70,7 @@ _register_retention_app()
 _register_audit_app()
 _register_sim_agency()
 _register_outbox_app()
+_register_keys_app()
 
 
 @app.command()
