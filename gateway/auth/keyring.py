@@ -11,9 +11,10 @@ companions beside it, both mode 0600:
   still published and accepted (``until``); past it a key is dead, and ``gateway keys retire`` removes
   it from the file. The old private key is gone with the rotation: it can sign nothing more.
 
-Every process reads the three files through a ``KeyRing``, which looks at their ``stat`` at most once a
-second (and at once for an unknown ``kid``), so a rotation on the shared files reaches running replicas
-without a restart: they sign with the new key, and accept and publish the old one until its ``until``.
+Every process reads the three files through a ``KeyRing``, which looks at their ``stat`` before it signs
+or publishes, and before it verifies at most once a second (and at once for an unknown ``kid``), so a
+rotation on the shared files reaches running replicas without a restart: they sign with the new key, and
+accept and publish the old one until its ``until``.
 """
 
 from __future__ import annotations
@@ -261,6 +262,7 @@ class KeyRing:
         self._set = initial
         self._stamp = _stamp(path) if path is not None else ()
         self._checked = time.monotonic()
+        self._generation = 0
         self._interval = check_interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -304,15 +306,25 @@ class KeyRing:
                         )
                     self._set = fresh
                     self._stamp = stamp
+                    self._generation += 1
             return self._set
+
+    def generation(self) -> int:
+        """A number that changes whenever the ring took in changed files (looked at once a second)."""
+        self.keys()
+        return self._generation
+
+    # Signing and publishing look at the files every time (three stats, some microseconds, beside a
+    # token's database writes or a push's HTTP call): the first signature after a rotation has the
+    # new key. Verifying looks once a second, and at once for a kid it does not know.
 
     def signing_key(self) -> SigningKey:
         """The token-signing key that signs now (``kind`` token)."""
-        return SigningKey(self.keys().current)
+        return SigningKey(self.keys(force=True).current)
 
     def delivery_key(self) -> DeliveryKey:
         """The delivery key that signs now (``kind`` delivery)."""
-        return DeliveryKey(self.keys().current)
+        return DeliveryKey(self.keys(force=True).current)
 
     def verifying_key(self, kid: str | None) -> OKPKey | None:
         """The key that verifies what ``kid`` signed; an unknown ``kid`` makes the ring look at once."""
@@ -324,7 +336,7 @@ class KeyRing:
 
     def public_jwks(self) -> list[dict[str, Any]]:
         """The JWKs this ring publishes now."""
-        return self.keys().public_jwks(self._clock())
+        return self.keys(force=True).public_jwks(self._clock())
 
 
 # Rotation: what ``gateway keys`` does on the files. One rotation at a time (a lock file beside the key).

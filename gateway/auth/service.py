@@ -65,6 +65,7 @@ class AuthService:
         self.jwks_uri = f"{self.issuer}{JWKS_PATH}"
         self.clients = ClientRegistry(sessions)
         self.token_cache = TokenCache()
+        self._key_generation = self.token_keys.generation()
         if registry is not None:
             registry.register(_CacheCollector(self))
         self.replay = ReplayGuard(sessions)
@@ -95,6 +96,12 @@ class AuthService:
     def authenticate(self, authorization_header: str | None, now: int | None = None) -> Principal:
         """The caller behind an ``Authorization`` header, or ``Unauthenticated``: the token verified
         once and then served from ``token_cache``, the client's registration read on every call."""
+        generation = self.token_keys.generation()
+        if generation != self._key_generation:
+            # The key files changed: a rotation may have ended a key at once (--grace 0), so tokens
+            # cached as verified must be verified again against the keys as they are now.
+            self.token_cache.clear()
+            self._key_generation = generation
         return authenticate(
             authorization_header,
             key=self.token_keys,
