@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -110,7 +110,12 @@ def serve(
                 _forget_url(url_file, base)
             return
         config = uvicorn.Config(
-            application, host=settings.host, port=settings.port, log_level="warning", server_header=False
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            server_header=False,
+            **proxy_options(settings),
         )
         server = uvicorn.Server(config)
 
@@ -176,6 +181,7 @@ def _serve_workers(settings: Settings, sock: socket.socket, workers: int) -> Non
         workers=workers,
         log_level="warning",
         server_header=False,
+        **proxy_options(settings),
         # uvicorn kills a worker that does not answer its health ping within this many seconds, and a
         # its replacement too: on a busy machine the default 5 s can turn a slow start into a restart loop.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
@@ -184,6 +190,18 @@ def _serve_workers(settings: Settings, sock: socket.socket, workers: int) -> Non
     supervisor.run()  # until SIGINT or SIGTERM, which it passes on to the workers
     if any(p.exitcode == 3 for p in supervisor.processes):  # uvicorn's STARTUP_FAILURE
         raise typer.TyperException(f"a worker of the gateway did not start on {settings.base_url}")
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy options: ``X-Forwarded-For`` counts only from ``GATEWAY_FORWARDED_ALLOW_IPS``.
+
+    uvicorn's own default trusts 127.0.0.1 (or ``$FORWARDED_ALLOW_IPS``); unset here means no proxy at
+    all, so a local process cannot pose as many addresses to the per-address limits.
+    """
+    return {
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
+    }
 
 
 def _listen(host: str, port: int) -> socket.socket:
