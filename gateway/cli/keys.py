@@ -140,6 +140,42 @@ def keys_list(data_dir: DataDir = None) -> None:
         typer.echo(f"{'checkpoint':<10} retired   {verifier.key_id.hex()}  {verifier}  (kept for good)")
 
 
+@app.command("init")
+def keys_init(
+    directory: Annotated[Path, typer.Argument(help="Where to make the key files (created 0700)")],
+) -> None:
+    """Make the four key files before the first start, for a Kubernetes Secret or another key store.
+
+    Replicas that each get a copy of the keys (rather than one shared directory) must all start with
+    the same ones: a replica that made its own at first start would sign tokens and checkpoints that
+    its neighbours refuse. Existing files are kept (never overwritten); the public ids are printed.
+    """
+    from audit import LogSigner, load_or_create_signing_key, private_directory
+    from gateway.auth.keys import (
+        DELIVERY_KEY_FILE_NAME,
+        KEY_FILE_NAME,
+        load_or_create_delivery_key,
+    )
+    from gateway.auth.keys import load_or_create_signing_key as load_or_create_token_key
+    from gateway.runtime import AUDIT_KEY_FILE
+    from gateway.sealing import SEALING_KEY_FILE, load_or_create_kek
+
+    private_directory(directory)
+    made = {p.name for p in directory.iterdir()}
+    token = load_or_create_token_key(directory, directory / KEY_FILE_NAME)
+    delivery = load_or_create_delivery_key(directory, directory / DELIVERY_KEY_FILE_NAME)
+    audit_key = load_or_create_signing_key(directory / AUDIT_KEY_FILE)
+    load_or_create_kek(directory / SEALING_KEY_FILE, create=True)
+    origin = _settings(None).log_origin
+    for name, what in (
+        (KEY_FILE_NAME, f"token key {token.kid}"),
+        (DELIVERY_KEY_FILE_NAME, f"delivery key {delivery.kid}"),
+        (AUDIT_KEY_FILE, f"checkpoint key {LogSigner(audit_key, origin).verifier_key()}"),
+        (SEALING_KEY_FILE, "sealing key (secret: back it up apart from the database)"),
+    ):
+        typer.echo(f"{'kept' if name in made else 'made'} {directory / name}: {what}")
+
+
 @app.command("stage")
 def keys_stage(
     key: Annotated[RingKey, typer.Argument(help="token or delivery")],
