@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gateway import API_VERSION, __version__
-from gateway.api import audit, cases, docs_page, exchanges, openapi, ops, policies, problems
+from gateway.api import audit, authzen, cases, docs_page, exchanges, openapi, ops, policies, problems
 from gateway.api.limits import BodyLimits
 from gateway.api.middleware import Conventions
 from gateway.auth import auth_router
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(exchanges.router)
     app.include_router(audit.router)
     app.include_router(policies.router)
+    app.include_router(authzen.router)
     app.include_router(ops.router)
     mount_console(app, rt)
     app.state.version = __version__

@@ -48,6 +48,8 @@ ROUTE_PROBLEMS: dict[str, set[int]] = {
     "reload": {422},
     "token": {400, 401, 429},
     "what_if": {404},
+    "access_evaluation": {404},
+    "access_evaluations": {404},
     # A cursor or tree size past the end of the log, a leaf outside its tree: well-formed, nothing there.
     "entries": {404},
     "search": {404},
@@ -193,6 +195,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "purpose": "veiligheid_herstellen",
         "recipient": "veilig_thuis",
     },
+    "access_evaluation": {
+        "subject": {"type": "agency", "id": "politie"},
+        "action": {"name": "share"},
+        "resource": {"type": "melding", "id": "3f0c6d2e-8a4b-4c1e-9d7f-2b5a6c8e1f00"},
+        "context": {"purpose": "veiligheid_herstellen", "recipient": "veilig_thuis"},
+    },
+    "access_evaluations": {
+        "subject": {"type": "agency", "id": "politie"},
+        "action": {"name": "share"},
+        "resource": {"type": "melding", "id": "3f0c6d2e-8a4b-4c1e-9d7f-2b5a6c8e1f00"},
+        "context": {"purpose": "veiligheid_herstellen"},
+        "evaluations": [{"context": {"recipient": "veilig_thuis"}}, {"context": {"recipient": "om"}}],
+        "options": {"evaluations_semantic": "execute_all"},
+    },
     "search": {"bsn": "999990019", "limit": 50},
     "subject_report": {"bsn": "999990019"},
     "case_report": {"caseId": "3f0c6d2e-8a4b-4c1e-9d7f-2b5a6c8e1f00"},
@@ -220,6 +236,11 @@ PARAMETER_EXAMPLES: dict[str, Any] = {
 
 RESPONSE_EXAMPLES: dict[str, Any] = {
     "healthz": {"status": "ok"},
+    "authzen_configuration": {
+        "policy_decision_point": "https://veilig-delen.example",
+        "access_evaluation_endpoint": "https://veilig-delen.example/access/v1/evaluation",
+        "access_evaluations_endpoint": "https://veilig-delen.example/access/v1/evaluations",
+    },
     "readyz": {
         "status": "ready",
         "checks": {"database": "ok", "rateLimits": "ok", "policy": "ok", "signingKey": "ok"},
