@@ -4,9 +4,10 @@ A rotation must not break what the old key signed: access tokens stay valid for 
 delivery signed a moment before the rotation still verifies at the agency. So each key file has two
 companions beside it, both mode 0600:
 
-- ``<key file>.next``: a staged private key. It is published in the JWKS and accepted by the token
-  verifier, but signs nothing yet; ``gateway keys rotate`` promotes it. Staging first lets every
-  replica (and every agency that pins keys) learn the new key before anything is signed with it.
+- ``<key file>.next``: a staged private key (missing or empty: none). It is published in the JWKS
+  and accepted by the token verifier, but signs nothing yet; ``gateway keys rotate`` promotes it.
+  Staging first lets every replica (and every agency that pins keys) learn the new key before
+  anything is signed with it.
 - ``<key file>.retired``: the public halves of rotated-out keys, each with the time until which it is
   still published and accepted (``until``); past it a key is dead, and ``gateway keys retire`` removes
   it from the file. The old private key is gone with the rotation: it can sign nothing more.
@@ -216,7 +217,8 @@ def read_key_set(path: Path, kind: KeyKind, *, create: bool = False) -> KeySet:
     else:
         current = _read(path)
     staged_file = staged_path(path)
-    staged = _read(staged_file) if staged_file.exists() else None
+    # Missing or empty: nothing staged (empty, so that a Secret can always hold the file).
+    staged = _read(staged_file) if staged_file.exists() and staged_file.stat().st_size else None
     return KeySet(kind=kind, current=current, staged=staged, retired=read_retired(path))
 
 
@@ -414,7 +416,7 @@ def rotate(path: Path, kind: KeyKind, *, grace: int, now: int | None = None) -> 
         write_retired(path, history)
         staged_file = staged_path(path)
         write_private_file(path, staged_file.read_bytes(), replace=True)  # the old private key is gone
-        staged_file.unlink()
+        write_private_file(staged_file, b"", replace=True)  # nothing staged any more
         return Rotation(kind, old_kid=old.kid, new_kid=keys.staged_kid, until=old.until)
 
 

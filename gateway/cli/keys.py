@@ -150,7 +150,8 @@ def keys_init(
     the same ones: a replica that made its own at first start would sign tokens and checkpoints that
     its neighbours refuse. Existing files are kept (never overwritten); the public ids are printed.
     """
-    from audit import LogSigner, load_or_create_signing_key, private_directory
+    from audit import LogSigner, load_or_create_signing_key, private_directory, write_private_file
+    from gateway.auth.keyring import retired_path, staged_path, write_retired
     from gateway.auth.keys import (
         DELIVERY_KEY_FILE_NAME,
         KEY_FILE_NAME,
@@ -166,6 +167,13 @@ def keys_init(
     delivery = load_or_create_delivery_key(directory, directory / DELIVERY_KEY_FILE_NAME)
     audit_key = load_or_create_signing_key(directory / AUDIT_KEY_FILE)
     load_or_create_kek(directory / SEALING_KEY_FILE, create=True)
+    # The companions a rotation fills in, present from the start (empty: nothing staged, none retired),
+    # so that a Secret made from this directory always names the same files.
+    for name in (KEY_FILE_NAME, DELIVERY_KEY_FILE_NAME):
+        write_private_file(staged_path(directory / name), b"")
+        if not retired_path(directory / name).exists():
+            write_retired(directory / name, ())
+    write_private_file(directory / f"{AUDIT_KEY_FILE}.retired", b"")
     origin = _settings(None).log_origin
     for name, what in (
         (KEY_FILE_NAME, f"token key {token.kid}"),

@@ -101,7 +101,7 @@ def test_a_rotated_token_key_keeps_its_tokens_valid_and_the_new_key_signs(gw: Ga
     path = key_path(gw.runtime.settings, "token")
     for file in (path, retired_path(path)):
         assert stat.S_IMODE(file.stat().st_mode) == 0o600
-    assert not staged_path(path).exists()
+    assert staged_path(path).read_bytes() == b""  # nothing staged
     assert "d" not in json.loads(retired_path(path).read_text())["retired"][0]["jwk"]  # public half only
     [entry] = rotation_entries(gw, "keys.rotate")
     fields = entry["keyRotation"]
@@ -125,7 +125,7 @@ def test_a_staged_token_key_is_accepted_before_it_signs_then_rotated_to(gw: Gate
     keys("rotate", "token", data_dir=data_dir)
     assert gw.runtime.auth.signing_key.kid == staged_kid  # the staged key, not a fresh one
     assert header_kid(gw.token("om-2")) == staged_kid
-    assert not staged.exists()
+    assert staged.read_bytes() == b""
 
 
 def test_grace_zero_ends_the_old_token_key_at_once_and_retire_records_it(gw: Gateway) -> None:
