@@ -1,26 +1,20 @@
 """A `Report` as text, CSV or PDF. Every string comes from the report: nothing here is in one language.
 
 CSV is what Dutch Excel opens without an import dialog: UTF-8 with a byte order mark, ``;`` between
-fields, CRLF line ends, the headings in the report's language. PDF is made with fpdf2 (pure Python) in
-DejaVu Sans, the font Debian ships (``fonts-dejavu-core``), so every character of a name prints; without
-it, the built-in Helvetica (Latin-1) with the characters it lacks replaced.
+fields, CRLF line ends, the headings in the report's language. PDF is made with fpdf2 on the gateway's
+shared page set-up (`gateway.services.pdf_pages`: A4, DejaVu Sans, page numbers).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.services.reports import Report, ReportRow
 
-FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
-"""Where DejaVu Sans is looked for (Debian's fonts-dejavu-core)."""
-
 _BOM = "\ufeff"
-_PLAIN = str.maketrans({"—": "-", "–": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "•": "-", "…": "..."})
 
 
 def render_text(report: Report) -> str:
@@ -85,60 +79,15 @@ def _csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def _font_files() -> tuple[Path, Path] | None:
-    for directory in FONT_DIRS:
-        regular, bold = directory / "DejaVuSans.ttf", directory / "DejaVuSans-Bold.ttf"
-        if regular.is_file() and bold.is_file():
-            return regular, bold
-    return None
-
-
 def render_pdf(report: Report) -> bytes:
     """The report as an A4 PDF: the header, one block per row (failed checks in red), the summary."""
-    from fpdf import FPDF
-    from fpdf.enums import XPos, YPos
-
+    from gateway.services.pdf_pages import start_pdf
     from gateway.services.reports import phrase
 
     lang = report.lang
-    fonts = _font_files()
-
-    class _Pdf(FPDF):
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font(family, "", 8)
-            self.set_text_color(90, 90, 90)
-            page = "pagina" if lang == "nl" else "page"
-            self.cell(0, 6, _t(f"{report.title} — {page} {self.page_no()}/{{nb}}"), align="C")
-
-    pdf = _Pdf(format="A4")
-    if fonts is not None:
-        pdf.add_font("DejaVu", "", str(fonts[0]))
-        pdf.add_font("DejaVu", "B", str(fonts[1]))
-        family = "DejaVu"
-
-        def _t(text: str) -> str:
-            return text
-
-    else:
-        family = "Helvetica"
-
-        def _t(text: str) -> str:
-            # The core fonts know Latin-1 only: typographic marks become their plain forms, anything
-            # else '?', rather than failing the report.
-            return text.translate(_PLAIN).encode("latin-1", "replace").decode("latin-1")
-
-    pdf.set_title(_t(report.title))
-    pdf.set_lang("nl-NL" if lang == "nl" else "en-GB")
-    pdf.set_creator("Veilig Delen")
-    pdf.set_auto_page_break(True, margin=16)
-    pdf.set_margins(16, 16, 16)
-    pdf.add_page()
+    pages = start_pdf(report.title, lang)
+    pdf, family, _t, para = pages.pdf, pages.family, pages.text, pages.para
     full = pdf.epw
-
-    def para(width: float, height: float, text: str) -> None:
-        """A wrapped paragraph, then back to the left margin on the next line."""
-        pdf.multi_cell(width, height, _t(text), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     pdf.set_font(family, "B", 15)
     para(full, 7, report.title)

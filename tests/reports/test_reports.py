@@ -217,8 +217,8 @@ def test_an_entry_of_an_unknown_kind_is_still_a_phrase(lang: str, tmp_path: Path
 def test_without_dejavu_the_pdf_falls_back_to_a_core_font(
     gateway: Gateway, case_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.services import report_formats
+    from gateway.services import pdf_pages
 
-    monkeypatch.setattr(report_formats, "FONT_DIRS", ())
+    monkeypatch.setattr(pdf_pages, "FONT_DIRS", ())
     flat = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(render_pdf(subject(gateway)))).pages)
     assert "Delen geweigerd" in flat and "Raad voor de Kinderbescherming" in flat
