@@ -89,17 +89,22 @@ def eval_(
 
 
 @app.command()
-def table(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
-    """Print the decision table (step x information type x recipient) of data.json as Markdown."""
-    from gateway.policy._source import PolicyCompileError, read_policy
-    from gateway.policy._table import decision_table
+def table(
+    policy_dir: PolicyDir = DEFAULT_POLICY_DIR,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="markdown (per step, for docs/policies.md), html or pdf")
+    ] = "markdown",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (pdf needs it)")] = None,
+    diff: Annotated[
+        Path | None,
+        typer.Option("--diff", help="An older policy directory: show what changes from it", file_okay=False),
+    ] = None,
+) -> None:
+    """The decision table of data.json: Markdown per step (default), or the lawyers' table (one row per
+    grant, in Dutch, as in the console) as HTML or PDF; with --diff, the rows added, removed and changed."""
+    from gateway.cli.policy_table import write_table
 
-    try:
-        source = read_policy(policy_dir)
-    except PolicyCompileError as e:
-        _print_compile_error(e)
-        raise typer.Exit(2) from e
-    typer.echo(decision_table(source.facts), nl=False)
+    write_table(policy_dir, format, out, diff)
 
 
 @app.command("row-tests")

@@ -37,6 +37,7 @@ from gateway.console.sessions import (
     spend_login_token,
     start_session,
 )
+from gateway.console.table import router as table_router
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
 
@@ -72,6 +73,7 @@ def create_console(rt: Runtime) -> FastAPI:
     console.state.oidc = oidc_login(rt.settings, secret)  # None: one-time links only
     console.include_router(router)
     console.include_router(reports_router)
+    console.include_router(table_router)
     console.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     console.add_middleware(
         SessionMiddleware,

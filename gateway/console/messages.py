@@ -18,6 +18,7 @@ NL: Final[dict[str, str]] = {
     "nav.search": "Zoeken",
     "nav.integrity": "Integriteit",
     "nav.reports": "Rapportages",
+    "nav.table": "Beslistabel",
     "nav.logout": "Uitloggen",
     "nav.main": "Hoofdmenu",
     "lang.switch": "English",
@@ -184,6 +185,31 @@ NL: Final[dict[str, str]] = {
     "int.progress": "Voortgang van de controle",
     "int.started": "De controle is gestart.",
     "int.busy": "Er loopt al een controle.",
+    # decision table (gateway/console/table.py)
+    "tab.title": "Beslistabel",
+    "tab.intro": "Welke informatie welke organisatie aan welke andere mag geven: op welke grondslag, voor "
+    "welke doelen, welke gegevens en identiteiten, hoe lang een bericht bewaard blijft en in welke stappen. "
+    "Eén rij per toestemming in het beleid (data.json).",
+    "tab.revision": "Revisie",
+    "tab.active": "actief",
+    "tab.activated": "Actief sinds",
+    "tab.verified": "Geverifieerd",
+    "tab.verified.n": "{n} van de {total} rijen",
+    "tab.pdf": "PDF",
+    "tab.pdf.what": "van deze beslistabel downloaden",
+    "tab.rows": "De rijen",
+    "tab.no_tests": "De tests van deze revisie zijn niet beschikbaar: geen rij is als geverifieerd "
+    "gemarkeerd.",
+    "tab.diff.title": "Verschil tussen twee revisies",
+    "tab.diff.intro": "Welke rijen erbij komen, vervallen of veranderen (grondslag, doelen, gegevens, "
+    "bewaartermijn, stappen, verificatie) van de ene revisie van het beleid naar de andere.",
+    "tab.diff.from": "Van revisie (oud)",
+    "tab.diff.to": "Naar revisie (nieuw)",
+    "tab.diff.run": "Vergelijken",
+    "tab.diff.result": "Verschillen",
+    "tab.diff.one": "Er is nog maar één revisie bewaard; er is niets om mee te vergelijken.",
+    "tab.back": "Terug naar de beslistabel",
+    "field.revision": "Revisie: geen geldige revisie (sha256:...).",
     # reports
     "rep.title": "Rapportages",
     "rep.intro": "Een verslag voor de persoon over wie het gaat: in gewone woorden, met de redenen van "
@@ -241,6 +267,7 @@ EN: Final[dict[str, str]] = {
     "nav.search": "Search",
     "nav.integrity": "Integrity",
     "nav.reports": "Reports",
+    "nav.table": "Decision table",
     "nav.logout": "Log out",
     "nav.main": "Main menu",
     "lang.switch": "Nederlands",
@@ -393,6 +420,32 @@ EN: Final[dict[str, str]] = {
     "int.progress": "Verification progress",
     "int.started": "The verification has started.",
     "int.busy": "A verification is running already.",
+    # decision table (gateway/console/table.py)
+    "tab.title": "Decision table",
+    "tab.intro": "Which information which agency may give to which other: on which legal basis, for which "
+    "purposes, which fields and identities, how long a message is kept and in which steps. One row per "
+    "grant of the policy (data.json).",
+    "tab.revision": "Revision",
+    "tab.active": "active",
+    "tab.activated": "Active since",
+    "tab.verified": "Verified",
+    "tab.verified.n": "{n} of the {total} rows",
+    "tab.pdf": "PDF",
+    "tab.pdf.what": "of this decision table (Dutch)",
+    "tab.rows": "The rows",
+    "tab.no_tests": "This revision's tests are not available: no row is marked verified.",
+    "tab.dutch": "The table itself is in Dutch, the language of the laws it cites.",
+    "tab.diff.title": "Difference between two revisions",
+    "tab.diff.intro": "Which rows are added, removed or changed (legal basis, purposes, fields, retention, "
+    "steps, verification) from one revision of the policy to another.",
+    "tab.diff.from": "From revision (old)",
+    "tab.diff.to": "To revision (new)",
+    "tab.diff.run": "Compare",
+    "tab.diff.result": "Differences",
+    "tab.diff.one": "Only one revision has been kept so far; there is nothing to compare it with.",
+    "tab.back": "Back to the decision table",
+    "field.revision": "Revision: not a valid revision (sha256:...).",
+    # reports
     "rep.title": "Reports",
     "rep.intro": "A report for the person it is about: in plain words, with the reasons of refusals, "
     "without hashes (unless you ask for technical details). Every report is itself logged.",

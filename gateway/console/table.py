@@ -1,0 +1,203 @@
+"""The console's decision table (issue 11 item 6): ``/console/beslistabel``, its PDF, and the diff of two
+revisions, for privacy officers and auditors alike (the table is policy, not personal data: nothing is
+logged and no view is scoped to an agency).
+
+The active revision's table comes from its archived files (table ``policy_revisions``) when they are
+there, else from the engine's policy directory while it still holds that revision, else from the
+engine's facts alone (then no row can be marked verified: the tests are not at hand). Any archived
+revision can be shown (``?revisie=``) and compared with another (``/beslistabel/verschil?van=&naar=``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from gateway.console.presenting import show_time
+from gateway.console.routes import PageError, User, language, page, runtime
+from gateway.models import PolicyRevision
+from gateway.policy._lawtable import LawTable, diff_tables, law_table, revision_parts
+from gateway.runtime import Runtime
+
+router = APIRouter()
+
+REVISION_RE = re.compile(r"sha256:[0-9a-f]{64}")
+"""What a revision looks like (`gateway.policy._source.policy_revision`)."""
+
+
+@dataclass(frozen=True)
+class RevisionOption:
+    """One revision in the diff's choice lists."""
+
+    revision: str
+    label: str
+    activated_at: dt.datetime | None
+
+
+# -- the archive: read directly until gateway.services.policy_archive offers a listing and a loader ---------
+
+
+def _archived_files(rt: Runtime, revision: str) -> dict[str, str] | None:
+    with rt.sessions() as s:
+        text = s.scalar(select(PolicyRevision.files).where(PolicyRevision.revision == revision))
+    if text is None:
+        return None
+    files = json.loads(text)
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else None
+
+
+def _archived_list(rt: Runtime) -> list[tuple[str, dt.datetime | None, dt.datetime]]:
+    with rt.sessions() as s:
+        found = s.execute(
+            select(PolicyRevision.revision, PolicyRevision.activated_at, PolicyRevision.created_at)
+        ).all()
+    return [(str(r), a, c) for r, a, c in found]
+
+
+def active_table(rt: Runtime) -> LawTable:
+    """The table of the revision the engine decides with now."""
+    engine = rt.policy.current
+    revision = engine.revision
+    files = _archived_files(rt, revision)
+    if files is not None:
+        facts, tests = revision_parts(files)
+        return law_table(facts, tests, revision)
+    directory = getattr(engine, "policy_dir", None)
+    if directory is not None:
+        from gateway.policy._source import PolicyCompileError, read_policy
+
+        try:
+            source = read_policy(directory)
+        except (PolicyCompileError, OSError):
+            source = None
+        if source is not None and source.revision == revision:
+            return law_table(source.facts, source.test_modules, revision)
+    return law_table(engine.facts(), None, revision)
+
+
+def table_of(rt: Runtime, revision: str | None) -> LawTable:
+    """The active table (``revision`` None or the active one), else an archived one; 404 when unknown."""
+    if revision is None or revision == rt.policy.current.revision:
+        return active_table(rt)
+    files = _archived_files(rt, revision)
+    if files is None:
+        raise PageError(404, "err.404.title", ["err.404"])
+    facts, tests = revision_parts(files)
+    return law_table(facts, tests, revision)
+
+
+def revision_options(rt: Runtime, lang: str) -> list[RevisionOption]:
+    """The active revision first, then the archived ones, newest activation first."""
+    active = rt.policy.current.revision
+    archived = sorted(_archived_list(rt), key=lambda r: r[1] or r[2], reverse=True)
+    options = []
+    when = {r: a for r, a, _ in archived}
+    for revision in [active] + [r for r, _, _ in archived if r != active]:
+        activated = when.get(revision)
+        label = revision[:19] + "…"
+        if revision == active:
+            label += " (actief)" if lang == "nl" else " (active)"
+        elif activated is not None:
+            word = " geactiveerd " if lang == "nl" else " activated "
+            label += word + show_time(activated.isoformat(), lang)
+        options.append(RevisionOption(revision, label, activated))
+    return options
+
+
+def _revision(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not REVISION_RE.fullmatch(value):
+        raise PageError(400, "err.400.title", ["field.revision"])
+    return value
+
+
+Revision = Annotated[str | None, Query(alias="revisie", max_length=80)]
+
+
+@router.get("/beslistabel", response_class=HTMLResponse, name="decision_table")
+def decision_table(request: Request, user: User, revisie: Revision = None) -> Response:
+    """The active revision's table (or ``?revisie=`` an archived one), with a PDF link and the diff form."""
+    rt = runtime(request)
+    lang = language(request)
+    table = table_of(rt, _revision(revisie))
+    options = revision_options(rt, lang)
+    active = options[0].revision
+    activated = next((o.activated_at for o in options if o.revision == table.revision), None)
+    older = next((o.revision for o in options if o.revision != table.revision), table.revision)
+    context = {
+        "user": user,
+        "table": table,
+        "diff": None,
+        "is_active": table.revision == active,
+        "activated": show_time(activated.isoformat(), lang) if activated else "",
+        "revisions": options,
+        "van": older,
+        "naar": table.revision,
+    }
+    return page(request, "beslistabel.html", context)
+
+
+@router.get("/beslistabel.pdf", name="decision_table_pdf")
+def decision_table_pdf(request: Request, user: User, revisie: Revision = None) -> Response:
+    """The same table as an A4 PDF in Dutch (a download, never cached)."""
+    from gateway.policy._lawtable_formats import render_pdf
+
+    rt = runtime(request)
+    table = table_of(rt, _revision(revisie))
+    options = revision_options(rt, "nl")
+    activated = next((o.activated_at for o in options if o.revision == table.revision), None)
+    body = render_pdf(
+        table,
+        made=dt.datetime.now(dt.UTC).astimezone(_local()),
+        activated=show_time(activated.isoformat(), "nl") if activated else "",
+    )
+    name = f"beslistabel-{table.revision.removeprefix('sha256:')[:12]}.pdf"
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/beslistabel/verschil", response_class=HTMLResponse, name="decision_table_diff")
+def decision_table_diff(
+    request: Request,
+    user: User,
+    van: Annotated[str, Query(max_length=80)] = "",
+    naar: Annotated[str, Query(max_length=80)] = "",
+) -> Response:
+    """Rows added, removed and changed (with the changed columns marked) from revision ``van`` to ``naar``."""
+    rt = runtime(request)
+    old, new = _revision(van), _revision(naar)
+    if old is None or new is None:
+        raise PageError(400, "err.400.title", ["field.revision"])
+    diff = diff_tables(table_of(rt, old), table_of(rt, new))
+    context = {
+        "user": user,
+        "table": diff.new,
+        "diff": diff,
+        "revisions": revision_options(rt, language(request)),
+        "van": old,
+        "naar": new,
+    }
+    return page(request, "beslistabel.html", context)
+
+
+def _local() -> dt.tzinfo:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo("Europe/Amsterdam")
+    except Exception:  # no tz database: UTC, and the date says so
+        return dt.UTC
+
+
+__all__ = ["active_table", "revision_options", "router", "table_of"]
