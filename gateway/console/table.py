@@ -111,12 +111,29 @@ def revision_options(rt: Runtime, lang: str) -> list[RevisionOption]:
     return options
 
 
+class BadRevision(Exception):
+    """A ``revisie``, ``van`` or ``naar`` that is no revision."""
+
+
 def _revision(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if not REVISION_RE.fullmatch(value):
-        raise PageError(400, "err.400.title", ["field.revision"])
+        raise BadRevision
     return value
+
+
+def _refused(request: Request) -> HTMLResponse:
+    """The Dutch 400 page for a bad revision, whose language link does not carry what was typed (it
+    could be anything, a BSN among them)."""
+    other = "en" if language(request) == "nl" else "nl"
+    context = {
+        "status": 400,
+        "title_key": "err.400.title",
+        "messages": ["field.revision"],
+        "switch_url": f"{request.url.path}?lang={other}",
+    }
+    return page(request, "error.html", context, status=400)
 
 
 Revision = Annotated[str | None, Query(alias="revisie", max_length=80)]
@@ -127,7 +144,10 @@ def decision_table(request: Request, user: User, revisie: Revision = None) -> Re
     """The active revision's table (or ``?revisie=`` an archived one), with a PDF link and the diff form."""
     rt = runtime(request)
     lang = language(request)
-    table = table_of(rt, _revision(revisie))
+    try:
+        table = table_of(rt, _revision(revisie))
+    except BadRevision:
+        return _refused(request)
     options = revision_options(rt, lang)
     active = options[0].revision
     activated = next((o.activated_at for o in options if o.revision == table.revision), None)
@@ -151,7 +171,10 @@ def decision_table_pdf(request: Request, user: User, revisie: Revision = None) -
     from gateway.policy._lawtable_formats import render_pdf
 
     rt = runtime(request)
-    table = table_of(rt, _revision(revisie))
+    try:
+        table = table_of(rt, _revision(revisie))
+    except BadRevision:
+        return _refused(request)
     options = revision_options(rt, "nl")
     activated = next((o.activated_at for o in options if o.revision == table.revision), None)
     body = render_pdf(
@@ -176,9 +199,12 @@ def decision_table_diff(
 ) -> Response:
     """Rows added, removed and changed (with the changed columns marked) from revision ``van`` to ``naar``."""
     rt = runtime(request)
-    old, new = _revision(van), _revision(naar)
+    try:
+        old, new = _revision(van), _revision(naar)
+    except BadRevision:
+        return _refused(request)
     if old is None or new is None:
-        raise PageError(400, "err.400.title", ["field.revision"])
+        return _refused(request)
     diff = diff_tables(table_of(rt, old), table_of(rt, new))
     context = {
         "user": user,
