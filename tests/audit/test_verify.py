@@ -543,6 +543,8 @@ def _write_garbage(db: Path, table: str, column: str, row: int, value: object) -
     conn = sqlite3.connect(db)
     try:
         rowids = [r[0] for r in conn.execute(f'SELECT rowid FROM "{table}" ORDER BY rowid')]
+        if not rowids:
+            return None  # a table this log has no rows in yet (cosignatures without witnesses)
         rowid = rowids[row % len(rowids)]
         cursor = conn.execute(f'SELECT * FROM "{table}" WHERE rowid = ?', (rowid,))
         before = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
