@@ -10,10 +10,12 @@ written out and its verification mark, page numbers in the footer.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.policy._lawtable import COLUMNS, LawRow, LawTable, TableDiff
+from gateway.policy._lawtable import COLUMNS, ChangedRow, LawRow, LawTable, TableDiff
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -102,6 +104,7 @@ def _who(row: LawRow) -> str:
 
 _GREEN, _AMBER, _RED, _GREY, _BLACK = (11, 107, 47), (122, 74, 0), (163, 0, 27), (80, 80, 80), (0, 0, 0)
 _LABEL_W = 34.0
+_BLOCK_MAX = 110.0
 
 
 def _facts(pages: PdfPages, facts: list[tuple[str, str]]) -> None:
@@ -144,9 +147,6 @@ def _details(pages: PdfPages, details: list[tuple[str, str, tuple[int, int, int]
 
 def _row_block(pages: PdfPages, row: LawRow, heading: str | None = None) -> None:
     pdf = pages.pdf
-    # A block stays on one page: its heading, ~9 lines of details, the steps, a few wrapped lines.
-    if pdf.will_page_break(5.5 + 4.4 * (12 + len(row.steps))):
-        pdf.add_page()
     pdf.set_font(pages.family, "B", 10.5)
     pages.para(pdf.epw, 5.5, heading or f"{row.sender_name} → {row.receiver_name}")
     v = row.verification
@@ -166,6 +166,23 @@ def _row_block(pages: PdfPages, row: LawRow, heading: str | None = None) -> None
     details.append(("Stappen", "\n".join(row.step_labels) or "geen stap", _BLACK))
     _details(pages, details)
     pdf.ln(3)
+
+
+def _together(pages: PdfPages, draw: Callable[[], None]) -> None:
+    """Draw a block on one page: on the next one when a dry run of it would break the page (tried only
+    near the page's end: a block is at most ~100 mm, and a dry run costs as much as drawing)."""
+    if pages.pdf.will_page_break(_BLOCK_MAX):
+        with pages.pdf.offset_rendering() as dry:
+            draw()
+        if dry.page_break_triggered:
+            pages.pdf.add_page()
+    draw()
+
+
+def _heading(pages: PdfPages, text: str) -> None:
+    pages.pdf.set_font(pages.family, "B", 12.5)
+    pages.para(pages.pdf.epw, 7, text)
+    pages.pdf.ln(1)
 
 
 def _start(title: str, facts: list[tuple[str, str]], notes: list[str]) -> PdfPages:
@@ -197,18 +214,18 @@ def render_pdf(table: LawTable, *, made: dt.datetime, activated: str = "") -> by
         ("Geverifieerd", f"{table.verified_count} van de {len(table.rows)} rijen"),
     ]
     pages = _start(TITLE, facts, [VERIFIED_NOTE, BASIS_NOTE])
-    pdf = pages.pdf
     current = None
     for row in table.rows:
-        if row.information_type != current:
-            current = row.information_type
-            if pdf.will_page_break(44):
-                pdf.add_page()
-            pdf.set_font(pages.family, "B", 12.5)
-            pages.para(pdf.epw, 7, row.information_type_name)
-            pdf.ln(1)
-        _row_block(pages, row)
-    return bytes(pdf.output())
+        first = row.information_type != current
+        current = row.information_type
+
+        def draw(row: LawRow = row, first: bool = first) -> None:
+            if first:  # an information type's heading stays with its first row
+                _heading(pages, row.information_type_name)
+            _row_block(pages, row)
+
+        _together(pages, draw)
+    return bytes(pages.pdf.output())
 
 
 def render_diff_pdf(diff: TableDiff, *, made: dt.datetime) -> bytes:
@@ -220,37 +237,35 @@ def render_diff_pdf(diff: TableDiff, *, made: dt.datetime) -> bytes:
         ("Samenvatting", diff_summary(diff)),
     ]
     pages = _start(DIFF_TITLE, facts, [])
-    pdf = pages.pdf
 
-    def section(name: str) -> None:
-        if pdf.will_page_break(40):
-            pdf.add_page()
-        pdf.set_font(pages.family, "B", 12.5)
-        pages.para(pdf.epw, 7, name)
-        pdf.ln(1)
+    def changed(ch: ChangedRow) -> None:
+        pages.pdf.set_font(pages.family, "B", 10.5)
+        pages.para(pages.pdf.epw, 5.5, f"{_who(ch.new)} (gewijzigd: {', '.join(ch.column_names)})")
+        details = []
+        for c in ch.columns:
+            details.append((COLUMNS[c].capitalize() + ", was", column_text(ch.old, c), _RED))
+            details.append(("wordt", column_text(ch.new, c), _GREEN))
+        _details(pages, details)
+        pages.pdf.ln(3)
 
-    if diff.changed:
-        section("Gewijzigd")
-        for ch in diff.changed:
-            if pdf.will_page_break(30):
-                pdf.add_page()
-            pdf.set_font(pages.family, "B", 10.5)
-            pages.para(pdf.epw, 5.5, f"{_who(ch.new)} (gewijzigd: {', '.join(ch.column_names)})")
-            details = []
-            for c in ch.columns:
-                details.append((COLUMNS[c].capitalize() + ", was", column_text(ch.old, c), _RED))
-                details.append(("wordt", column_text(ch.new, c), _GREEN))
-            _details(pages, details)
-            pdf.ln(3)
-    if diff.added:
-        section("Toegevoegd")
-        for row in diff.added:
-            _row_block(pages, row, _who(row))
-    if diff.removed:
-        section("Vervallen")
-        for row in diff.removed:
-            _row_block(pages, row, _who(row))
-    return bytes(pdf.output())
+    def whole(row: LawRow) -> None:
+        _row_block(pages, row, _who(row))
+
+    sections: list[tuple[str, list[Callable[[], None]]]] = [
+        ("Gewijzigd", [partial(changed, ch) for ch in diff.changed]),
+        ("Toegevoegd", [partial(whole, r) for r in diff.added]),
+        ("Vervallen", [partial(whole, r) for r in diff.removed]),
+    ]
+    for title, blocks in sections:
+        for i, block in enumerate(blocks):
+
+            def draw(block: Callable[[], None] = block, first: bool = i == 0, title: str = title) -> None:
+                if first:
+                    _heading(pages, title)
+                block()
+
+            _together(pages, draw)
+    return bytes(pages.pdf.output())
 
 
 # -- Markdown (the diff; the table itself stays `_table.decision_table`) ---------------------------------

@@ -196,3 +196,31 @@ def test_english_is_one_click_away(site: Site, browser: Browser, lang: str) -> N
     expect(page.locator("html")).to_have_attribute("lang", lang)
     expect(page.get_by_role("link", name="Reports")).to_be_visible()
     page.context.close()
+
+
+def test_the_decision_table_and_its_diff_pass_axe(site: Site, browser: Browser) -> None:
+    from tests.console.test_decision_table import archive_modified_copy
+
+    modified = archive_modified_copy(site.runtime)
+    page = site.login(browser, "politie", "privacy_officer")
+    page.get_by_role("link", name="Beslistabel").click()
+    expect(page.locator("h1")).to_have_text("Beslistabel")
+    if SHOTS:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS / "beslistabel.png"))  # the first screen: the full table is long
+    row = page.locator("#rij-melding--veilig_thuis--rvdk")
+    expect(row).to_contain_text("✓ geverifieerd")
+    row.locator("summary").click()  # the steps open without JavaScript
+    expect(row.locator("ul.steps li").first).to_be_visible()
+    assert serious_violations(page) == []
+    # The table fits the window: no column is cut off at the right.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.select_option("#van", site.runtime.policy.current.revision)
+    page.select_option("#naar", modified)
+    page.get_by_role("button", name="Vergelijken").click()
+    expect(page.locator("#verschil-samenvatting")).to_have_text("1 rij gewijzigd, 0 toegevoegd, 0 vervallen.")
+    expect(page.locator("tr.changed-row")).to_have_count(1)
+    expect(page.locator("tr.changed-row td.changed")).to_have_count(2)
+    assert serious_violations(page) == []
+    shot(page, "beslistabel-verschil")
+    page.context.close()

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from pypdf import PdfReader
 
 from gateway.models import PolicyRevision
 from gateway.policy._source import read_policy
+from gateway.runtime import Runtime
 from tests.console.conftest import BASE, Console
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -28,20 +30,22 @@ def _row(html: str, row_id: str) -> str:
     return m.group(1)
 
 
-@pytest.fixture(scope="module")
-def modified(console: Console, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An archived revision: the repository's policy with one grant's basis and fields changed."""
-    target = tmp_path_factory.mktemp("policy") / "policies"
-    shutil.copytree(POLICIES, target)
-    data_file = target / "veiligdelen" / "facts" / "data.json"
-    data = json.loads(data_file.read_text(encoding="utf-8"))
-    grant = data["grants"]["melding"]["rvdk"]["veilig_thuis"]
-    grant["legalBasis"] = "Wmo 2015 art. 4.1.1 lid 2 sub e"
-    grant["fields"].remove("melderType")
-    data_file.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    source = read_policy(target)
-    files = {rel: (target / rel).read_text(encoding="utf-8") for rel in source.files}
-    with console.runtime.sessions.begin() as s:
+def archive_modified_copy(rt: Runtime) -> str:
+    """Archive the repository's policy with one grant's basis and fields changed; its revision."""
+    target = Path(tempfile.mkdtemp(prefix="policy-")) / "policies"
+    try:
+        shutil.copytree(POLICIES, target)
+        data_file = target / "veiligdelen" / "facts" / "data.json"
+        data = json.loads(data_file.read_text(encoding="utf-8"))
+        grant = data["grants"]["melding"]["rvdk"]["veilig_thuis"]
+        grant["legalBasis"] = "Wmo 2015 art. 4.1.1 lid 2 sub e"
+        grant["fields"].remove("melderType")
+        data_file.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        source = read_policy(target)
+        files = {rel: (target / rel).read_text(encoding="utf-8") for rel in source.files}
+    finally:
+        shutil.rmtree(target.parent)
+    with rt.sessions.begin() as s:
         s.add(
             PolicyRevision(
                 revision=source.revision,
@@ -51,6 +55,12 @@ def modified(console: Console, tmp_path_factory: pytest.TempPathFactory) -> str:
             )
         )
     return source.revision
+
+
+@pytest.fixture(scope="module")
+def modified(console: Console) -> str:
+    """An archived revision: the repository's policy with one grant's basis and fields changed."""
+    return archive_modified_copy(console.runtime)
 
 
 def test_the_page_shows_each_grant_with_its_basis_and_verified_mark(console: Console) -> None:
