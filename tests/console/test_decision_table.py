@@ -95,8 +95,13 @@ def test_the_pdf_is_the_same_table_in_dutch(console: Console) -> None:
     reader = PdfReader(io.BytesIO(r.content))
     flat = " ".join(" ".join(p.extract_text().split()) for p in reader.pages)
     assert flat.startswith(f"Beslistabel Veilig Delen Revisie {console.runtime.policy.current.revision}")
-    assert "Wet politiegegevens (Wpg) artikel 19" in flat
-    assert f"pagina {len(reader.pages)}/{len(reader.pages)}" in flat
+    assert (
+        "Wet politiegegevens (Wpg) artikel 18 lid 1 juncto Besluit politiegegevens (Bpg) artikel 4:2" in flat
+    )
+    assert "Veilig Thuis → Raad voor de Kinderbescherming Verificatie geverifieerd" in flat
+    assert "niet geverifieerd: de rijtest toetst alleen waar de rij toestaat" in flat
+    assert "identiteit van het kind" in flat and "bsn:kind" not in flat
+    assert f"pagina 1/{len(reader.pages)}" in flat and len(reader.pages) > 5
 
 
 def test_the_diff_shows_exactly_the_changed_row_and_its_columns(console: Console, modified: str) -> None:
