@@ -45,6 +45,9 @@ class PolicySource:
     """The merged ``data`` document of every ``data.json``, nested by its directory."""
     files: tuple[str, ...] = field(default=())
     """Every file that went into the revision."""
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Relative path -> text of every file in ``files``: the bytes the revision hashes (UTF-8), kept so
+    the revision can be archived exactly (`gateway.services.policy_archive`)."""
 
     @property
     def policy_modules(self) -> dict[str, str]:
@@ -113,11 +116,24 @@ def policy_revision(policy_dir: Path | str) -> str:
     return _digest([(rel, path.read_bytes()) for rel, path in _policy_files(directory)])
 
 
+def texts_revision(texts: dict[str, str]) -> str:
+    """The revision of ``{relative path: text}`` (`PolicySource.texts`): what `policy_revision` gives for
+    a directory holding exactly those files."""
+    return _digest(sorted((rel, text.encode("utf-8")) for rel, text in texts.items()))
+
+
 def read_policy(policy_dir: Path | str) -> PolicySource:
     """Read the directory once; raises `PolicyCompileError` on unreadable or malformed files."""
     directory = Path(policy_dir)
-    raw = [(rel, path.read_bytes()) for rel, path in _policy_files(directory)]
+    return source_from_bytes(directory, [(rel, path.read_bytes()) for rel, path in _policy_files(directory)])
+
+
+def source_from_bytes(directory: Path, raw: list[tuple[str, bytes]]) -> PolicySource:
+    """The source of the files ``raw`` (sorted ``(relative path, content)``), as `read_policy` reads a
+    directory; an archived revision is rebuilt this way, without touching the disk."""
+    raw = sorted(raw)
     errors: list[dict[str, str]] = []
+    texts: dict[str, str] = {}
     modules: dict[str, str] = {}
     data: dict[str, Any] = {}
     for rel, content in raw:
@@ -126,6 +142,7 @@ def read_policy(policy_dir: Path | str) -> PolicySource:
         except UnicodeDecodeError as e:
             errors.append({"field": rel, "message": f"not UTF-8: {e}"})
             continue
+        texts[rel] = text
         if rel.endswith(".rego"):
             modules[rel] = text
         elif rel.rsplit("/", 1)[-1] == DATA_FILE:
@@ -145,7 +162,7 @@ def read_policy(policy_dir: Path | str) -> PolicySource:
         errors.append({"field": str(directory), "message": "no .rego modules"})
     if errors:
         raise PolicyCompileError(_summary(errors), errors=errors)
-    return PolicySource(directory, _digest(raw), modules, data, tuple(rel for rel, _ in raw))
+    return PolicySource(directory, _digest(raw), modules, data, tuple(rel for rel, _ in raw), texts)
 
 
 def _merge(into: dict[str, Any], prefix: list[str], value: dict[str, Any]) -> str | None:
