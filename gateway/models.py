@@ -160,6 +160,7 @@ class PolicyRevision(Base):
     """Canonical JSON ``{relative path: text}`` of the revision's ``.rego`` and ``.json`` files."""
     created_at: Mapped[Timestamp]
     activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """The latest activation (a start or a reload, on any replica): the newest is the active revision."""
 
 
 class DecisionInput(Base):

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,13 @@ from gateway.errors import AuditUnavailable, StartupRefused
 from gateway.migrations import upgrade
 from gateway.policy import Decision, EmbeddedEngine, PolicyEngine, PolicySource
 from gateway.sealing import open_sealer, seal_legacy_messages
+from gateway.services.policy_archive import (
+    PendingInputs,
+    archive_revision,
+    entry_digests,
+    pending_input,
+    write_inputs,
+)
 from gateway.services.process import ProcessFacts
 from gateway.settings import Settings
 
@@ -179,6 +186,9 @@ class Runtime:
         upgrade(self.db)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
+        self.pending_inputs = PendingInputs()
+        """Decision inputs not yet written: `audit_append` stores those its entries name (issue 11)."""
+        self.archive_policy(self.policy.current)
         self.audit = open_audit_log(settings, self.db)
         self.signer = self.audit.signer
         # The delivery key as a ring: a rotation (gateway keys rotate delivery) reaches the signer live.
@@ -224,14 +234,35 @@ class Runtime:
             self._process_facts = cached  # a benign race: two threads may both build the same view
         return cached[1]
 
+    def archive_policy(self, engine: PolicyEngine) -> None:
+        """Keep ``engine``'s revision in the policy archive (insert if absent) as the active one."""
+        source = getattr(engine, "source", None)
+        if not isinstance(source, PolicySource):
+            log.warning("policy revision %s not archived: its engine keeps no source", engine.revision)
+            return
+        try:
+            archive_revision(self.db, source)
+        except ValueError as e:  # a source built by hand, without the texts it was hashed from
+            log.warning("policy revision %s not archived: %s", engine.revision, e)
+
     def decide(self, policy_input: dict[str, Any], engine: PolicyEngine | None = None) -> Decision:
-        """One policy decision, timed and counted. Fail-closed behaviour lives in the engine."""
+        """One policy decision, timed and counted. Fail-closed behaviour lives in the engine.
+
+        The input is remembered under its digest (the decision's ``input_digest``), for the entry that
+        will carry the decision to store with it (`audit_append`); an input that could hold a BSN or
+        payload text is not (`policy_archive.withheld_reason`), and its decision names no digest.
+        """
         engine = engine or self.policy.current
         t0 = time.perf_counter()
         decision = engine.decide(policy_input)
         self.metrics.decision_seconds.observe(time.perf_counter() - t0)
         self.metrics.decisions.labels(str(policy_input.get("action")), str(decision.allowed).lower()).inc()
-        return decision
+        recorded = pending_input(policy_input)
+        if recorded is None:
+            log.warning("decision input of %s withheld from the archive", policy_input.get("action"))
+            return decision
+        self.pending_inputs.remember(recorded)
+        return replace(decision, input_digest=recorded.digest)
 
     def audit_append(
         self, entries: list[dict[str, Any]], writes: Callable[[Connection], None] | None = None
@@ -243,6 +274,17 @@ class Runtime:
         "authorised" entry without its message. A failure is `AuditUnavailable` (503): nothing was done.
         """
         t0 = time.perf_counter()
+        digests = entry_digests(entries)
+        if digests:
+            # The inputs the entries' decisions name commit with them (issue 11), or nothing does.
+            inputs, missing = self.pending_inputs.take(digests)
+            own = writes
+
+            def writes(conn: Connection) -> None:
+                write_inputs(conn, inputs, missing)
+                if own is not None:
+                    own(conn)
+
         try:
             indexes = self.audit.append(entries, writes=writes) if writes else self.audit.append(entries)
         except Exception as e:
@@ -255,6 +297,8 @@ class Runtime:
                 extra={"fault": kind} if kind else None,
             ) from e
         self.metrics.audit_seconds.observe(time.perf_counter() - t0)
+        if digests:
+            self.pending_inputs.written(p.digest for p in inputs)
         return indexes
 
     def close(self) -> None:

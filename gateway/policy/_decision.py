@@ -131,6 +131,9 @@ class Decision:
     policy_revision: str
     engine_failure: bool = field(default=False, compare=False)
     """True when the engine, not the policy, decided (fail closed): an operator should look."""
+    input_digest: str | None = field(default=None, compare=False)
+    """``sha256:...`` of the input it was made on, when `Runtime.decide` recorded that input (issue 11):
+    the entry's ``decision.inputDigest``."""
 
     @property
     def codes(self) -> list[str]:

@@ -207,6 +207,11 @@ class EmbeddedEngine:
         """The directory this revision was read from."""
         return self._compiled.source.directory
 
+    @property
+    def source(self) -> PolicySource:
+        """The files of this revision, as read and hashed (archived by `gateway.services.policy_archive`)."""
+        return self._compiled.source
+
     def decide(self, policy_input: dict[str, Any]) -> Decision:
         """Evaluate the decision; any failure of the engine is a deny with its own reason code."""
         revision = self._compiled.revision

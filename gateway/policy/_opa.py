@@ -134,6 +134,11 @@ class OpaEngine:
         """The directory this revision was read from."""
         return self._source.directory
 
+    @property
+    def source(self) -> PolicySource:
+        """The files of this revision, as read and hashed (archived by `gateway.services.policy_archive`)."""
+        return self._source
+
     def decide(self, policy_input: dict[str, Any]) -> Decision:
         """Ask OPA; a refused connection, a timeout, an HTTP error, an undefined or unreadable answer is
         each a deny with its own reason code."""

@@ -18,11 +18,14 @@ import logging
 import threading
 from typing import Any
 
+from sqlalchemy import Connection
+
 from gateway.auth import Principal
 from gateway.errors import PolicyLoadFailed
 from gateway.policy import (
     EmbeddedEngine,
     PolicyEngine,
+    PolicySource,
     compile_source,
     policy_fingerprint,
     policy_revision,
@@ -30,6 +33,7 @@ from gateway.policy import (
     run_tests,
 )
 from gateway.runtime import Runtime, make_policy_engine
+from gateway.services.policy_archive import store_revision
 from gateway.services.trail import CallContext, make_entry
 from gateway.tracing import from_header
 
@@ -49,7 +53,8 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
             # and no worker process starts for a revision that is then refused.
             checked = compile_source(source)
         except Exception as e:
-            _audit(rt, ctx, old.revision, None, "compile_failed")
+            compile_errors = getattr(e, "errors", None) or [{"field": "policies", "message": str(e)}]
+            _audit(rt, ctx, old.revision, _on_disk(rt), "compile_failed", errors=compile_errors)
             raise PolicyLoadFailed(
                 "the policy does not compile; the old revision stays active",
                 errors=[{"field": "policies", "message": str(e)[:2000]}],
@@ -57,9 +62,9 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
             ) from e
         report = run_tests(source)
         if report.failed or report.errors:
-            _audit(rt, ctx, old.revision, checked.revision, "tests_failed")
             failures = [{"field": r.name, "message": r.message} for r in report.results if not r.ok]
             failures += [{"field": "policies", "message": m} for m in report.errors]
+            _audit(rt, ctx, old.revision, checked.revision, "tests_failed", errors=failures)
             raise PolicyLoadFailed(
                 f"{report.passed} passed, {report.failed} failed; the old revision stays active",
                 errors=failures,
@@ -75,15 +80,18 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
                 else EmbeddedEngine(checked.source)
             )
         except Exception as e:
-            _audit(rt, ctx, old.revision, checked.revision, "engine_failed")
+            engine_errors = getattr(e, "errors", None) or [
+                {"field": rt.settings.policy_engine, "message": str(e)[:2000]}
+            ]
+            _audit(rt, ctx, old.revision, checked.revision, "engine_failed", errors=engine_errors)
             raise PolicyLoadFailed(
                 "the policy engine did not load the revision; the old revision stays active",
-                errors=getattr(e, "errors", None)
-                or [{"field": rt.settings.policy_engine, "message": str(e)[:2000]}],
+                errors=engine_errors,
                 extra={"revision": old.revision},
             ) from e
         try:
-            _audit(rt, ctx, old.revision, candidate.revision, "loaded")
+            # The revision is archived (issue 11) in the transaction of the entry that says it loaded.
+            _audit(rt, ctx, old.revision, candidate.revision, "loaded", archive=checked.source)
         except Exception:
             _close(candidate)
             raise
@@ -114,11 +122,56 @@ def _close(engine: object) -> None:
         close()
 
 
-def _audit(rt: Runtime, ctx: CallContext, old: str, new: str | None, outcome: str) -> None:
+def _audit(
+    rt: Runtime,
+    ctx: CallContext,
+    old: str,
+    new: str | None,
+    outcome: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    archive: PolicySource | None = None,
+) -> None:
+    """The reload's entry: the old and the candidate revision, why it was refused (``errors``: each
+    place and its message's first line, no more), and with ``archive`` the revision stored with it."""
     refs = {"oldRevision": old}
     if new:
         refs["newRevision"] = new
-    rt.audit_append([make_entry(ctx, type_="policy", action="policy.reload", outcome=outcome, refs=refs)])
+    if errors:
+        refs["errors"] = error_lines(errors)
+    writes = None
+    if archive is not None:
+        source = archive
+
+        def writes(conn: Connection) -> None:
+            store_revision(conn, source)
+
+    entry = make_entry(ctx, type_="policy", action="policy.reload", outcome=outcome, refs=refs)
+    rt.audit_append([entry], writes=writes)
+
+
+MAX_ERROR_LINES = 5
+"""How many errors a refused reload's entry names (the answer of the reload has them all)."""
+
+
+def error_lines(errors: list[dict[str, str]]) -> str:
+    """``field: first line of message`` of the first `MAX_ERROR_LINES` errors, ``; ``-joined, at most 1000
+    characters: where and what, never a payload (a policy error quotes policy, not case data)."""
+    lines = []
+    for error in errors[:MAX_ERROR_LINES]:
+        message = (str(error.get("message", "")).strip().splitlines() or [""])[0][:200]
+        lines.append(f"{error.get('field', 'policies')}: {message}")
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append(f"(+{len(errors) - MAX_ERROR_LINES})")
+    return "; ".join(lines)[:1000]
+
+
+def _on_disk(rt: Runtime) -> str | None:
+    """The revision of the policy directory as it is, for a reload that could not even read it."""
+    try:
+        return policy_revision(rt.settings.policy_dir)
+    except Exception:
+        return None
 
 
 log = logging.getLogger("gateway.policy")

@@ -57,6 +57,7 @@ __all__ = [
     "pending_input",
     "recorded_decisions",
     "revision_files",
+    "store_revision",
     "withheld_reason",
     "write_inputs",
 ]
@@ -123,6 +124,12 @@ def archive_revision(db: Engine, source: PolicySource, *, activated: bool = True
     ``activated``: the revision serves from now on, so its ``activatedAt`` becomes now (the archive's
     newest activation is the `active_revision`).
     """
+    with db.begin() as conn:
+        return store_revision(conn, source, activated=activated)
+
+
+def store_revision(conn: Connection, source: PolicySource, *, activated: bool = True) -> bool:
+    """`archive_revision` in the caller's transaction (a reload's, with its audit entry)."""
     files = revision_files(source)
     now = utcnow()
     row = {
@@ -131,14 +138,11 @@ def archive_revision(db: Engine, source: PolicySource, *, activated: bool = True
         "created_at": now,
         "activated_at": now if activated else None,
     }
-    with db.begin() as conn:
-        stored = _insert_if_absent(conn, PolicyRevision.__table__, "revision", [row]) > 0
-        if not stored and activated:
-            conn.execute(
-                update(PolicyRevision)
-                .where(PolicyRevision.revision == source.revision)
-                .values(activated_at=now)
-            )
+    stored = _insert_if_absent(conn, PolicyRevision.__table__, "revision", [row]) > 0
+    if not stored and activated:
+        conn.execute(
+            update(PolicyRevision).where(PolicyRevision.revision == source.revision).values(activated_at=now)
+        )
     return stored
 
 

@@ -46,12 +46,16 @@ def decision_record(decision: Decision, recipient: str | None = None) -> dict[st
     """The decision part of an entry; per recipient when the decision covered several."""
     part = decision.recipients.get(recipient) if recipient is not None else None
     reasons = part.reasons if part is not None else decision.reasons
-    return {
+    record = {
         "allowed": part.allowed if part is not None else decision.allowed,
         "reasons": [{"code": r.code, "message": r.message} for r in reasons],
         "legalBasis": part.legal_basis if part is not None else decision.legal_basis,
         "policyRevision": decision.policy_revision,
     }
+    if decision.input_digest is not None:
+        # The input is stored under this digest with the entry (Runtime.audit_append, issue 11).
+        record["inputDigest"] = decision.input_digest
+    return record
 
 
 def make_entry(

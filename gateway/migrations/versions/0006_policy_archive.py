@@ -32,7 +32,7 @@ def upgrade() -> None:
         # {relative path: file text} of every .rego and .json file of the revision, as canonical JSON.
         sa.Column("files", sa.Text(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        # The first activation; the audit log has every reload (policy/reload entries).
+        # The latest activation (a start or a reload, on any replica); the audit log has every reload.
         sa.Column("activated_at", UTCDateTime(), nullable=True),
     )
     op.create_table(
