@@ -381,6 +381,25 @@ def entry(
     return parsed
 
 
+@router.get("/entries/{index}/explanation")
+def explanation(
+    ctx: AuditReader,
+    rt: RuntimeDep,
+    index: Annotated[int, Path(ge=0, le=MAX_INDEX, description="The entry's index, from 0.")],
+) -> dict[str, Any]:
+    """The entry's decision decided again on its archived input and revision, and what differs
+    (``status`` same, differs or cannot, as ``gateway audit explain``); 404 like the entry itself."""
+    from gateway.services.explain import explain
+
+    found = rt.audit.entry(index)
+    if found is None:
+        raise NotFound("no entry at that index")
+    parsed = found.entry
+    if "audit:all" not in ctx.principal.scopes and ctx.principal.agency not in _agencies(parsed):
+        raise NotFound("no entry at that index")
+    return explain(rt.db, index, parsed).to_json()
+
+
 def _agencies(e: dict[str, Any]) -> set[str]:
     named = {e.get("actor", {}).get("agency"), e.get("counterpart")}
     return {a for a in named if isinstance(a, str)}

@@ -408,6 +408,24 @@ def audit_case_report(
     _emit(report, fmt, output)
 
 
+@app.command("explain")
+def audit_explain(
+    index: Annotated[int, typer.Argument(min=0, help="The entry's index")],
+    as_json: Annotated[bool, typer.Option("--json", help="The explanation as JSON, for machines")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Decide an entry's decision again, on its archived input and policy revision, and compare: exit 0
+    same decision, 1 a difference, 2 cannot (no decision, input or revision not archived)."""
+    from gateway.services.explain import explain, render_text
+
+    found = explain(_engine(settings_for(data_dir)), index)
+    if as_json:
+        typer.echo(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render_text(found), nl=False, err=found.status == "cannot")
+    raise typer.Exit(found.exit_code)
+
+
 @app.command("witness")
 def audit_witness(
     url: Annotated[str, typer.Option("--url", help="The gateway's base URL, e.g. https://gateway.example")],

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ArchivedRevision",
     "EngineCache",
+    "InputMissing",
     "PendingInput",
     "PendingInputs",
     "RecordedDecision",
@@ -55,6 +56,7 @@ __all__ = [
     "load_input",
     "load_revision",
     "pending_input",
+    "recipient_of",
     "recorded_decisions",
     "revision_files",
     "store_revision",
@@ -468,7 +470,7 @@ def recorded_decisions(
                     input_digest=block["inputDigest"],
                     input=policy_input,
                     decision=block,
-                    recipient=_recipient(entry, policy_input),
+                    recipient=recipient_of(entry, policy_input),
                 )
                 key = (entry.get("traceId"), entry.get("spanId"), record.input_digest, record.recipient)
                 if key in seen:  # newest first: this one is the earlier entry of the same decision
@@ -481,7 +483,9 @@ def recorded_decisions(
     return found
 
 
-def _recipient(entry: Mapping[str, Any], policy_input: Mapping[str, Any]) -> str | None:
+def recipient_of(entry: Mapping[str, Any], policy_input: Mapping[str, Any]) -> str | None:
+    """Whose decision an entry's block is (`decision_record`'s ``recipient``): a share's recipient (the
+    entry's counterpart), a request's requester; None for a case action (the decision as a whole)."""
     action = policy_input.get("action")
     if action == "share":
         counterpart = entry.get("counterpart")
@@ -512,8 +516,9 @@ def _insert_if_absent(conn: Connection, table: Any, key: str, rows: list[dict[st
         from sqlalchemy.dialects import postgresql, sqlite
 
         make = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        result = conn.execute(make(table).on_conflict_do_nothing(index_elements=[key]), rows)
-        return max(result.rowcount, 0)
+        statement = make(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        # RETURNING counts what was inserted (an executemany's rowcount does not, on psycopg).
+        return len(conn.execute(statement, rows).all())
     inserted = 0
     for row in rows:
         exists = conn.scalar(select(table.c[key]).where(table.c[key] == row[key]))

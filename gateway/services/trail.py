@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,11 @@ def _time() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def fields_digest(fields: Iterable[str]) -> str:
+    """``sha256:<hex>`` of the canonical JSON of the sorted, distinct field names (``fieldsDigest``)."""
+    return "sha256:" + hashlib.sha256(canonical_json(sorted(set(fields)))).hexdigest()
+
+
 def decision_record(decision: Decision, recipient: str | None = None) -> dict[str, Any]:
     """The decision part of an entry; per recipient when the decision covered several."""
     part = decision.recipients.get(recipient) if recipient is not None else None
@@ -52,6 +58,9 @@ def decision_record(decision: Decision, recipient: str | None = None) -> dict[st
         "legalBasis": part.legal_basis if part is not None else decision.legal_basis,
         "policyRevision": decision.policy_revision,
     }
+    if part is not None:
+        # Which fields the recipient may receive, as a digest: the log names no field (explain checks it).
+        record["fieldsDigest"] = fields_digest(part.fields)
     if decision.input_digest is not None:
         # The input is stored under this digest with the entry (Runtime.audit_append, issue 11).
         record["inputDigest"] = decision.input_digest
