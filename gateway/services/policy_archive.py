@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from audit import canonical_json, metadata
+from audit import InvalidEntry, canonical_json, metadata
 from gateway.db import utcnow
 from gateway.errors import PolicyLoadFailed
 from gateway.models import DecisionInput, PolicyRevision
@@ -70,8 +70,12 @@ ARCHIVE_DIRECTORY = Path("policy_revisions")
 MAX_TEXT = 128
 """The longest string a recorded input may hold: identifiers and field names are short, text is not."""
 
-_DIGITS = re.compile(r"[0-9]{8,}")
+_DIGITS = re.compile(rb"[0-9]{8,}")
 """A run of eight or more digits: could be a BSN (nine digits, or eight with a leading zero dropped)."""
+
+_LONG = re.compile(rb'[^"]{%d,}' % (MAX_TEXT + 1))
+"""More than `MAX_TEXT` bytes between two quotes of canonical JSON without escapes: a long string (or a
+long run of numbers, which is withheld too)."""
 
 _SCAN_BATCH = 500
 """Audit entries read per query while looking for recorded decisions, newest first."""
@@ -258,45 +262,36 @@ def input_digest(policy_input: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(policy_input)).hexdigest()
 
 
-def withheld_reason(policy_input: Any, path: str = "input") -> str | None:
-    """Why ``policy_input`` must not be stored (the path of the first offending value), else None.
+def withheld_reason(policy_input: Any) -> str | None:
+    """Why ``policy_input`` must not be stored, else None.
 
-    A policy input holds identifiers, roles, pseudonyms and field names: short strings without a run of
-    eight or more digits. Anything else (a number or text that could be a BSN, a long string that could be
-    payload content, a type JSON cannot carry) keeps the whole input out of the archive.
+    A policy input holds identifiers, roles and field names: short strings without a run of eight or
+    more digits. Anything else (a number or text that could be a BSN, a string longer than `MAX_TEXT`
+    that could be payload content, a value JSON cannot carry exactly) keeps the whole input out.
     """
-    if isinstance(policy_input, Mapping):
-        for key, value in policy_input.items():
-            if not isinstance(key, str) or len(key) > MAX_TEXT or _DIGITS.search(key):
-                return f"{path}: a key"
-            found = withheld_reason(value, f"{path}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(policy_input, list | tuple):
-        for i, value in enumerate(policy_input):
-            found = withheld_reason(value, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    if isinstance(policy_input, str):
-        return (
-            f"{path}: too long or digits"
-            if len(policy_input) > MAX_TEXT or _DIGITS.search(policy_input)
-            else None
-        )
-    if isinstance(policy_input, bool) or policy_input is None:
-        return None
-    if isinstance(policy_input, int):
-        return f"{path}: a long number" if abs(policy_input) >= 10_000_000 else None
-    return f"{path}: not an identifier"
+    return _withheld(policy_input)[0]
+
+
+def _withheld(policy_input: Any) -> tuple[str | None, bytes]:
+    """`withheld_reason` and the canonical JSON it checked (one pass of two regular expressions)."""
+    try:
+        text = canonical_json(policy_input)
+    except InvalidEntry:
+        return "not plain JSON", b""
+    if _DIGITS.search(text):
+        return "a run of eight or more digits", text
+    if b"\\" in text:  # an escape: a quote, a control character or a backslash, in no identifier
+        return "an escaped character", text
+    if _LONG.search(text):
+        return f"a string longer than {MAX_TEXT} characters", text
+    return None, text
 
 
 def pending_input(policy_input: Mapping[str, Any]) -> PendingInput | None:
     """The input as it will be stored, or None when `withheld_reason` keeps it out."""
-    if withheld_reason(policy_input) is not None:
+    reason, text = _withheld(policy_input)
+    if reason is not None:
         return None
-    text = canonical_json(policy_input)
     action = policy_input.get("action")
     return PendingInput(
         "sha256:" + hashlib.sha256(text).hexdigest(),
