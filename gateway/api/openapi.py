@@ -46,6 +46,7 @@ ROUTE_PROBLEMS: dict[str, set[int]] = {
     "set_track": {403},
     "request_information": {403, 502, 504},
     "reload": {422},
+    "impact": {422},
     "token": {400, 401, 429},
     "what_if": {404},
     "access_evaluation": {404},
@@ -209,6 +210,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "evaluations": [{"context": {"recipient": "veilig_thuis"}}, {"context": {"recipient": "om"}}],
         "options": {"evaluations_semantic": "execute_all"},
     },
+    "impact": {"last": 1000},
+    "reload": {"expectImpact": {"window": {"fromIndex": 3, "toIndex": 120}, "changes": []}},
     "search": {"bsn": "999990019", "limit": 50},
     "subject_report": {"bsn": "999990019"},
     "case_report": {"caseId": "3f0c6d2e-8a4b-4c1e-9d7f-2b5a6c8e1f00"},
@@ -258,6 +261,23 @@ RESPONSE_EXAMPLES: dict[str, Any] = {
         "revision": "sha256:114777131a39a1726a6c40180a3216e4a8886cc0995abaafe0b69aeeaa4c0617",
         "previousRevision": "sha256:0b5e7c0e4f3a5d1c2b9a8e7f6d5c4b3a2918f7e6d5c4b3a29180f7e6d5c4b3a2",
         "testsPassed": 131,
+    },
+    "impact": {
+        "baselineRevision": "sha256:0b5e7c0e4f3a5d1c2b9a8e7f6d5c4b3a2918f7e6d5c4b3a29180f7e6d5c4b3a2",
+        "candidateRevision": "sha256:114777131a39a1726a6c40180a3216e4a8886cc0995abaafe0b69aeeaa4c0617",
+        "window": {"last": 1000, "since": None, "fromIndex": 3, "toIndex": 120},
+        "totals": {"replayed": 60, "distinctInputs": 14, "changed": 1, "unchanged": 59},
+        "byKind": {"reasons": 1, "refused": 1},
+        "changes": [
+            {
+                "index": 17,
+                "recipient": "politie",
+                "changes": [
+                    {"kind": "refused"},
+                    {"kind": "reasons", "added": ["purpose_not_allowed"], "removed": ["allowed"]},
+                ],
+            }
+        ],
     },
     "metadata": {
         "issuer": "https://gateway.example",

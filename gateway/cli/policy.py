@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gateway import REPO_ROOT
+from gateway.cli.policy_impact import impact, reload
 
 # The Rego engine loads when a command runs, not for ``gateway --help``.
 if TYPE_CHECKING:
@@ -124,3 +125,7 @@ def row_tests_(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
 def _print_compile_error(e: PolicyCompileError) -> None:
     for error in e.errors or [{"field": "policy", "message": e.detail}]:
         typer.echo(f"ERROR {error['field']}: {error['message']}", err=True)
+
+
+app.command()(impact)
+app.command()(reload)

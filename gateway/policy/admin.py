@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -33,6 +34,7 @@ from gateway.policy import (
     run_tests,
 )
 from gateway.runtime import Runtime, make_policy_engine
+from gateway.services.impact import ImpactUnexpected, require_impact
 from gateway.services.policy_archive import store_revision
 from gateway.services.trail import CallContext, make_entry
 from gateway.tracing import from_header
@@ -40,8 +42,14 @@ from gateway.tracing import from_header
 _reload_lock = threading.Lock()
 
 
-def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
-    """Load ``policy_dir`` as a new revision; keep the old one serving if anything fails."""
+def reload_policy(
+    rt: Runtime, ctx: CallContext, expect_impact: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load ``policy_dir`` as a new revision; keep the old one serving if anything fails.
+
+    With ``expect_impact`` (a reviewed impact report) the tested revision is replayed on that report's
+    window first and refused (``impact_unexpected``) when its changed decisions differ from the reviewed.
+    """
     with _reload_lock:
         old = rt.policy.current
         opa = rt.settings.policy_engine == "opa"
@@ -70,6 +78,12 @@ def reload_policy(rt: Runtime, ctx: CallContext) -> dict[str, Any]:
                 errors=failures,
                 extra={"revision": old.revision},
             )
+        if expect_impact is not None:
+            try:
+                require_impact(rt.db, old.revision, checked.source, expect_impact)
+            except ImpactUnexpected as e:
+                _audit(rt, ctx, old.revision, checked.revision, "impact_unexpected", errors=e.errors)
+                raise
         candidate: PolicyEngine
         try:
             # OPA: uploads and verifies the revision that was tested (a refusal restores OPA's old

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from gateway.errors import PolicyLoadFailed
+from gateway.errors import DependencyUnavailable, InvalidInput, PolicyLoadFailed
 from gateway.policy import Decision, PolicySource
 
 MAX_REPLAY = 100_000
@@ -374,12 +374,17 @@ def replay(
 def check_candidate(directory: Path | str) -> tuple[PolicySource, int]:
     """Read, compile and test ``directory`` as a reload would; raises `CandidateRefused` with the errors.
 
-    Returns the snapshot (what is replayed is what was tested) and how many tests passed.
+    Returns the snapshot (what is replayed is what was tested) and how many tests passed. A revision
+    that passed once is not tested again: the revision is the hash of every file, tests included.
     """
     from gateway.policy import PolicyCompileError, compile_source, read_policy, run_tests
 
     try:
         source = read_policy(directory)
+        with _checked_lock:
+            passed = _checked.get(source.revision)
+        if passed is not None:  # the same bytes compiled and passed before: the same answer again
+            return source, passed
         compile_source(source)
     except PolicyCompileError as e:
         raise CandidateRefused(
@@ -394,7 +399,18 @@ def check_candidate(directory: Path | str) -> tuple[PolicySource, int]:
             f"{report.passed} passed, {report.failed} failed; the candidate was not replayed",
             errors=failures,
         )
+    with _checked_lock:
+        _checked[source.revision] = report.passed
+        while len(_checked) > CHECKED_REVISIONS:
+            _checked.pop(next(iter(_checked)))
     return source, report.passed
+
+
+CHECKED_REVISIONS = 8
+"""How many revisions that compiled and passed their tests `check_candidate` remembers (per process)."""
+
+_checked: dict[str, int] = {}
+_checked_lock = threading.Lock()
 
 
 # -- expected impact ------------------------------------------------------------------------------------
@@ -571,3 +587,182 @@ def render_text(report: ImpactReport) -> str:
     if report.changed > TEXT_CHANGES:
         lines.append(f"  … en nog {report.changed - TEXT_CHANGES} (--json geeft ze alle)")
     return "\n".join(lines) + "\n"
+
+
+# -- wiring: the archive's records and revisions --------------------------------------------------------
+# The only calls into gateway.services.policy_archive (issue 11 item 2): the recorded decisions, an
+# archived revision's files, the active revision, and an engine for a snapshot.
+
+
+def _recorded(db: Any, *, last: int, since: dt.datetime | None) -> Sequence[RecordedLike]:
+    from gateway.services.policy_archive import recorded_decisions
+
+    return recorded_decisions(db, last=last, since=since)
+
+
+def _archived(db: Any, revision: str) -> PolicySource:
+    from gateway.services.policy_archive import load_revision
+
+    return load_revision(db, revision)
+
+
+def _active_revision(db: Any) -> str:
+    from gateway.services.policy_archive import active_revision
+
+    return active_revision(db)
+
+
+EngineMaker = Callable[[PolicySource], Decider]
+
+
+def in_thread_engine(source: PolicySource) -> Decider:
+    """The archive's replay engine: in the calling thread, no worker process (the command line's)."""
+    from gateway.services.policy_archive import engine_for_source
+
+    return engine_for_source(source)
+
+
+def worker_engine(source: PolicySource) -> Decider:
+    """One worker process, each decision under the engine's deadline: the server's, so a replay holds
+    neither the interpreter lock of the process that serves nor a decision past the deadline."""
+    from gateway.policy import EmbeddedEngine
+
+    return EmbeddedEngine(source, pool_size=1)
+
+
+# -- the impact of a directory, and of a reload ---------------------------------------------------------
+
+
+def window_records(
+    db: Any, *, last: int | None = None, since: dt.datetime | None = None, span: tuple[int, int] | None = None
+) -> Sequence[RecordedLike]:
+    """The recorded decisions of a window, oldest first: those since ``since`` (the newest `MAX_REPLAY`
+    of them), else the newest ``last`` (default `DEFAULT_LAST`); with ``span``, only those whose index
+    lies in it (a reviewed report's window)."""
+    if since is not None:
+        records = _recorded(db, last=MAX_REPLAY, since=since)
+    else:
+        records = _recorded(db, last=min(last or DEFAULT_LAST, MAX_REPLAY), since=None)
+    if span is not None:
+        low, high = span
+        records = [r for r in records if low <= r.index <= high]
+    return sorted(records, key=lambda r: r.index)
+
+
+def replay_candidate(
+    db: Any,
+    baseline_revision: str,
+    candidate: PolicySource,
+    records: Sequence[RecordedLike],
+    window: dict[str, Any],
+    make_engine: EngineMaker = in_thread_engine,
+) -> ImpactReport:
+    """Replay ``records`` on the archived ``baseline_revision`` and on ``candidate``, each in an engine of
+    its own: never the serving one, whose workers and decision cache stay for live traffic."""
+    baseline = make_engine(_archived(db, baseline_revision))
+    try:
+        engine = make_engine(candidate)
+        try:
+            return replay(records, baseline, engine, window=window)
+        finally:
+            _close(engine)
+    finally:
+        _close(baseline)
+
+
+def impact_of(
+    db: Any,
+    directory: Path | str,
+    *,
+    baseline_revision: str | None = None,
+    last: int | None = None,
+    since: dt.datetime | None = None,
+    make_engine: EngineMaker = in_thread_engine,
+) -> ImpactReport:
+    """What activating ``directory`` instead of ``baseline_revision`` (default: the active one in the
+    database) would change in the window; raises `CandidateRefused`."""
+    source, passed = check_candidate(directory)
+    baseline = baseline_revision or _active_revision(db)
+    records = window_records(db, last=last, since=since)
+    report = replay_candidate(db, baseline, source, records, format_window(last, since), make_engine)
+    report.tests_passed = passed
+    return report
+
+
+def validate_reviewed(reviewed: Mapping[str, Any]) -> None:
+    """A 400 naming ``expectImpact`` when ``reviewed`` is not an impact report."""
+    try:
+        reviewed_keys(reviewed)
+        reviewed_window(reviewed)
+    except ValueError as e:
+        raise InvalidInput.field("expectImpact", str(e)) from e
+
+
+def require_impact(
+    db: Any, baseline_revision: str, candidate: PolicySource, reviewed: Mapping[str, Any]
+) -> None:
+    """Replay the reviewed report's window on ``candidate``; raises `ImpactUnexpected` when the changed
+    ``(index, recipient, change)`` items differ from the reviewed ones (a reload's ``expectImpact``)."""
+    span = reviewed_window(reviewed)
+    window = reviewed.get("window")
+    assert isinstance(window, Mapping)
+    records: Sequence[RecordedLike] = []
+    if span is not None:
+        since = _parse_time(window.get("fromTime"))
+        records = window_records(db, since=since, span=span) if since else window_records(db, span=span)
+    actual = replay_candidate(db, baseline_revision, candidate, records, dict(window), worker_engine)
+    diff = unexpected_changes(reviewed, actual)
+    if diff["missing"] or diff["unexpected"]:
+        errors = [
+            {"field": "expectImpact.changes", "message": f"not reviewed: {_canonical(item)}"}
+            for item in diff["unexpected"][:50]
+        ] + [
+            {"field": "expectImpact.changes", "message": f"reviewed, does not happen: {_canonical(item)}"}
+            for item in diff["missing"][:50]
+        ]
+        raise ImpactUnexpected(
+            f"{len(diff['unexpected'])} changed decisions not in the reviewed impact, "
+            f"{len(diff['missing'])} reviewed changes that do not happen; the old revision stays active",
+            errors=errors,
+            extra={
+                "revision": baseline_revision,
+                "candidateRevision": candidate.revision,
+                "changesDigest": actual.digest(),
+            },
+        )
+
+
+def runtime_impact(rt: Any, *, last: int | None = None, since: dt.datetime | None = None) -> dict[str, Any]:
+    """``POST /v1/policies/impact``: the gateway's policy directory as it is on disk, against the revision
+    that serves; one replay at a time per process (another caller meanwhile gets a 503)."""
+
+    def run() -> dict[str, Any]:
+        report = impact_of(
+            rt.db,
+            rt.settings.policy_dir,
+            baseline_revision=rt.policy.current.revision,
+            last=last,
+            since=since,
+        )
+        return report.to_json()
+
+    def busy() -> dict[str, Any]:
+        raise DependencyUnavailable("another impact is being replayed; retry later", retry_after=10)
+
+    return exclusive(run, busy)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _close(engine: object) -> None:
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
