@@ -81,6 +81,10 @@ class ImpactUnexpected(PolicyLoadFailed):
     title = "Impact differs from the reviewed one"
 
 
+KINDS = ("refused", "allowed", "legalBasis", "fields", "reasons")
+"""The kinds of change, most important first (the order the report counts them in)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One recipient's decision, reduced to what an impact compares."""
@@ -279,7 +283,7 @@ class ImpactReport:
         for row, counter in rows.items():
             item: dict[str, Any] = row.to_json() if row is not None else {"step": None, "action": "case"}
             item["changed"] = counter.pop("changed")
-            item["kinds"] = dict(sorted(counter.items()))
+            item["kinds"] = {k: counter[k] for k in KINDS if k in counter}
             out.append(item)
         out.sort(key=lambda i: (-i["changed"], _canonical(i)))
         return out
@@ -299,7 +303,7 @@ class ImpactReport:
     def by_kind(self) -> dict[str, int]:
         """How many changed decisions show each kind of change."""
         counter: Counter[str] = Counter(c["kind"] for change in self.changes for c in change.changes)
-        return dict(sorted(counter.items()))
+        return {k: counter[k] for k in KINDS if k in counter}
 
     def to_json(self) -> dict[str, Any]:
         """The report as ``gateway policy impact --json`` and ``POST /v1/policies/impact`` give it."""
