@@ -79,6 +79,13 @@ def impact(
     except GatewayError as e:
         typer.echo(f"error: {e.detail}", err=True)
         raise typer.Exit(2) from e
+    except typer.Exit as e:  # no data directory: said already, and a 2 rather than "changes"
+        raise typer.Exit(2) from e
+    except Exception as e:  # 1 means "decisions change": any other failure is a 2, said in one line
+        from gateway.cli.errors import describe_error
+
+        typer.echo(f"error: {describe_error(e)[0]}", err=True)
+        raise typer.Exit(2) from e
     answer = report.to_json()
     if out is not None:
         try:
