@@ -8,7 +8,6 @@ from fastapi import APIRouter, Body
 from pydantic import Field
 
 from gateway.api.deps import PolicyAuthor, RuntimeDep
-from gateway.errors import InvalidInput
 from gateway.policy.admin import reload_policy
 from gateway.schemas import JsonDateTime, RequestBody
 from gateway.services.impact import MAX_REPLAY, runtime_impact, validate_reviewed
@@ -28,7 +27,8 @@ def policy_info(_ctx: PolicyAuthor, rt: RuntimeDep) -> dict[str, Any]:
 
 
 class ImpactIn(RequestBody):
-    """Which recorded decisions to replay: the newest ``last``, or those ``since`` a time (not both)."""
+    """Which recorded decisions to replay: the newest ``last``, those ``since`` a time, or the newest
+    ``last`` of those since a time (both)."""
 
     last: int | None = Field(default=None, ge=1, le=MAX_REPLAY, description="The newest N (default 1000).")
     since: JsonDateTime | None = Field(default=None, description="Every decision since this time.")
@@ -62,6 +62,4 @@ def impact(
     decision that would change; 422 with the errors when the candidate does not compile or pass its tests.
     """
     asked = body or ImpactIn()
-    if asked.last is not None and asked.since is not None:
-        raise InvalidInput.field("since", "give last or since, not both")
     return runtime_impact(rt, last=asked.last, since=asked.since)
