@@ -130,7 +130,8 @@ def spend_login_token(engine: Engine, token: str) -> ConsoleUser:
     if row is None:
         raise LinkRefused("unknown")
     if spent != 1:
-        raise LinkRefused("used" if row.used_at is not None and row.used_at <= now else "expired")
+        # Used at all, even a moment after this caller's ``now`` (a concurrent spend won), is "used".
+        raise LinkRefused("used" if row.used_at is not None else "expired")
     if row.role not in CONSOLE_ROLES:
         raise LinkRefused("unknown")
     return ConsoleUser(agency=row.agency, role=row.role, subject=row.subject)
