@@ -202,7 +202,9 @@ class Runtime:
             file=settings.connectors_file,
             signer=RingSigner(self.delivery_keys),
         )
-        self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+        self.pseudonymizer = Pseudonymizer.from_settings(
+            settings.pseudonym_secret, settings.data_dir, settings.pseudonym_secret_file
+        )
         self.sealer = open_sealer(self.db, settings.data_dir, settings.sealing_key_file)
         self.metrics = Metrics()
         self.auth = AuthService(

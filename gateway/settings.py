@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     opa_upload: bool = True
     """Upload ``policy_dir`` into OPA (true), or only verify what OPA loaded itself from a bundle."""
     pseudonym_secret: str | None = None
+    """The secret of the BSN pseudonyms (>= 32 characters); unset: ``pseudonym_secret_file``."""
+    pseudonym_secret_file: Path | None = None
+    """A file holding the pseudonym secret, instead of ``pseudonym_secret`` (replicas name one shared
+    file, e.g. from a Kubernetes Secret); default ``pseudonym.key`` in data_dir. Made at first start
+    when missing (exclusively: processes starting at once agree on one)."""
+    console_session_key_file: Path | None = None
+    """The key that signs console session cookies; default ``console-session.key`` in data_dir, made at
+    first start. Replicas behind one load balancer name one shared file, or a session started on one
+    replica is refused by the others."""
     sealing_key_file: Path | None = None
     """The key-encryption key that seals BSNs and waiting messages (32 bytes, base64); default
     ``sealing.key`` in data_dir, made at first start. Keep it apart from database backups."""
@@ -187,8 +196,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.mode != "local":
-            if not self.pseudonym_secret or len(self.pseudonym_secret) < 32:
-                raise ValueError("GATEWAY_PSEUDONYM_SECRET must be set (>= 32 chars) outside local mode")
+            if self.pseudonym_secret_file is None and (
+                not self.pseudonym_secret or len(self.pseudonym_secret) < 32
+            ):
+                raise ValueError(
+                    "GATEWAY_PSEUDONYM_SECRET must be set (>= 32 chars) outside local mode "
+                    "(or GATEWAY_PSEUDONYM_SECRET_FILE name a file holding it)"
+                )
             if not self.database_url:
                 raise ValueError("GATEWAY_DATABASE_URL must be set outside local mode")
             if not self.public_url or not self.public_url.startswith("https://"):

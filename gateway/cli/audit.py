@@ -191,15 +191,20 @@ def _read_bsn(value: str | None) -> str:
 
 
 def _pseudonymizer(settings: Settings) -> Pseudonymizer:
-    if not settings.pseudonym_secret and not (settings.data_dir / "pseudonym.key").exists():
+    from gateway.bsn import secret_path
+
+    path = secret_path(settings.data_dir, settings.pseudonym_secret_file)
+    if not settings.pseudonym_secret and not path.exists():
         # Generating a fresh secret here would give a pseudonym that matches nothing: say so instead.
         typer.echo(
-            f"error: no pseudonym secret: set GATEWAY_PSEUDONYM_SECRET or point --data-dir at the "
-            f"gateway's data directory (no pseudonym.key in {settings.data_dir})",
+            f"error: no pseudonym secret: set GATEWAY_PSEUDONYM_SECRET or GATEWAY_PSEUDONYM_SECRET_FILE, "
+            f"or point --data-dir at the gateway's data directory (no {path})",
             err=True,
         )
         raise typer.Exit(2)
-    return Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+    return Pseudonymizer.from_settings(
+        settings.pseudonym_secret, settings.data_dir, settings.pseudonym_secret_file
+    )
 
 
 ReportFormat = Annotated[

@@ -137,9 +137,10 @@ def spend_login_token(engine: Engine, token: str) -> ConsoleUser:
     return ConsoleUser(agency=row.agency, role=row.role, subject=row.subject)
 
 
-def session_secret(data_dir: Path) -> str:
-    """The cookie-signing key of this data directory, made once (exclusively: workers agree on one)."""
-    path = data_dir / SESSION_KEY_FILE
+def session_secret(data_dir: Path, file: Path | None = None) -> str:
+    """The cookie-signing key in ``file`` (``GATEWAY_CONSOLE_SESSION_KEY_FILE``, shared by replicas) or in
+    the data directory, made once (exclusively: workers and replicas starting at once agree on one)."""
+    path = file if file is not None else data_dir / SESSION_KEY_FILE
     if not path.exists():
         write_private_file(path, secrets.token_hex(32).encode("ascii"))
     return path.read_text().strip()
