@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         InvalidProof,
         LogCorrupted,
         SigningKeyUnavailable,
+        WitnessStateError,
     )
     from audit._internal.files import (
         create_private_file,
@@ -137,7 +138,6 @@ if TYPE_CHECKING:
         WitnessAlarm,
         WitnessResult,
         WitnessState,
-        WitnessStateError,
         witness,
     )
 
@@ -266,7 +266,7 @@ _WHERE = {
     "WitnessResult": "audit._internal.witness",
     "WitnessSigner": "audit._internal.tlog_witness",
     "WitnessState": "audit._internal.witness",
-    "WitnessStateError": "audit._internal.witness",
+    "WitnessStateError": "audit._internal.errors",
     "Writes": "audit._internal.store",
     "append_only_ddl": "audit._internal.schema",
     "canonical_json": "audit._internal.canonical",

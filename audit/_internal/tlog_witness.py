@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from audit._internal.errors import AuditError, InvalidNote, InvalidProof
+from audit._internal.errors import AuditError, InvalidNote, InvalidProof, WitnessStateError
 from audit._internal.files import write_private_file
 from audit._internal.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
 from audit._internal.note import (
@@ -64,7 +64,6 @@ from audit._internal.note import (
     parse_checkpoint,
     parse_verifier_key,
 )
-from audit._internal.witness import WitnessStateError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
