@@ -52,4 +52,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         watcher.start()
         app.state.policy_watcher = watcher
         app.router.on_shutdown.append(watcher.stop)
+    if rt.settings.policy_follow:  # replicas: serve the revision activated last on any of them
+        from gateway.policy.follow import PolicyFollower
+
+        follower = PolicyFollower(rt, interval=rt.settings.policy_follow_interval)
+        app.router.on_startup.append(follower.start)
+        app.router.on_shutdown.append(follower.stop)
+        app.state.policy_follower = follower
     return app

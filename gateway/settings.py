@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     """Reload the policy when its files change (polling; the same checks as POST /v1/policies/reload)."""
     policy_watch_interval: float = Field(default=2.0, gt=0)
     """Seconds between two polls of the policy directory when ``policy_watch`` is on."""
+    policy_follow: bool = False
+    """Serve the revision activated last on any replica (the database's policy archive), polling it; at
+    start a revision on disk the archive already knows, but not the active one, is not activated
+    (`gateway.policy.follow`). For replicas on one database; ``gateway serve --workers N`` turns it on
+    for its workers."""
+    policy_follow_interval: float = Field(default=2.0, gt=0)
+    """Seconds between two looks at the active revision when ``policy_follow`` is on."""
     opa_url: str = "http://127.0.0.1:8181"
     opa_timeout: float = 1.0
     """Seconds for one decision from OPA; past it the decision is a deny (``engine_timeout``)."""

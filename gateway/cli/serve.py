@@ -175,6 +175,8 @@ def _serve_workers(settings: Settings, sock: socket.socket, workers: int) -> Non
     os.environ.update(
         GATEWAY_DATA_DIR=str(settings.data_dir), GATEWAY_HOST=settings.host, GATEWAY_PORT=str(settings.port)
     )
+    # A reload reaches one worker; the others follow the revision it activated (gateway.policy.follow).
+    os.environ.setdefault("GATEWAY_POLICY_FOLLOW", "true")
     config = uvicorn.Config(
         WORKER_APP,
         factory=True,
