@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from connectors.base import AGENCIES
 from gateway import REPO_ROOT as REPO_ROOT
@@ -26,6 +27,33 @@ ConsoleRole = Literal["privacy_officer", "auditor"]
 
 def _identity_roles() -> dict[str, ConsoleRole]:
     return {"privacy_officer": "privacy_officer", "auditor": "auditor"}
+
+
+class WitnessSpec(BaseModel):
+    """One witness of the audit log (``GATEWAY_WITNESSES``): a C2SP tlog-witness at an agency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """The witness's key name, as in its verifier key (``witness.om.example``)."""
+    url: str
+    """Its submission prefix: checkpoints go to ``{url}/add-checkpoint``; https (http on loopback)."""
+    vkey: str
+    """Its verifier key (``gateway audit witness keygen``): ``name+keyid+base64(0x04 || key)``."""
+
+    @model_validator(mode="after")
+    def _a_witness(self) -> WitnessSpec:
+        from audit import InvalidNote, parse_cosignature_key
+
+        try:
+            verifier = parse_cosignature_key(self.vkey)
+        except InvalidNote as e:
+            raise ValueError(f"witness {self.name!r}: vkey: {e.reason}") from e
+        if verifier.name != self.name:
+            raise ValueError(f"witness {self.name!r}: its vkey is named {verifier.name!r}")
+        if not _secure_url(self.url):
+            raise ValueError(f"witness {self.name!r}: url must be https:// (http only on loopback)")
+        return self
 
 
 class Settings(BaseSettings):
@@ -145,6 +173,52 @@ class Settings(BaseSettings):
     """The ID token claim (a string or a list) that holds the person's roles or groups."""
     console_oidc_roles: dict[str, ConsoleRole] = Field(default_factory=_identity_roles)
     """JSON: a value of the role claim -> the console role it gives; other values give none."""
+
+    witnesses: Annotated[list[WitnessSpec], NoDecode] = Field(default_factory=list)
+    """The audit log's witnesses: a JSON list of ``{name, url, vkey}``, or the path of a file holding
+    one. Each serve process submits new checkpoints to them (C2SP tlog-witness); none: not witnessed."""
+    witness_quorum: int | None = Field(default=None, ge=1)
+    """Cosignatures by different witnesses that make a checkpoint witnessed (2: two of three); unset:
+    every configured witness."""
+    witness_interval: float = Field(default=60.0, gt=0)
+    """Seconds between two submissions of the newest checkpoint to the witnesses (a fixed cadence
+    reveals less of the log's volume than one per entry)."""
+    witness_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds one add-checkpoint call may take; a slower witness is asked again in the next round."""
+
+    @field_validator("witnesses", mode="before")
+    @classmethod
+    def _witness_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return []
+        if not text.startswith("["):  # a file's path
+            try:
+                text = Path(text).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"cannot read the witnesses file {value}: {e.strerror}") from e
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"the witnesses are not a JSON list: {e}") from e
+
+    @model_validator(mode="after")
+    def _a_quorum_of_distinct_witnesses(self) -> Settings:
+        names = [w.name for w in self.witnesses]
+        if len(set(names)) != len(names):
+            raise ValueError("GATEWAY_WITNESSES names a witness twice")
+        if self.witness_quorum is not None and self.witness_quorum > len(names):
+            raise ValueError(
+                f"GATEWAY_WITNESS_QUORUM {self.witness_quorum} exceeds the {len(names)} witnesses"
+            )
+        return self
+
+    @property
+    def quorum(self) -> int:
+        """The cosignatures a checkpoint needs (``witness_quorum``, else every witness)."""
+        return self.witness_quorum if self.witness_quorum is not None else len(self.witnesses)
 
     @field_validator("rate_limit", "auth_failures_per_client", "auth_failures_per_address")
     @classmethod

@@ -46,6 +46,13 @@ def with_deliverer(application: FastAPI) -> FastAPI:
         sweeper = RetentionSweeper(rt, interval=rt.settings.retention_sweep_interval)
         application.router.on_startup.append(sweeper.start)
         application.router.on_shutdown.append(sweeper.stop)
+    if rt.settings.witnesses:  # submits new checkpoints to the agencies' witnesses (issue 12)
+        from gateway.services.witnessing import Witnessing
+
+        witnessing = Witnessing(rt)
+        application.router.on_startup.append(witnessing.start)
+        application.router.on_shutdown.append(witnessing.stop)
+        application.state.witnessing = witnessing
     return application
 
 
