@@ -287,6 +287,7 @@ class Submitter:
         old = self._known.get(w.name)
         if old is None:
             old = self._largest_cosigned(w)
+        resynced = ""
         for _ in range(2):  # the first try, and one resend from the size a 409 names
             status, body, media = self._post(w, old, note, cp)
             if status != 409:
@@ -306,6 +307,7 @@ class Submitter:
                 if self._has(w, cp):
                     return Outcome(w.name, "held", cp.size, "cosigned already")
             old = held
+            resynced = f"resent after a 409: it held {held}"
         else:
             return Outcome(w.name, "refused", cp.size, "it moved on meanwhile (another replica): next round")
         if status == 422:
@@ -316,7 +318,7 @@ class Submitter:
             return Outcome(
                 w.name, "refused", cp.size, f"answered {status}: {body[:200].decode(errors='replace')}"
             )
-        return self._keep(w, cp, body)
+        return self._keep(w, cp, body, resynced)
 
     def _post(self, w: Witness, old: int, note: str, cp: Checkpoint) -> tuple[int, bytes, str | None]:
         proof = self.store.consistency_proof(old, cp.size) if 0 < old < cp.size else []
@@ -324,7 +326,7 @@ class Submitter:
         response = self._http.post(f"{w.url}/add-checkpoint", content=body)
         return response.status_code, response.content, response.headers.get("content-type")
 
-    def _keep(self, w: Witness, cp: Checkpoint, body: bytes) -> Outcome:
+    def _keep(self, w: Witness, cp: Checkpoint, body: bytes, detail: str = "") -> Outcome:
         try:
             lines = parse_signature_lines(body.decode("utf-8"))
         except (UnicodeDecodeError, MalformedRequest) as e:
@@ -339,7 +341,7 @@ class Submitter:
                 continue  # another key's line (a witness may sign with several): ignored
             self._insert(w, cp, cosig.line, cosig.time)
             self._known[w.name] = cp.size
-            return Outcome(w.name, "cosigned", cp.size)
+            return Outcome(w.name, "cosigned", cp.size, detail)
         return Outcome(w.name, "refused", cp.size, "no line by its configured key")
 
     def _insert(self, w: Witness, cp: Checkpoint, line: str, when: int) -> None:
