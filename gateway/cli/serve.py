@@ -102,6 +102,7 @@ def serve(
                     f"  OpenAPI          {base}/v1/openapi.json  (browse: {base}/v1/docs)",
                     f"  token endpoint   {base}/oauth2/token",
                     f"  audit log key    {rt.signer.verifier_key()}",
+                    *([_witnesses_line(settings)] if settings.witnesses else []),
                     *([f"  workers          {workers} processes", limits_line] if workers > 1 else []),
                     *([console_line(base, rt.db)] if settings.mode == "local" else []),
                     "Register an agency system:  gateway clients register --client-id ID --agency AGENCY "
@@ -152,6 +153,14 @@ def _deliverer_line(settings: Settings, workers: int) -> str:
     return (
         f"{where}: {settings.delivery_max_attempts} attempts, backoff up to "
         f"{settings.delivery_backoff_cap:g} s, lease {settings.delivery_lease:g} s"
+    )
+
+
+def _witnesses_line(settings: Settings) -> str:
+    names = ", ".join(w.name for w in settings.witnesses)
+    return (
+        f"  witnesses        {names}: quorum {settings.quorum}, "
+        f"submitting every {settings.witness_interval:g} s"
     )
 
 

@@ -133,6 +133,8 @@ def kept_cosignatures(engine: Engine, witnesses: Sequence[Witness], cp: Checkpoi
 
 def cosigned_note(engine: Engine, witnesses: Sequence[Witness], note: str) -> str:
     """``note`` (the log's signed checkpoint) with the valid kept cosignatures as extra signature lines."""
+    if not witnesses:
+        return note  # nobody to ask for: no query on every GET of a log without witnesses
     text, _ = split_note(note)
     cp = parse_checkpoint(text)
     lines = [v.line for v in kept_cosignatures(engine, witnesses, cp) if v.valid]
@@ -241,6 +243,7 @@ class Submitter:
     timeout: float = 5.0
     counter: Counter | None = None
     _known: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _last: dict[str, OutcomeKind] = field(default_factory=dict, init=False, repr=False)
     _http: httpx.Client = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -265,7 +268,12 @@ class Submitter:
             if o.kind == "alarm":
                 log.error("witness %s: %s", o.witness, o.detail)
             elif o.kind in ("refused", "unreachable"):
-                log.warning("witness %s %s: %s", o.witness, o.kind, o.detail)
+                # Said once when it starts, not every round while a witness stays down.
+                level = logging.WARNING if self._last.get(o.witness) != o.kind else logging.DEBUG
+                log.log(level, "witness %s %s: %s", o.witness, o.kind, o.detail)
+            elif self._last.get(o.witness) in ("refused", "unreachable"):
+                log.warning("witness %s %s again", o.witness, o.kind)
+            self._last[o.witness] = o.kind
         return outcomes
 
     def _submit_safely(self, w: Witness, note: str) -> Outcome:

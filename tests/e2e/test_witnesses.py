@@ -268,6 +268,12 @@ def test_a_witness_killed_after_it_answered_keeps_the_size_it_cosigned(setup: Se
     assert f"holds            {size} entries" in w.banner
     grown = setup.grow(2)
     assert [(o.kind, o.size) for o in setup.submitter().submit_round()] == [("cosigned", grown)] * 2
+    # The state carries the checkpoint, so the full check can anchor on what the witness kept.
+    key = setup.rt.signer.verifier_key()
+    args = ["audit", "verify", "--data-dir", str(setup.rt.settings.data_dir), "--key", key]
+    checked = CliRunner().invoke(cli, [*args, "--checkpoint", str(w.state)])
+    assert checked.exit_code == 0, checked.output
+    assert "1 kept outside" in checked.output
 
 
 def test_a_forked_and_a_rolled_back_log_are_refused_and_kept_as_evidence(
