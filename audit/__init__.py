@@ -5,10 +5,12 @@ RFC 8785 canonical JSON bytes, which are the leaves of an RFC 6962 / RFC 9162 Me
 signs C2SP tlog checkpoints (signed notes, Ed25519) of its tree, serves inclusion and consistency
 proofs, and can be verified in place (``verify_log``) or offline from an export (``verify_export``).
 Witnesses keep the last checkpoint they verified and check every new one for consistency
-(``witness``); ``subject_report`` lists every entry about one (pseudonymised) person. The signing key
-is made for a new log only; a rotation keeps the old verifier keys (``retired_verifier_keys``) so older
-checkpoints still verify. ``write_private_file`` and friends make files readable by their owner only,
-whatever the umask (the gateway uses them for its other secrets too).
+(``witness``), or are sent each new checkpoint and cosign it (``TlogWitness``: C2SP tlog-witness and
+tlog-cosignature; ``cosignatures_in`` counts the cosignatures on a note); ``subject_report`` lists
+every entry about one (pseudonymised) person. The signing key is made for a new log only; a rotation
+keeps the old verifier keys (``retired_verifier_keys``) so older checkpoints still verify.
+``write_private_file`` and friends make files readable by their owner only, whatever the umask (the
+gateway uses them for its other secrets too).
 
 Usable without the web application::
 

@@ -554,7 +554,8 @@ class TlogWitness:
     def lock(self) -> None:
         """Refuse to run beside another process on the same state (``WitnessStateError``)."""
         path = self.state_path.with_name(self.state_path.name + ".lock")
-        handle = open(path, "ab")  # held until release()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = os.fdopen(fd, "ab")  # held until release()
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
