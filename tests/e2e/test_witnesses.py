@@ -318,3 +318,20 @@ def test_a_forked_and_a_rolled_back_log_are_refused_and_kept_as_evidence(
         assert w.held() == held  # neither moved the witness
     fork_engine.dispose()
     assert os.stat(setup.witnesses[0].state).st_mode & 0o777 == 0o600
+
+
+def test_the_witness_settings_refuse_what_cannot_work(tmp_path: Path) -> None:
+    vkey = "witness.om.example+790a98e5+BGVxt81D5rlqbqYxDAxO5zZ9KeeJe/HKtXhzmc4luJTj"
+    one = [{"name": "witness.om.example", "url": "https://witness.om.example", "vkey": vkey}]
+    assert Settings(data_dir=tmp_path, witnesses=json.dumps(one)).quorum == 1
+    cases = [
+        ({"witnesses": json.dumps(one), "witness_quorum": 2}, "exceeds the 1 witnesses"),
+        ({"witnesses": json.dumps([{**one[0], "name": "other.example"}])}, "its vkey is named"),
+        ({"witnesses": json.dumps([{**one[0], "url": "http://witness.om.example"}])}, "https://"),
+        ({"witnesses": json.dumps([{**one[0], "vkey": vkey.replace("BGV", "AGV")}])}, "type 0x04"),
+        ({"witnesses": json.dumps(one * 2)}, "names a witness twice"),
+        ({"witnesses": str(tmp_path / "nope.json")}, "cannot read the witnesses file"),
+    ]
+    for given, said in cases:
+        with pytest.raises(ValueError, match=said):
+            Settings(data_dir=tmp_path, **given)
