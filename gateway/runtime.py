@@ -30,7 +30,7 @@ from gateway.auth.keys import DeliveryKey
 from gateway.bsn import Pseudonymizer
 from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
-from gateway.migrations import require_current, upgrade
+from gateway.migrations import upgrade
 from gateway.policy import Decision, EmbeddedEngine, PolicyEngine, PolicySource
 from gateway.sealing import open_sealer, seal_legacy_messages
 from gateway.services.policy_archive import (
@@ -183,20 +183,12 @@ class Runtime:
         self.settings = settings
         private_directory(settings.data_dir)
         self.db: Engine = make_engine(settings.effective_database_url, busy_timeout=settings.db_busy_timeout)
-        if settings.mode == "production":
-            require_current(self.db)  # replicas never migrate at start: `gateway migrate` does, once
-        else:
-            upgrade(self.db)
+        upgrade(self.db)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
         self.pending_inputs = PendingInputs()
         """Decision inputs not yet written: `audit_append` stores those its entries name (issue 11)."""
-        if settings.policy_follow:  # replicas: a revision another replica activated serves here too
-            from gateway.policy.follow import adopt_active_revision
-
-            adopt_active_revision(self)
-        else:
-            self.archive_policy(self.policy.current)
+        self.archive_policy(self.policy.current)
         self.audit = open_audit_log(settings, self.db)
         self.signer = self.audit.signer
         # The delivery key as a ring: a rotation (gateway keys rotate delivery) reaches the signer live.
@@ -207,9 +199,7 @@ class Runtime:
             file=settings.connectors_file,
             signer=RingSigner(self.delivery_keys),
         )
-        self.pseudonymizer = Pseudonymizer.from_settings(
-            settings.pseudonym_secret, settings.data_dir, settings.pseudonym_secret_file
-        )
+        self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
         self.sealer = open_sealer(self.db, settings.data_dir, settings.sealing_key_file)
         self.metrics = Metrics()
         self.auth = AuthService(
