@@ -2,28 +2,26 @@
 revisions, for privacy officers and auditors alike (the table is policy, not personal data: nothing is
 logged and no view is scoped to an agency).
 
-The active revision's table comes from its archived files (table ``policy_revisions``) when they are
-there, else from the engine's policy directory while it still holds that revision, else from the
-engine's facts alone (then no row can be marked verified: the tests are not at hand). Any archived
-revision can be shown (``?revisie=``) and compared with another (``/beslistabel/verschil?van=&naar=``).
+The active revision's table comes from its archived files (`gateway.services.policy_archive`, checked
+against the revision) when they are there, else from the engine's policy directory while it still holds
+that revision, else from the engine's facts alone (then no row can be marked verified: the tests are not
+at hand). Any archived revision can be shown (``?revisie=``) and compared with another
+(``/beslistabel/verschil?van=&naar=``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from gateway.console.presenting import show_time
 from gateway.console.routes import PageError, User, language, page, runtime
-from gateway.models import PolicyRevision
-from gateway.policy._lawtable import LawTable, diff_tables, law_table, revision_parts
+from gateway.policy._lawtable import LawTable, diff_tables, law_table
 from gateway.runtime import Runtime
 
 router = APIRouter()
@@ -41,34 +39,24 @@ class RevisionOption:
     activated_at: dt.datetime | None
 
 
-# -- the archive: read directly until gateway.services.policy_archive offers a listing and a loader ---------
+def _archived(rt: Runtime, revision: str) -> LawTable | None:
+    """The table of an archived revision (its files checked against the revision), or None."""
+    from gateway.services.policy_archive import RevisionNotArchived, RevisionTampered, load_revision
 
-
-def _archived_files(rt: Runtime, revision: str) -> dict[str, str] | None:
-    with rt.sessions() as s:
-        text = s.scalar(select(PolicyRevision.files).where(PolicyRevision.revision == revision))
-    if text is None:
+    try:
+        source = load_revision(rt.db, revision)
+    except (RevisionNotArchived, RevisionTampered):
         return None
-    files = json.loads(text)
-    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else None
-
-
-def _archived_list(rt: Runtime) -> list[tuple[str, dt.datetime | None, dt.datetime]]:
-    with rt.sessions() as s:
-        found = s.execute(
-            select(PolicyRevision.revision, PolicyRevision.activated_at, PolicyRevision.created_at)
-        ).all()
-    return [(str(r), a, c) for r, a, c in found]
+    return law_table(source.facts, source.test_modules, revision)
 
 
 def active_table(rt: Runtime) -> LawTable:
     """The table of the revision the engine decides with now."""
     engine = rt.policy.current
     revision = engine.revision
-    files = _archived_files(rt, revision)
-    if files is not None:
-        facts, tests = revision_parts(files)
-        return law_table(facts, tests, revision)
+    archived = _archived(rt, revision)
+    if archived is not None:
+        return archived
     directory = getattr(engine, "policy_dir", None)
     if directory is not None:
         from gateway.policy._source import PolicyCompileError, read_policy
@@ -86,20 +74,21 @@ def table_of(rt: Runtime, revision: str | None) -> LawTable:
     """The active table (``revision`` None or the active one), else an archived one; 404 when unknown."""
     if revision is None or revision == rt.policy.current.revision:
         return active_table(rt)
-    files = _archived_files(rt, revision)
-    if files is None:
+    archived = _archived(rt, revision)
+    if archived is None:
         raise PageError(404, "err.404.title", ["err.404"])
-    facts, tests = revision_parts(files)
-    return law_table(facts, tests, revision)
+    return archived
 
 
 def revision_options(rt: Runtime, lang: str) -> list[RevisionOption]:
     """The active revision first, then the archived ones, newest activation first."""
+    from gateway.services.policy_archive import list_revisions
+
     active = rt.policy.current.revision
-    archived = sorted(_archived_list(rt), key=lambda r: r[1] or r[2], reverse=True)
+    archived = list_revisions(rt.db)  # the newest activation first
     options = []
-    when = {r: a for r, a, _ in archived}
-    for revision in [active] + [r for r, _, _ in archived if r != active]:
+    when = {r.revision: r.activated_at for r in archived}
+    for revision in [active] + [r.revision for r in archived if r.revision != active]:
         activated = when.get(revision)
         label = revision[:19] + "…"
         if revision == active:

@@ -17,14 +17,12 @@ caller's (`gateway.console.table`, the CLI).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy._rowtests import row_tests
-from gateway.policy._source import DATA_FILE, FACTS_PATH, TEST_SUFFIX, _merge
 from gateway.policy._table import rows
 
 BSN_PREFIX = "bsn:"
@@ -341,27 +339,6 @@ def diff_tables(old: LawTable, new: LawTable) -> TableDiff:
     return TableDiff(old, new, added, removed, tuple(changed))
 
 
-def revision_parts(files: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The facts and the ``*_test.rego`` sources of an archived revision's files (relative path -> text).
-
-    The ``data.json`` files merge into ``data`` by their directory, as `read_policy` merges them.
-    """
-    data: dict[str, Any] = {}
-    tests: dict[str, str] = {}
-    for rel in sorted(files):
-        text = files[rel]
-        if rel.endswith(TEST_SUFFIX):
-            tests[rel] = text
-        elif rel.rsplit("/", 1)[-1] == DATA_FILE:
-            value = json.loads(text)
-            if isinstance(value, dict):
-                _merge(data, rel.split("/")[:-1], value)
-    node: Any = data
-    for key in FACTS_PATH:
-        node = node.get(key, {}) if isinstance(node, dict) else {}
-    return (node if isinstance(node, dict) else {}), tests
-
-
 __all__ = [
     "COLUMNS",
     "ChangedRow",
@@ -373,6 +350,5 @@ __all__ = [
     "diff_tables",
     "identity_label",
     "law_table",
-    "revision_parts",
     "written_out",
 ]

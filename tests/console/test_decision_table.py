@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import re
@@ -15,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pypdf import PdfReader
 
-from gateway.models import PolicyRevision
 from gateway.policy._source import read_policy
 from gateway.runtime import Runtime
+from gateway.services.policy_archive import archive_revision
 from tests.console.conftest import BASE, Console
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -42,18 +41,9 @@ def archive_modified_copy(rt: Runtime) -> str:
         grant["fields"].remove("melderType")
         data_file.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         source = read_policy(target)
-        files = {rel: (target / rel).read_text(encoding="utf-8") for rel in source.files}
     finally:
         shutil.rmtree(target.parent)
-    with rt.sessions.begin() as s:
-        s.add(
-            PolicyRevision(
-                revision=source.revision,
-                files=json.dumps(files, sort_keys=True, separators=(",", ":")),
-                created_at=dt.datetime.now(dt.UTC),
-                activated_at=dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC),
-            )
-        )
+    archive_revision(rt.db, source, activated=False)  # archived, as a reload would, but never served
     return source.revision
 
 

@@ -12,8 +12,9 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from gateway.cli.policy import app
-from gateway.policy._lawtable import LawTable, diff_tables, law_table, revision_parts, written_out
-from gateway.policy._source import PolicySource, read_policy
+from gateway.policy._lawtable import LawTable, diff_tables, law_table, written_out
+from gateway.policy._source import PolicySource, read_policy, source_from_bytes
+from gateway.services.policy_archive import ARCHIVE_DIRECTORY
 from tests.policy.conftest import POLICIES
 
 runner = CliRunner()
@@ -142,11 +143,10 @@ def test_the_diff_names_added_removed_and_changed_rows_and_columns(policy_copy: 
 
 def test_an_archived_revisions_files_give_the_same_table() -> None:
     source = read_policy(POLICIES)
-    files = {rel: (POLICIES / rel).read_text(encoding="utf-8") for rel in source.files}
-    facts, tests = revision_parts(files)
-    assert facts == source.facts
-    assert set(tests) == set(source.test_modules)
-    assert law_table(facts, tests, source.revision) == _table(source)
+    raw = [(rel, (POLICIES / rel).read_bytes()) for rel in source.files]
+    archived = source_from_bytes(ARCHIVE_DIRECTORY, raw)  # as load_revision rebuilds a revision
+    assert archived.revision == source.revision
+    assert law_table(archived.facts, archived.test_modules, archived.revision) == _table(source)
 
 
 def test_cli_html_shows_the_console_rows(tmp_path: Path) -> None:
