@@ -25,10 +25,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gateway.errors import DependencyUnavailable, InvalidInput, PolicyLoadFailed
 from gateway.policy import Decision, PolicySource
+
+if TYPE_CHECKING:  # the archive (and the database models) only where a replay reads it
+    from gateway.services.policy_archive import RecordedDecision
 
 MAX_REPLAY = 100_000
 """The most recorded decisions one impact replays (``--last``, ``last`` of the API, and the decisions
@@ -36,28 +39,6 @@ of a ``--since`` window): the bound on how long a replay may run."""
 
 DEFAULT_LAST = 1000
 """The window when neither ``last`` nor ``since`` is given."""
-
-
-class RecordedLike(Protocol):
-    """What the impact needs of a recorded decision (`policy_archive.RecordedDecision` has it)."""
-
-    @property
-    def index(self) -> int: ...
-
-    @property
-    def time(self) -> Any: ...
-
-    @property
-    def revision(self) -> str: ...
-
-    @property
-    def input_digest(self) -> str: ...
-
-    @property
-    def input(self) -> Mapping[str, Any]: ...
-
-    @property
-    def decision(self) -> Mapping[str, Any]: ...
 
 
 class Decider(Protocol):
@@ -178,7 +159,7 @@ def grant_row(policy_input: Mapping[str, Any], recipient: str | None) -> GrantRo
     )
 
 
-def recipients_of(record: RecordedLike) -> list[str | None]:
+def recipients_of(record: RecordedDecision) -> list[str | None]:
     """Whom one recorded decision decided for.
 
     A share's entry is one recipient's decision (the entry's counterpart, `RecordedDecision.recipient`);
@@ -187,7 +168,7 @@ def recipients_of(record: RecordedLike) -> list[str | None]:
     """
     policy_input = record.input
     action = policy_input.get("action")
-    named = getattr(record, "recipient", None)
+    named = record.recipient
     if action == "share":
         if isinstance(named, str) and named:
             return [named]
@@ -327,7 +308,7 @@ class ImpactReport:
 
 
 def replay(
-    records: Iterable[RecordedLike],
+    records: Iterable[RecordedDecision],
     baseline: Decider,
     candidate: Decider,
     *,
@@ -336,8 +317,8 @@ def replay(
     """Decide every record on both engines (each distinct input once per engine) and compare."""
     report = ImpactReport(baseline.revision, candidate.revision, dict(window or {}))
     decided: dict[str, tuple[Decision, Decision]] = {}
-    first: RecordedLike | None = None
-    last: RecordedLike | None = None
+    first: RecordedDecision | None = None
+    last: RecordedDecision | None = None
     for record in records:
         first = first or record
         last = record
@@ -482,7 +463,7 @@ def format_window(last: int | None, since: dt.datetime | None) -> dict[str, Any]
     return {"last": last, "since": _iso(since) if since is not None else None}
 
 
-def limit(records: Sequence[RecordedLike], cap: int = MAX_REPLAY) -> Sequence[RecordedLike]:
+def limit(records: Sequence[RecordedDecision], cap: int = MAX_REPLAY) -> Sequence[RecordedDecision]:
     """At most ``cap`` records: the newest."""
     return records[-cap:] if len(records) > cap else records
 
@@ -598,7 +579,7 @@ def render_text(report: ImpactReport) -> str:
 # archived revision's files, the active revision, and an engine for a snapshot.
 
 
-def _recorded(db: Any, *, last: int, since: dt.datetime | None) -> Sequence[RecordedLike]:
+def _recorded(db: Any, *, last: int, since: dt.datetime | None) -> Sequence[RecordedDecision]:
     from gateway.services.policy_archive import recorded_decisions
 
     return recorded_decisions(db, last=last, since=since)
@@ -639,7 +620,7 @@ def worker_engine(source: PolicySource) -> Decider:
 
 def window_records(
     db: Any, *, last: int | None = None, since: dt.datetime | None = None, span: tuple[int, int] | None = None
-) -> Sequence[RecordedLike]:
+) -> Sequence[RecordedDecision]:
     """The recorded decisions of a window, oldest first: those since ``since`` (the newest `MAX_REPLAY`
     of them), else the newest ``last`` (default `DEFAULT_LAST`); with ``span``, only those whose index
     lies in it (a reviewed report's window)."""
@@ -657,7 +638,7 @@ def replay_candidate(
     db: Any,
     baseline_revision: str,
     candidate: PolicySource,
-    records: Sequence[RecordedLike],
+    records: Sequence[RecordedDecision],
     window: dict[str, Any],
     make_engine: EngineMaker = in_thread_engine,
 ) -> ImpactReport:
@@ -710,7 +691,7 @@ def require_impact(
     span = reviewed_window(reviewed)
     window = reviewed.get("window")
     assert isinstance(window, Mapping)
-    records: Sequence[RecordedLike] = []
+    records: Sequence[RecordedDecision] = []
     if span is not None:
         since = _parse_time(window.get("fromTime"))
         records = window_records(db, since=since, span=span) if since else window_records(db, span=span)

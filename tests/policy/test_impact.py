@@ -7,11 +7,9 @@ test (tests/e2e/test_policy_impact.py) replays what a running gateway really rec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +27,11 @@ from gateway.services.impact import (
     reviewed_window,
     unexpected_changes,
 )
+from gateway.services.policy_archive import RecordedDecision, input_digest
 from tests.policy.conftest import POLICIES, actor, case, request, share
 
 FACTS = Path("veiligdelen") / "facts" / "data.json"
 ROWS_TEST = Path("veiligdelen") / "decision" / "rows_test.rego"
-
-
-@dataclass(frozen=True)
-class Record:
-    """A recorded decision, as `policy_archive.RecordedDecision` gives one (with the entry's recipient)."""
-
-    index: int
-    time: str
-    revision: str
-    input_digest: str
-    input: dict[str, Any]
-    decision: dict[str, Any]
-    recipient: str | None = None
-
-
-def _digest(value: dict[str, Any]) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 MELDING = share(
@@ -75,7 +56,7 @@ READ = {"action": "case.read", "actor": actor("politie"), "case": case()}
 ASK = request("veilig_thuis", ONDERZOEK, "strafrechtelijke_informatie", "veiligheid_herstellen", "politie")
 
 
-def _records() -> list[Record]:
+def _records() -> list[RecordedDecision]:
     plan: list[tuple[dict[str, Any], list[str | None]]] = [
         (MELDING, ["veilig_thuis", "rvdk"]),  # 1, 2
         (MELDING, ["veilig_thuis", "rvdk"]),  # 3, 4: the same share again: one distinct input
@@ -92,7 +73,9 @@ def _records() -> list[Record]:
             index = len(out) + 1
             time = f"2026-12-01T10:00:{index:02d}.000000Z"
             out.append(
-                Record(index, time, "sha256:recorded", _digest(policy_input), policy_input, {}, recipient)
+                RecordedDecision(
+                    index, time, "sha256:recorded", input_digest(policy_input), policy_input, {}, recipient
+                )
             )
     return out
 
