@@ -30,7 +30,7 @@ from gateway.auth.keys import DeliveryKey
 from gateway.bsn import Pseudonymizer
 from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
-from gateway.migrations import upgrade
+from gateway.migrations import require_current, upgrade
 from gateway.policy import Decision, EmbeddedEngine, PolicyEngine, PolicySource
 from gateway.sealing import open_sealer, seal_legacy_messages
 from gateway.services.policy_archive import (
@@ -183,7 +183,10 @@ class Runtime:
         self.settings = settings
         private_directory(settings.data_dir)
         self.db: Engine = make_engine(settings.effective_database_url, busy_timeout=settings.db_busy_timeout)
-        upgrade(self.db)
+        if settings.mode == "production":
+            require_current(self.db)  # replicas never migrate at start: `gateway migrate` does, once
+        else:
+            upgrade(self.db)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.db)
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
         self.pending_inputs = PendingInputs()

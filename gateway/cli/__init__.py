@@ -59,6 +59,12 @@ def _register_keys_app() -> None:
     app.add_typer(keys_app, name="keys", help="The signing keys: list, stage, rotate, retire")
 
 
+def _register_migrate() -> None:
+    from gateway.cli.migrate import migrate
+
+    app.command("migrate")(migrate)
+
+
 def _register_retention_app() -> None:
     from gateway.cli.retention import app as retention_app
 
@@ -66,6 +72,7 @@ def _register_retention_app() -> None:
 
 
 _register_policy_app()
+_register_migrate()
 _register_retention_app()
 _register_audit_app()
 _register_sim_agency()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.errors import StartupRefused
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -60,6 +62,47 @@ def database_revision(engine: Engine) -> str | None:
             return None
         rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     return str(rows[0]) if len(rows) == 1 else None
+
+
+def script_revisions() -> set[str]:
+    """Every revision in ``versions/``, read from the files as text (as `script_head` reads them)."""
+    found: set[str] = set()
+    for path in VERSIONS.glob("*.py"):
+        if not path.name.startswith(("__init__", ".#")):
+            found.update(_REVISION.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+class SchemaNotCurrent(StartupRefused):
+    """The database is not at this gateway's newest revision, and this gateway does not migrate it."""
+
+
+def require_current(engine: Engine) -> str:
+    """The database's revision when it is this gateway's newest; `SchemaNotCurrent` otherwise.
+
+    A production gateway checks, and never migrates: N replicas starting at once would all try, and a
+    rolling upgrade is `gateway migrate` once, then the replicas (docs/operations.md, "Upgrades").
+    """
+    head = script_head()
+    if head is None:  # not one straight line of revisions: ask Alembic
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    at = database_revision(engine)
+    if at is not None and at == head:
+        return at
+    if at is None:
+        where = "de database heeft nog geen schema"
+    elif at in script_revisions():
+        where = f"de database staat op revisie {at}, deze gateway heeft {head} nodig"
+    else:
+        raise SchemaNotCurrent(
+            f"de database staat op revisie {at}, die deze gateway (nieuwste revisie {head}) niet kent: "
+            "een nieuwere versie migreerde haar; start die versie"
+        )
+    raise SchemaNotCurrent(
+        f"{where}: voer eerst `gateway migrate` uit (GATEWAY_MODE=production migreert niet zelf)"
+    )
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

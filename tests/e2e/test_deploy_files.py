@@ -348,10 +348,6 @@ def test_the_commands_the_deploy_files_run_are_gateway_commands(
         c["args"][0] for _, s in pod_specs(k8s_objects) for c in s["containers"] if c["image"] == OUR_IMAGE
     }
     assert used == {"migrate", "serve"}
-    if runner.invoke(cli, ["migrate", "--help"]).exit_code != 0:
-        # Issue 12 item 1 adds `gateway migrate` (gateway/cli/migrate.py); until it is registered the
-        # migration service and Job have no command to run. Remove this once it has landed.
-        pytest.xfail("gateway migrate is not registered yet")
     for command in used:
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0, f"gateway {command} does not exist: {result.output}"
