@@ -8,6 +8,7 @@ from gateway import API_VERSION, __version__
 from gateway.api import audit, authzen, cases, docs_page, exchanges, openapi, ops, policies, problems
 from gateway.api.limits import BodyLimits
 from gateway.api.middleware import Conventions
+from gateway.api.witnesses import router as witnesses_router
 from gateway.auth import auth_router
 from gateway.console import mount_console
 from gateway.policy.admin import PolicyWatcher
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(cases.router)
     app.include_router(exchanges.router)
     app.include_router(audit.router)
+    app.include_router(witnesses_router)
     app.include_router(policies.router)
     app.include_router(authzen.router)
     app.include_router(ops.router)
@@ -52,4 +54,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         watcher.start()
         app.state.policy_watcher = watcher
         app.router.on_shutdown.append(watcher.stop)
+    if rt.settings.policy_follow:  # replicas: serve the revision activated last on any of them
+        from gateway.policy.follow import PolicyFollower
+
+        follower = PolicyFollower(rt, interval=rt.settings.policy_follow_interval)
+        app.router.on_startup.append(follower.start)
+        app.router.on_shutdown.append(follower.stop)
+        app.state.policy_follower = follower
     return app

@@ -20,6 +20,15 @@ def is_valid_bsn(value: str) -> bool:
     return total % 11 == 0 and value != "000000000"
 
 
+SECRET_FILE_NAME = "pseudonym.key"  # noqa: S105  (a file name, not a secret)
+"""The pseudonym secret in the data directory when no setting names one."""
+
+
+def secret_path(data_dir: Path, file: Path | None = None) -> Path:
+    """Where the pseudonym secret is kept: ``file`` (``GATEWAY_PSEUDONYM_SECRET_FILE``) or the data dir."""
+    return file if file is not None else data_dir / SECRET_FILE_NAME
+
+
 class Pseudonymizer:
     """HMAC-SHA256 of a BSN under a deployment secret; the same BSN always gives the same pseudonym."""
 
@@ -35,11 +44,12 @@ class Pseudonymizer:
         return hmac.new(self._secret, b"bsn:" + bsn.encode("ascii"), hashlib.sha256).hexdigest()
 
     @classmethod
-    def from_settings(cls, secret: str | None, data_dir: Path) -> Pseudonymizer:
-        """Use the configured secret, or one generated at first start in the data directory (local mode)."""
+    def from_settings(cls, secret: str | None, data_dir: Path, file: Path | None = None) -> Pseudonymizer:
+        """Use the configured secret, else the one in ``file`` (``GATEWAY_PSEUDONYM_SECRET_FILE``, shared
+        by replicas) or in the data directory, generated at first start when missing."""
         if secret:
             return cls(secret.encode("utf-8"))
-        path = data_dir / "pseudonym.key"
+        path = secret_path(data_dir, file)
         if not path.exists():
             # Atomic and exclusive: two processes starting at once agree on one secret, and none reads
             # half a file.

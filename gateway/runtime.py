@@ -191,7 +191,12 @@ class Runtime:
         self.policy = PolicyHolder(policy or make_policy_engine(settings))
         self.pending_inputs = PendingInputs()
         """Decision inputs not yet written: `audit_append` stores those its entries name (issue 11)."""
-        self.archive_policy(self.policy.current)
+        if settings.policy_follow:  # replicas: a revision another replica activated serves here too
+            from gateway.policy.follow import adopt_active_revision
+
+            adopt_active_revision(self)
+        else:
+            self.archive_policy(self.policy.current)
         self.audit = open_audit_log(settings, self.db)
         self.signer = self.audit.signer
         # The delivery key as a ring: a rotation (gateway keys rotate delivery) reaches the signer live.
@@ -202,7 +207,9 @@ class Runtime:
             file=settings.connectors_file,
             signer=RingSigner(self.delivery_keys),
         )
-        self.pseudonymizer = Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+        self.pseudonymizer = Pseudonymizer.from_settings(
+            settings.pseudonym_secret, settings.data_dir, settings.pseudonym_secret_file
+        )
         self.sealer = open_sealer(self.db, settings.data_dir, settings.sealing_key_file)
         self.metrics = Metrics()
         self.auth = AuthService(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from connectors.base import AGENCIES
 from gateway import REPO_ROOT as REPO_ROOT
@@ -26,6 +27,33 @@ ConsoleRole = Literal["privacy_officer", "auditor"]
 
 def _identity_roles() -> dict[str, ConsoleRole]:
     return {"privacy_officer": "privacy_officer", "auditor": "auditor"}
+
+
+class WitnessSpec(BaseModel):
+    """One witness of the audit log (``GATEWAY_WITNESSES``): a C2SP tlog-witness at an agency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """The witness's key name, as in its verifier key (``witness.om.example``)."""
+    url: str
+    """Its submission prefix: checkpoints go to ``{url}/add-checkpoint``; https (http on loopback)."""
+    vkey: str
+    """Its verifier key (``gateway audit witness keygen``): ``name+keyid+base64(0x04 || key)``."""
+
+    @model_validator(mode="after")
+    def _a_witness(self) -> WitnessSpec:
+        from audit import InvalidNote, parse_cosignature_key
+
+        try:
+            verifier = parse_cosignature_key(self.vkey)
+        except InvalidNote as e:
+            raise ValueError(f"witness {self.name!r}: vkey: {e.reason}") from e
+        if verifier.name != self.name:
+            raise ValueError(f"witness {self.name!r}: its vkey is named {verifier.name!r}")
+        if not _secure_url(self.url):
+            raise ValueError(f"witness {self.name!r}: url must be https:// (http only on loopback)")
+        return self
 
 
 class Settings(BaseSettings):
@@ -48,12 +76,28 @@ class Settings(BaseSettings):
     """Reload the policy when its files change (polling; the same checks as POST /v1/policies/reload)."""
     policy_watch_interval: float = Field(default=2.0, gt=0)
     """Seconds between two polls of the policy directory when ``policy_watch`` is on."""
+    policy_follow: bool = False
+    """Serve the revision activated last on any replica (the database's policy archive), polling it; at
+    start a revision on disk the archive already knows, but not the active one, is not activated
+    (`gateway.policy.follow`). For replicas on one database; ``gateway serve --workers N`` turns it on
+    for its workers."""
+    policy_follow_interval: float = Field(default=2.0, gt=0)
+    """Seconds between two looks at the active revision when ``policy_follow`` is on."""
     opa_url: str = "http://127.0.0.1:8181"
     opa_timeout: float = 1.0
     """Seconds for one decision from OPA; past it the decision is a deny (``engine_timeout``)."""
     opa_upload: bool = True
     """Upload ``policy_dir`` into OPA (true), or only verify what OPA loaded itself from a bundle."""
     pseudonym_secret: str | None = None
+    """The secret of the BSN pseudonyms (>= 32 characters); unset: ``pseudonym_secret_file``."""
+    pseudonym_secret_file: Path | None = None
+    """A file holding the pseudonym secret, instead of ``pseudonym_secret`` (replicas name one shared
+    file, e.g. from a Kubernetes Secret); default ``pseudonym.key`` in data_dir. Made at first start
+    when missing (exclusively: processes starting at once agree on one)."""
+    console_session_key_file: Path | None = None
+    """The key that signs console session cookies; default ``console-session.key`` in data_dir, made at
+    first start. Replicas behind one load balancer name one shared file, or a session started on one
+    replica is refused by the others."""
     sealing_key_file: Path | None = None
     """The key-encryption key that seals BSNs and waiting messages (32 bytes, base64); default
     ``sealing.key`` in data_dir, made at first start. Keep it apart from database backups."""
@@ -130,6 +174,52 @@ class Settings(BaseSettings):
     console_oidc_roles: dict[str, ConsoleRole] = Field(default_factory=_identity_roles)
     """JSON: a value of the role claim -> the console role it gives; other values give none."""
 
+    witnesses: Annotated[list[WitnessSpec], NoDecode] = Field(default_factory=list)
+    """The audit log's witnesses: a JSON list of ``{name, url, vkey}``, or the path of a file holding
+    one. Each serve process submits new checkpoints to them (C2SP tlog-witness); none: not witnessed."""
+    witness_quorum: int | None = Field(default=None, ge=1)
+    """Cosignatures by different witnesses that make a checkpoint witnessed (2: two of three); unset:
+    every configured witness."""
+    witness_interval: float = Field(default=60.0, gt=0)
+    """Seconds between two submissions of the newest checkpoint to the witnesses (a fixed cadence
+    reveals less of the log's volume than one per entry)."""
+    witness_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds one add-checkpoint call may take; a slower witness is asked again in the next round."""
+
+    @field_validator("witnesses", mode="before")
+    @classmethod
+    def _witness_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return []
+        if not text.startswith("["):  # a file's path
+            try:
+                text = Path(text).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"cannot read the witnesses file {value}: {e.strerror}") from e
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"the witnesses are not a JSON list: {e}") from e
+
+    @model_validator(mode="after")
+    def _a_quorum_of_distinct_witnesses(self) -> Settings:
+        names = [w.name for w in self.witnesses]
+        if len(set(names)) != len(names):
+            raise ValueError("GATEWAY_WITNESSES names a witness twice")
+        if self.witness_quorum is not None and self.witness_quorum > len(names):
+            raise ValueError(
+                f"GATEWAY_WITNESS_QUORUM {self.witness_quorum} exceeds the {len(names)} witnesses"
+            )
+        return self
+
+    @property
+    def quorum(self) -> int:
+        """The cosignatures a checkpoint needs (``witness_quorum``, else every witness)."""
+        return self.witness_quorum if self.witness_quorum is not None else len(self.witnesses)
+
     @field_validator("rate_limit", "auth_failures_per_client", "auth_failures_per_address")
     @classmethod
     def _a_rate(cls, value: str) -> str:
@@ -187,8 +277,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.mode != "local":
-            if not self.pseudonym_secret or len(self.pseudonym_secret) < 32:
-                raise ValueError("GATEWAY_PSEUDONYM_SECRET must be set (>= 32 chars) outside local mode")
+            if self.pseudonym_secret_file is None and (
+                not self.pseudonym_secret or len(self.pseudonym_secret) < 32
+            ):
+                raise ValueError(
+                    "GATEWAY_PSEUDONYM_SECRET must be set (>= 32 chars) outside local mode "
+                    "(or GATEWAY_PSEUDONYM_SECRET_FILE name a file holding it)"
+                )
             if not self.database_url:
                 raise ValueError("GATEWAY_DATABASE_URL must be set outside local mode")
             if not self.public_url or not self.public_url.startswith("https://"):

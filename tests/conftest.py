@@ -33,6 +33,7 @@ import gateway.runtime
 from gateway.db import make_engine
 from gateway.policy import EmbeddedEngine, PolicySource
 from gateway.settings import REPO_ROOT, Settings
+from tests.databases import _drop_pg_template, db_url  # noqa: F401  (storage tests' fixtures: both dialects)
 
 POLICIES = REPO_ROOT / "policies"
 

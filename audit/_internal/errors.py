@@ -51,3 +51,7 @@ class LogCorrupted(AuditError):
 
 class SigningKeyUnavailable(AuditError):
     """The signing key (or its history) is missing, unreadable, or not an Ed25519 key."""
+
+
+class WitnessStateError(AuditError):
+    """A witness's state file is missing what it needs, is not a state file, or is in use elsewhere."""

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from audit._internal.errors import AuditError, InvalidNote, InvalidProof
+from audit._internal.errors import AuditError, InvalidNote, InvalidProof, WitnessStateError
 from audit._internal.files import write_private_file
 from audit._internal.merkle import HASH_SIZE
 from audit._internal.note import Checkpoint, open_note, parse_checkpoint, parse_verifier_key
@@ -43,10 +43,6 @@ class WitnessAlarm(AuditError):
 
 class LogUnavailable(AuditError):
     """The log could not be asked (network, HTTP error, malformed answer): nothing was checked."""
-
-
-class WitnessStateError(AuditError):
-    """The witness state file is missing what it needs, or is not a state file."""
 
 
 class LogSource(Protocol):

@@ -407,8 +407,11 @@ def _agencies(e: dict[str, Any]) -> set[str]:
 
 @router.get("/checkpoint", response_class=PlainTextResponse)
 def checkpoint(_ctx: AuditReader, rt: RuntimeDep) -> PlainTextResponse:
-    """A signed checkpoint covering every entry committed before this request arrived."""
-    return PlainTextResponse(rt.audit.checkpoint())
+    """A signed checkpoint covering every entry committed before this request arrived, with the
+    witnesses' cosignatures kept for it as extra signature lines (C2SP tlog-cosignature)."""
+    from gateway.services.witnessing import configured, cosigned_note
+
+    return PlainTextResponse(cosigned_note(rt.db, configured(rt.settings), rt.audit.checkpoint()))
 
 
 @router.get("/verifier-key", response_class=PlainTextResponse)

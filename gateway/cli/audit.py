@@ -11,6 +11,7 @@ import typer
 
 from audit import open_private_file, write_private_file
 from gateway.bsn import Pseudonymizer, is_valid_bsn
+from gateway.cli.witness import witness_app
 from gateway.errors import StartupRefused
 
 # The log's store, SQLAlchemy and the settings load when a command runs, not for ``gateway --help``.
@@ -191,15 +192,20 @@ def _read_bsn(value: str | None) -> str:
 
 
 def _pseudonymizer(settings: Settings) -> Pseudonymizer:
-    if not settings.pseudonym_secret and not (settings.data_dir / "pseudonym.key").exists():
+    from gateway.bsn import secret_path
+
+    path = secret_path(settings.data_dir, settings.pseudonym_secret_file)
+    if not settings.pseudonym_secret and not path.exists():
         # Generating a fresh secret here would give a pseudonym that matches nothing: say so instead.
         typer.echo(
-            f"error: no pseudonym secret: set GATEWAY_PSEUDONYM_SECRET or point --data-dir at the "
-            f"gateway's data directory (no pseudonym.key in {settings.data_dir})",
+            f"error: no pseudonym secret: set GATEWAY_PSEUDONYM_SECRET or GATEWAY_PSEUDONYM_SECRET_FILE, "
+            f"or point --data-dir at the gateway's data directory (no {path})",
             err=True,
         )
         raise typer.Exit(2)
-    return Pseudonymizer.from_settings(settings.pseudonym_secret, settings.data_dir)
+    return Pseudonymizer.from_settings(
+        settings.pseudonym_secret, settings.data_dir, settings.pseudonym_secret_file
+    )
 
 
 ReportFormat = Annotated[
@@ -426,14 +432,24 @@ def audit_explain(
     raise typer.Exit(found.exit_code)
 
 
-@app.command("witness")
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.callback()
 def audit_witness(
-    url: Annotated[str, typer.Option("--url", help="The gateway's base URL, e.g. https://gateway.example")],
+    ctx: typer.Context,
+    url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--url", help="The gateway's base URL, e.g. https://gateway.example"),
+    ] = None,
     token_file: Annotated[
-        Path,
+        Optional[Path],  # noqa: UP045
         typer.Option("--token-file", help="File holding a bearer token of scope audit or audit:all"),
-    ],
-    state: Annotated[Path, typer.Option("--state", help="Where the last verified checkpoint is kept (JSON)")],
+    ] = None,
+    state: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--state", help="Where the last verified checkpoint is kept (JSON)"),
+    ] = None,
     key: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option(
@@ -447,7 +463,15 @@ def audit_witness(
 
     Exit 0: consistent (state updated). Exit 1: the log was forked, rewritten, rolled back or signed
     by another key (state kept; both checkpoints saved beside it as evidence). Exit 2: could not check.
+    ``serve`` and ``keygen`` run a C2SP witness that the log submits its checkpoints to instead.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if url is None or token_file is None or state is None:
+        missing = [
+            o for o, v in (("--url", url), ("--token-file", token_file), ("--state", state)) if v is None
+        ]
+        raise typer.BadParameter(f"missing {', '.join(missing)}", param_hint="the witness check")
     from audit import HttpLogSource, LogUnavailable, WitnessAlarm, WitnessStateError, witness
 
     try:

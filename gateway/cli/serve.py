@@ -46,6 +46,13 @@ def with_deliverer(application: FastAPI) -> FastAPI:
         sweeper = RetentionSweeper(rt, interval=rt.settings.retention_sweep_interval)
         application.router.on_startup.append(sweeper.start)
         application.router.on_shutdown.append(sweeper.stop)
+    if rt.settings.witnesses:  # submits new checkpoints to the agencies' witnesses (issue 12)
+        from gateway.services.witnessing import Witnessing
+
+        witnessing = Witnessing(rt)
+        application.router.on_startup.append(witnessing.start)
+        application.router.on_shutdown.append(witnessing.stop)
+        application.state.witnessing = witnessing
     return application
 
 
@@ -95,6 +102,7 @@ def serve(
                     f"  OpenAPI          {base}/v1/openapi.json  (browse: {base}/v1/docs)",
                     f"  token endpoint   {base}/oauth2/token",
                     f"  audit log key    {rt.signer.verifier_key()}",
+                    *([_witnesses_line(settings)] if settings.witnesses else []),
                     *([f"  workers          {workers} processes", limits_line] if workers > 1 else []),
                     *([console_line(base, rt.db)] if settings.mode == "local" else []),
                     "Register an agency system:  gateway clients register --client-id ID --agency AGENCY "
@@ -148,6 +156,14 @@ def _deliverer_line(settings: Settings, workers: int) -> str:
     )
 
 
+def _witnesses_line(settings: Settings) -> str:
+    names = ", ".join(w.name for w in settings.witnesses)
+    return (
+        f"  witnesses        {names}: quorum {settings.quorum}, "
+        f"submitting every {settings.witness_interval:g} s"
+    )
+
+
 def _worker_rate_limits(settings: Settings, workers: int) -> str:
     """The start-up line on rate limits under ``--workers``; refused where each worker's own count would
     multiply the configured budget and the operator has said this is production."""
@@ -175,6 +191,8 @@ def _serve_workers(settings: Settings, sock: socket.socket, workers: int) -> Non
     os.environ.update(
         GATEWAY_DATA_DIR=str(settings.data_dir), GATEWAY_HOST=settings.host, GATEWAY_PORT=str(settings.port)
     )
+    # A reload reaches one worker; the others follow the revision it activated (gateway.policy.follow).
+    os.environ.setdefault("GATEWAY_POLICY_FOLLOW", "true")
     config = uvicorn.Config(
         WORKER_APP,
         factory=True,

@@ -69,7 +69,7 @@ def create_console(rt: Runtime) -> FastAPI:
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console.state.runtime = rt
     console.state.verifications = Verifications(rt)
-    secret = session_secret(rt.settings.data_dir)
+    secret = session_secret(rt.settings.data_dir, rt.settings.console_session_key_file)
     console.state.oidc = oidc_login(rt.settings, secret)  # None: one-time links only
     console.include_router(router)
     console.include_router(reports_router)

@@ -20,14 +20,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from audit import LogEntry
+from audit import LogEntry, StoredCheckpoint
 from gateway.api.audit import scoped_filters
 from gateway.bsn import is_valid_bsn
 from gateway.console.integrity import Verifications
 from gateway.console.messages import DEFAULT_LANGUAGE, LANGUAGES, translate
 from gateway.console.oidc import OidcLogin, OidcRefused, OidcUnavailable
 from gateway.console.picture import Arrow, case_svg
-from gateway.console.presenting import Presenter, Row, check_inclusion, cosignatures, show_time
+from gateway.console.presenting import Presenter, Row, check_inclusion, show_time
 from gateway.console.sessions import (
     ConsoleUser,
     LinkRefused,
@@ -645,13 +645,32 @@ def integrity(request: Request, user: User) -> Response:
             "latest": latest,
             "latest_time": show_time(latest.created_at.isoformat(), lang) if latest else None,
             "root_hash": latest.root.hex() if latest else None,
-            "witnesses": cosignatures(latest.note, rt.signer.origin) if latest else [],
+            "witnessing": _witnessing(rt, latest, lang),
             "running": running,
             "last": last,
             "last_time": show_time(last.get("time"), lang) if last else None,
             "notice": request.query_params.get("notice"),
         },
     )
+
+
+def _witnessing(rt: Runtime, latest: StoredCheckpoint | None, lang: str) -> dict[str, Any] | None:
+    """The witnesses' section of the integrity page: the latest checkpoint's cosignatures, the quorum."""
+    from audit import Checkpoint
+    from gateway.services.witnessing import witness_status
+
+    if not rt.settings.witnesses or latest is None:
+        return None
+    status = witness_status(rt, Checkpoint(rt.signer.origin, latest.size, latest.root))
+    views = [{**c.to_json(), "shown": show_time(c.to_json()["time"], lang)} for c in status.cosignatures]
+    return {
+        "witnessed": status.witnessed,
+        "valid": len({c.witness for c in status.cosignatures if c.valid}),
+        "quorum": status.quorum,
+        "configured": len(status.witnesses),
+        "cosignatures": views,
+        "latest": status.latest_witnessed.size if status.latest_witnessed else None,
+    }
 
 
 @router.post("/integriteit/controle")

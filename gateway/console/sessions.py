@@ -130,15 +130,17 @@ def spend_login_token(engine: Engine, token: str) -> ConsoleUser:
     if row is None:
         raise LinkRefused("unknown")
     if spent != 1:
-        raise LinkRefused("used" if row.used_at is not None and row.used_at <= now else "expired")
+        # Used at all, even a moment after this caller's ``now`` (a concurrent spend won), is "used".
+        raise LinkRefused("used" if row.used_at is not None else "expired")
     if row.role not in CONSOLE_ROLES:
         raise LinkRefused("unknown")
     return ConsoleUser(agency=row.agency, role=row.role, subject=row.subject)
 
 
-def session_secret(data_dir: Path) -> str:
-    """The cookie-signing key of this data directory, made once (exclusively: workers agree on one)."""
-    path = data_dir / SESSION_KEY_FILE
+def session_secret(data_dir: Path, file: Path | None = None) -> str:
+    """The cookie-signing key in ``file`` (``GATEWAY_CONSOLE_SESSION_KEY_FILE``, shared by replicas) or in
+    the data directory, made once (exclusively: workers and replicas starting at once agree on one)."""
+    path = file if file is not None else data_dir / SESSION_KEY_FILE
     if not path.exists():
         write_private_file(path, secrets.token_hex(32).encode("ascii"))
     return path.read_text().strip()

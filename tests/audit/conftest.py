@@ -1,7 +1,8 @@
 """Fixtures for the audit tests: real SQLite files in tmp_path, and PostgreSQL in a throwaway schema.
 
-The PostgreSQL tests are skipped only when no server answers at ``AUDIT_TEST_PG_URL`` (default: the
-local trust-auth server); each test gets its own schema, dropped afterwards.
+The PostgreSQL tests fail when no server answers (tests/databases.py, `require_postgresql`); they
+run at ``AUDIT_TEST_PG_URL`` (default: the local trust-auth server), each test in its own schema,
+dropped afterwards.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, event
 
 import audit
+from tests.databases import require_postgresql
 
 PG_URL = os.environ.get("AUDIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ORIGIN = "test.veilig-delen.example/audit"
@@ -47,23 +49,6 @@ def create_log(engine: Engine) -> Engine:
     return engine
 
 
-_pg_reachable: bool | None = None
-
-
-def _pg_available() -> bool:
-    global _pg_reachable
-    if _pg_reachable is None:
-        try:
-            probe = sa.create_engine(PG_URL, connect_args={"connect_timeout": 2})
-            with probe.connect():
-                pass
-            probe.dispose()
-            _pg_reachable = True
-        except Exception:
-            _pg_reachable = False
-    return _pg_reachable
-
-
 def pg_engine(schema: str) -> Engine:
     """An engine whose unqualified names resolve in ``schema`` (so audit's DDL and triggers land there)."""
     return sa.create_engine(PG_URL, connect_args={"options": f"-c search_path={schema}"}, pool_size=10)
@@ -71,9 +56,8 @@ def pg_engine(schema: str) -> Engine:
 
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
-    """A fresh PostgreSQL schema, dropped after the test; skips when no server answers."""
-    if not _pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
+    """A fresh PostgreSQL schema, dropped after the test."""
+    require_postgresql()  # fails, not skips, without the server (tests/databases.py)
     schema = f"audit_test_{secrets.token_hex(6)}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:

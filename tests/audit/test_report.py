@@ -58,8 +58,9 @@ def test_odd_or_missing_fields_become_none() -> None:
 
 
 @pytest.fixture
-def store(sqlite_log: Engine, signer: LogSigner) -> SqlAuditStore:
-    s = SqlAuditStore(sqlite_log, signer)
+def store(engine: Engine, signer: LogSigner) -> SqlAuditStore:
+    """A log of 30 entries on each database (conftest's ``engine``: SQLite, then PostgreSQL)."""
+    s = SqlAuditStore(engine, signer)
     s.append(
         [
             make_entry(i, subjects=[PERSON if i % 3 == 0 else OTHER], counterpart="rvdk" if i % 2 else "om")

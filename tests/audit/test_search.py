@@ -23,10 +23,10 @@ from audit._internal.columns import extract
 from tests.audit.conftest import (
     ORIGIN,
     PG_URL,
-    _pg_available,
     create_log,
     make_entry,
     pg_engine,
+    require_postgresql,
     sqlite_engine,
 )
 
@@ -90,8 +90,7 @@ def store(
         yield _store(engine)
         engine.dispose()
         return
-    if not _pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
+    require_postgresql()  # fails, not skips, without the server (tests/databases.py)
     schema = f"audit_search_{secrets.token_hex(6)}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:

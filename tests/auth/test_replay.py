@@ -1,15 +1,33 @@
-"""The spent-jti store over real SQLite."""
+"""The spent-jti store over real SQLite and real PostgreSQL (``db_url``, tests/databases.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth.replay import ReplayGuard, jti_key
+from gateway.db import make_engine, make_sessionmaker
 from gateway.models import UsedAssertion
+
+
+@pytest.fixture(scope="module")
+def database(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(database: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The module's database with no spent assertion in it (one database per module and dialect)."""
+    with database() as s, s.begin():
+        s.execute(delete(UsedAssertion))
+    return database
 
 
 def later(seconds: int) -> dt.datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from connectors import simulated_connectors
 from gateway.app import create_app
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from tests.databases import PG_ADMIN_URL as PG_ADMIN_URL
+from tests.databases import fresh_pg_database as fresh_pg_database
 from tests.live import reserve_socket, serve
 
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
@@ -112,25 +112,7 @@ def shared_case(gw: Gateway) -> str:
     return case_id
 
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-@contextmanager
-def fresh_pg_database(prefix: str = "vd_test") -> Iterator[tuple[str, sa.Engine, str]]:
-    """A new, empty PostgreSQL database: its URL, an admin engine and its name; dropped afterwards."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", admin, name
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+# The PostgreSQL helpers live with the db_url fixture (tests/databases.py); kept importable from here.
 
 
 def fuzz_settings() -> dict[str, Any]:
@@ -150,9 +132,10 @@ def start_gateway(data_dir: Path, **settings_kw: Any) -> tuple[Runtime, socket.s
     return Runtime(settings, connectors=simulated_connectors()), sock
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    runtime, sock = start_gateway(tmp_path_factory.mktemp("gateway"))
+@contextmanager
+def running_gateway(data_dir: Path, **settings_kw: Any) -> Iterator[Gateway]:
+    """A gateway served over HTTP with every agency's system and officer, an auditor and an author."""
+    runtime, sock = start_gateway(data_dir, **settings_kw)
     app = create_app(runtime=runtime)
     with serve(app, sock=sock) as base:
         gw = Gateway(base=base, runtime=runtime)
@@ -164,3 +147,17 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         yield gw
         gw.http.close()
     runtime.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("gateway")) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def gateway_on_each_database(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`gateway` on SQLite, then on PostgreSQL (``db_url``), for a storage test module: its own
+    ``gateway`` fixture returns this one (tests/e2e/test_data_at_rest.py)."""
+    with running_gateway(tmp_path_factory.mktemp("gateway"), database_url=db_url) as gw:
+        yield gw

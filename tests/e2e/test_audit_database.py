@@ -27,7 +27,8 @@ import audit
 from audit import LogSigner, SqlAuditStore, verify_log
 from gateway.db import make_engine
 from gateway.migrations import alembic_config, upgrade
-from tests.audit.conftest import ORIGIN, PG_URL, _pg_available, make_entry
+from tests.audit.conftest import ORIGIN, PG_URL, make_entry
+from tests.databases import require_postgresql
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
 # Each audit table, with a column to try an UPDATE on.
@@ -87,8 +88,7 @@ def _engine(url: str, schema: str) -> Engine:
 @pytest.fixture
 def pg() -> Iterator[PgSetup]:
     """A schema migrated by the superuser (the owner), and a LOGIN role granted what the docs say."""
-    if not _pg_available():
-        pytest.skip(f"no PostgreSQL server at {PG_URL}")
+    require_postgresql()  # fails, not skips, without the server (tests/databases.py)
     suffix = secrets.token_hex(5)
     schema, role = f"audit_role_{suffix}", f"audit_app_{suffix}"
     admin = sa.create_engine(PG_URL)

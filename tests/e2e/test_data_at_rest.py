@@ -78,6 +78,13 @@ def _message(gw: Gateway, message_id: str) -> Any:
 
 
 @pytest.fixture(scope="module")
+def gateway(gateway_on_each_database: Gateway) -> Gateway:
+    """This module's gateway, once on SQLite and once on PostgreSQL: sealing, erasure and the sweep
+    are storage (tests/databases.py)."""
+    return gateway_on_each_database
+
+
+@pytest.fixture(scope="module")
 def findings(gateway: Gateway) -> dict[str, Any]:
     """A case in the acute investigation step where Veilig Thuis shared its findings with politie and
     the RvdK: ``{case, politie, rvdk}`` (message ids)."""

@@ -19,10 +19,8 @@ import sqlalchemy as sa
 from gateway.cli import run
 from gateway.db import make_engine
 from gateway.migrations import SchemaNotCurrent, database_revision, require_current, script_head, upgrade
-from tests.e2e.conftest import fresh_pg_database
+from tests.databases import DIALECTS, fresh_pg_database
 from tests.live import free_port
-
-DIALECTS = ("sqlite", "postgresql")
 
 GATEWAY = [sys.executable, "-m", "gateway.cli"]
 HEAD = script_head()

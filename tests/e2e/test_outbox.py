@@ -132,8 +132,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def gateway_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One gateway for the module (a runtime takes seconds to build); each test gets its own deliverer."""
+def gateway_world(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One gateway for the module (a runtime takes seconds to build), on SQLite then on PostgreSQL
+    (``db_url``: claims, leases and statuses are storage); each test gets its own deliverer."""
     tmp_path = tmp_path_factory.mktemp("outbox")
     with ExitStack() as stack:
         # Only veilig_thuis receives pushes here: one stand-in system serves every agency's URL.
@@ -144,6 +145,7 @@ def gateway_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         sock = reserve_socket()
         settings = Settings(
             data_dir=tmp_path,
+            database_url=db_url,
             port=sock.getsockname()[1],
             connectors="http",
             agency_urls=urls,
@@ -236,7 +238,7 @@ def test_a_failed_push_is_retried_after_a_jittered_backoff_then_delivered(
 
 
 def test_dead_letter_after_the_last_attempt_then_an_operator_requeues_it(
-    make_world: Callable[..., World], capsys: pytest.CaptureFixture[str]
+    make_world: Callable[..., World], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = make_world(max_attempts=2)
     vt = w.systems["veilig_thuis"]
@@ -257,6 +259,7 @@ def test_dead_letter_after_the_last_attempt_then_an_operator_requeues_it(
     assert w.calls[message_id] == 2
 
     data = ["--data-dir", str(w.settings.data_dir)]
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", w.settings.effective_database_url)  # the commands' database
     assert run(["outbox", "list", "--status", "dead_letter", *data]) == 0
     listed = capsys.readouterr().out.splitlines()
     [line] = [x for x in listed if x.startswith(message_id)]
