@@ -161,7 +161,31 @@ def _audit(
             store_revision(conn, source)
 
     entry = make_entry(ctx, type_="policy", action="policy.reload", outcome=outcome, refs=refs)
-    rt.audit_append([entry], writes=writes)
+    try:
+        rt.audit_append([entry], writes=writes)
+    except Exception:
+        # Not recorded, so not loaded either (a ``loaded`` whose entry failed is refused by the caller).
+        _log_reload(ctx, old, new, f"{outcome} not recorded (audit write failed)", errors or [])
+        raise
+    _log_reload(ctx, old, new, outcome, errors or [])
+
+
+def _log_reload(
+    ctx: CallContext, old: str, new: str | None, outcome: str, errors: list[dict[str, str]]
+) -> None:
+    """One line per reload, loaded or refused: who, the outcome, the old and the candidate revision, how
+    many errors and the first one's place and first line (policy text, never case data, as in the entry)."""
+    first = f"; first: {error_lines(errors[:1])}" if errors else ""
+    log.log(
+        logging.INFO if outcome == "loaded" else logging.WARNING,
+        "policy reload %s by %s: old revision %s, candidate %s, %d error(s)%s",
+        outcome,
+        ctx.principal.client_id,
+        old,
+        new or "unknown",
+        len(errors),
+        first,
+    )
 
 
 MAX_ERROR_LINES = 5
