@@ -31,13 +31,47 @@ DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
 
 
 @app.command()
+def check(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
+    """What OPA's compiler refuses (unknown functions, unsafe variables, arity, types), each as
+    file:line: code: message; exit 1 on any. Without OPA's Go compiler: regopy's compile errors only."""
+    if not _check(policy_dir):
+        raise typer.Exit(1)
+
+
+def _check(policy_dir: Path) -> bool:
+    """Run the check, print its findings and summary; True when there are none."""
+    from gateway.policy._check import EMBEDDED, check_source
+    from gateway.policy._source import PolicyCompileError, read_policy
+
+    try:
+        source = read_policy(policy_dir)
+    except PolicyCompileError as e:
+        _print_compile_error(e)
+        return False
+    report = check_source(source)
+    for finding in report.findings:
+        typer.echo(f"ERROR {finding}", err=True)
+    if report.compiler == EMBEDDED:
+        typer.echo(
+            "Let op: OPA's Go compiler is niet geïnstalleerd (make setup); alleen regopy's compileerfouten "
+            "zijn gecontroleerd, niet onbekende functies, onveilige variabelen of ariteit.",
+            err=True,
+        )
+    typer.echo(report.summary, err=not report.ok)
+    return report.ok
+
+
+@app.command()
 def test(
     policy_dir: PolicyDir = DEFAULT_POLICY_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the tests that pass")] = False,
 ) -> None:
-    """Run every test_* rule of every *_test.rego; prints failures and 'N passed, M failed'."""
+    """Check the modules (as `gateway policy check`), then run every test_* rule of every *_test.rego;
+    prints failures and 'N passed, M failed'."""
     from gateway.policy._testrunner import run_tests
 
+    if not _check(policy_dir):
+        raise typer.Exit(1)
     report = run_tests(policy_dir)
     for error in report.errors:
         typer.echo(f"ERROR {error}", err=True)

@@ -33,6 +33,7 @@ from gateway.policy import (
     read_policy,
     run_tests,
 )
+from gateway.policy._check import CheckReport, check_source
 from gateway.runtime import Runtime, make_policy_engine
 from gateway.services.impact import ImpactUnexpected, require_impact
 from gateway.services.policy_archive import store_revision
@@ -40,6 +41,14 @@ from gateway.services.trail import CallContext, make_entry
 from gateway.tracing import from_header
 
 _reload_lock = threading.Lock()
+
+
+class PolicyCheckFailed(Exception):
+    """`check_source` found what OPA's compiler refuses."""
+
+    def __init__(self, report: CheckReport) -> None:
+        super().__init__(report.summary)
+        self.report = report
 
 
 def reload_policy(
@@ -57,9 +66,26 @@ def reload_policy(
             # Read once: what is compiled, tested and served are the same bytes, even if a file
             # changes while this runs (the next reload, or the watcher, picks the change up).
             source = read_policy(rt.settings.policy_dir)
+            # What OPA's compiler refuses (an unknown function, an unsafe variable) never compiles into
+            # an engine: regopy would take it and fail only when a decision reaches the rule.
+            check = check_source(source)
+            if not check.ok:
+                raise PolicyCheckFailed(check)
             # Compiled and probed with regopy for either engine: what fails here never reaches OPA,
             # and no worker process starts for a revision that is then refused.
             checked = compile_source(source)
+        except PolicyCheckFailed as e:
+            findings = [
+                {"field": f"{f.file}:{f.line}" if f.line else f.file, "message": f"{f.code}: {f.message}"}
+                for f in e.report.findings
+            ]
+            _audit(rt, ctx, old.revision, e.report.revision, "check_failed", errors=findings)
+            raise PolicyLoadFailed(
+                f"{e.report.compiler} refuses the policy ({len(findings)} finding(s)); "
+                "the old revision stays active",
+                errors=findings,
+                extra={"revision": old.revision},
+            ) from None
         except Exception as e:
             compile_errors = getattr(e, "errors", None) or [{"field": "policies", "message": str(e)}]
             _audit(rt, ctx, old.revision, _on_disk(rt), "compile_failed", errors=compile_errors)

@@ -213,7 +213,7 @@ def test_a_refused_reload_names_the_candidate_and_its_errors(gw: Gateway) -> Non
             r = a.post("/v1/policies/reload")
         assert r.status_code == 422, r.text
         entry = [e for _, e in _entries(gw) if e.get("action") == "policy.reload"][-1]
-        assert entry["outcome"] == "compile_failed"
+        assert entry["outcome"] == "check_failed"  # the check parses before anything compiles
         assert entry["refs"]["newRevision"].startswith("sha256:")
         assert entry["refs"]["newRevision"] != entry["refs"]["oldRevision"]
         assert "veiligdelen/broken.rego" in entry["refs"]["errors"]

@@ -139,7 +139,7 @@ def test_the_watcher_reloads_a_settled_change_and_refuses_a_broken_one(own: tupl
     assert fixed is not None and fixed["revision"] == policy_revision(policy_dir)
 
     entries = [e for e in _all_entries(gw, type="policy") if e["actor"]["clientId"] == "policy-watcher"]
-    assert [e["outcome"] for e in entries] == ["loaded", "compile_failed", "loaded"]
+    assert [e["outcome"] for e in entries] == ["loaded", "check_failed", "loaded"]
     assert entries[0]["refs"] == {"oldRevision": start, "newRevision": changed}
     assert entries[0]["actor"] == {"agency": "gateway", "clientId": "policy-watcher"}
     assert entries[2]["refs"] == {"oldRevision": changed, "newRevision": fixed["revision"]}

@@ -154,4 +154,4 @@ def test_reload_through_opa_switches_or_keeps_the_old_revision(tmp_path: Path) -
         assert {p["id"]: p["raw"] for p in standin.policies()} == before
         with gw.as_("auditor") as a:
             entries = a.get("/v1/audit/entries", params={"type": "policy"}).json()["entries"]
-        assert [e["entry"]["outcome"] for e in entries[-3:]] == ["loaded", "engine_failed", "compile_failed"]
+        assert [e["entry"]["outcome"] for e in entries[-3:]] == ["loaded", "engine_failed", "check_failed"]

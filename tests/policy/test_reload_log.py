@@ -66,7 +66,7 @@ def test_a_refused_reload_is_one_warning_line_with_the_first_error(
     [line] = reload_lines(caplog)
     assert line.levelno == logging.WARNING
     message = line.getMessage()
-    assert message.startswith("policy reload compile_failed by policy-watcher:")
+    assert message.startswith("policy reload check_failed by policy-watcher:")
     relative = target.relative_to(policies).as_posix()
     assert f"old revision {old}" in message and f"; first: {relative}:" in message
     assert rt.policy.current.revision == old
