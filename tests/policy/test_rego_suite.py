@@ -122,3 +122,18 @@ def test_a_regopy_crash_is_contained(tmp_path: Path) -> None:
 )
 def test_whole_input_with_detection(source: str, lines: list[int]) -> None:
     assert whole_input_with_lines(source) == lines
+
+
+def test_a_runtime_error_names_the_test_and_its_place(tmp_path: Path) -> None:
+    """regopy evaluates a call to an unknown function to an error (the check refuses it first; run_tests
+    alone still says which test and where)."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "p.rego").write_text("package p\n\nbroken := no_such_function(1)\n", encoding="utf-8")
+    tests = "".join(f"test_t_{i} if {{ p.broken }}\n" for i in range(3))
+    (tmp_path / "p" / "p_test.rego").write_text(
+        f"package p_test\n\nimport data.p\n\n{tests}", encoding="utf-8"
+    )
+    report = run_tests(tmp_path, workers=1)
+    assert [r.name for r in report.results] == [f"p_test.test_t_{i}" for i in range(3)]
+    for i, result in enumerate(report.results):
+        assert not result.ok and result.message.startswith(f"p/p_test.rego:{5 + i}: error: ")
