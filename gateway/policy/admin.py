@@ -34,6 +34,7 @@ from gateway.policy import (
     run_tests,
 )
 from gateway.policy._check import CheckReport, check_source
+from gateway.polling import Poller
 from gateway.runtime import Runtime, make_policy_engine
 from gateway.services.impact import ImpactUnexpected, require_impact
 from gateway.services.policy_archive import store_revision
@@ -246,19 +247,18 @@ WATCHER = Principal(client_id="policy-watcher", agency="gateway", role="system",
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
-class PolicyWatcher:
+class PolicyWatcher(Poller):
     """Polls the policy directory and reloads on a settled change. ``check`` is one poll."""
 
+    thread_name = "policy-watcher"
+    log = log
+
     def __init__(self, rt: Runtime, *, interval: float = 2.0) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        super().__init__(interval=interval)
         self.rt = rt
-        self.interval = interval
         self._seen: Fingerprint = self._fingerprint()
         self._pending: Fingerprint | None = None
         self._refused: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _fingerprint(self) -> Fingerprint:
         try:
@@ -294,24 +294,3 @@ class PolicyWatcher:
         self._refused = None
         log.info("policy reloaded by the watcher: %s", answer["revision"])
         return answer
-
-    def start(self) -> None:
-        """Poll in a daemon thread until `stop`."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="policy-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling (waits for a reload in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # the watcher must outlive any failure; the audit trail has the rest
-                log.exception("policy watcher poll failed")

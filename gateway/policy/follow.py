@@ -22,11 +22,11 @@ archived there in the reload's own transaction, and every replica has the databa
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.polling import Poller
 from gateway.services.policy_archive import (
     RevisionNotArchived,
     active_revision,
@@ -80,19 +80,18 @@ def adopt_active_revision(rt: Runtime) -> None:
     PolicyFollower(rt).follow(active)
 
 
-class PolicyFollower:
+class PolicyFollower(Poller):
     """Polls the archive's active revision and swaps this replica onto it. ``check`` is one poll."""
 
+    thread_name = "policy-follower"
+    log = log
+
     def __init__(self, rt: Runtime, *, interval: float = 2.0) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        super().__init__(interval=interval)
         self.rt = rt
-        self.interval = interval
         self.swaps = 0
         """How many times this follower moved its replica to another revision."""
         self._failed: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def check(self) -> str | None:
         """One poll: the revision swapped in, or None (already on it, nothing archived, or it failed and
@@ -134,23 +133,3 @@ class PolicyFollower:
         log.info("policy revision %s activated elsewhere; this replica now serves it", revision)
         retire(old)
         return revision
-
-    def start(self) -> None:
-        """Poll in a daemon thread until `stop`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="policy-follower", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling (waits for a swap in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # the follower must outlive any failure
-                log.exception("policy follower poll failed")

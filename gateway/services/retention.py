@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +25,7 @@ from audit import AuditWriteError
 from gateway.auth import Principal
 from gateway.db import utcnow
 from gateway.models import Case, CaseKey, Message, Subject
+from gateway.polling import Poller
 from gateway.runtime import Runtime
 from gateway.services.trail import CallContext, make_entry
 from gateway.tracing import from_header
@@ -186,35 +185,18 @@ def _erase_identities(rt: Runtime, ctx: CallContext, now: dt.datetime) -> int | 
     return len(ids) if _append(rt, entries, shred) else 0
 
 
-class RetentionSweeper:
+class RetentionSweeper(Poller):
     """Sweeps every ``interval`` seconds in a daemon thread (``gateway serve``) until `stop`."""
 
+    thread_name = "retention-sweeper"
+    spread_first = True  # the first sweep after a random part of the interval, so workers spread
+    log_tracebacks = False  # a sweep's exception may quote case data: its type only
+    log = log
+
     def __init__(self, rt: Runtime, *, interval: float) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
+        super().__init__(interval=interval)
         self.rt = rt
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start sweeping (the first sweep after a random part of the interval, so workers spread)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="retention-sweeper", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop (waits for a sweep in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        wait = random.uniform(0, self.interval)  # noqa: S311 - spreading, not secrecy
-        while not self._stop.wait(wait):
-            try:
-                sweep(self.rt)
-            except Exception as e:  # the sweeper must outlive a failure; the next sweep tries again
-                log.error("retention sweep failed: %s", type(e).__name__)
-            wait = self.interval
+    def check(self) -> SweepResult:
+        """One sweep (`sweep`)."""
+        return sweep(self.rt)
