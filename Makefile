@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery lint screenshots bench bench-http bench-console bench-tools fuzz-api clean
+.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery soak-replicas lint screenshots bench bench-http bench-console bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ soak-delivery: setup
 	NOTHING_LOST_SHARES=$${NOTHING_LOST_SHARES:-1000} NOTHING_LOST_KILLS=$${NOTHING_LOST_KILLS:-5} \
 	NOTHING_LOST_DATABASES=$${NOTHING_LOST_DATABASES:-sqlite,postgresql} \
 	$(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_nothing_lost.py
+
+# The long version of tests/e2e/test_replicas.py: three replicas on one PostgreSQL, one SIGKILLed, 5000
+# shares by default (REPLICAS_EXCHANGES); prints what the shares came to. See docs/operations.md.
+soak-replicas: setup
+	REPLICAS_EXCHANGES=$${REPLICAS_EXCHANGES:-5000} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_replicas.py
 
 # The speed figures of docs/performance.md, each beside its baseline measured in the same run, saved with
 # the machine's description in bench/results/. Not tests: run them on a machine with nothing else to do.
