@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -68,3 +69,18 @@ def _json_or_none(response: httpx.Response) -> object:
         return response.json()
     except ValueError:
         return None
+
+
+def listen(host: str, port: int, hint: str = "") -> socket.socket:
+    """A socket bound to ``host:port``, as uvicorn would bind it, or one line saying why not (``hint``:
+    the settings and options that name the address, appended in brackets)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as e:
+        sock.close()
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        where = f" ({hint})" if hint else ""
+        raise typer.TyperException(f"cannot listen on {host}:{port}: {reason}{where}") from e
+    return sock

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from gateway.cli._common import URL_FILE, DataDir, check_data_dir, settings_for
+from gateway.cli._common import URL_FILE, DataDir, check_data_dir, listen, settings_for
 from gateway.cli.console import console_line
 
 if TYPE_CHECKING:
@@ -224,17 +224,7 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
 
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port``, as uvicorn would bind it, or one line saying why not."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except (OSError, OverflowError) as e:
-        sock.close()
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise typer.TyperException(
-            f"cannot listen on {host}:{port}: {reason} (GATEWAY_HOST, GATEWAY_PORT, --host, --port)"
-        ) from e
-    return sock
+    return listen(host, port, "GATEWAY_HOST, GATEWAY_PORT, --host, --port")
 
 
 def _record_url(data_dir: Path, url: str) -> Path:

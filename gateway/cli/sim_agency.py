@@ -8,7 +8,6 @@ simulated records, and misbehaves on request (``--behaviour``, ``POST /sim/behav
 from __future__ import annotations
 
 import contextlib
-import socket
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,6 +15,7 @@ import typer
 
 from connectors.base import AGENCIES
 from gateway import REPO_ROOT
+from gateway.cli._common import listen
 
 DEFAULT_DIR = REPO_ROOT / "var" / "sim-agencies"
 
@@ -64,13 +64,7 @@ def sim_agency(
     directory = data_dir or DEFAULT_DIR
     if directory.exists() and not directory.is_dir():
         raise typer.TyperException(f"data directory {directory} is a file, not a directory")
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise typer.TyperException(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock = listen(host, port)
     keys = GatewayKeys(gateway_url.rstrip("/"))
     store = MessageStore(store_path(directory, agency))
     receiver = DeliveryReceiver(keys.verifier(), store, agency=agency, public_url=public_url)

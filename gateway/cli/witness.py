@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gateway.cli._common import listen
+
 witness_app = typer.Typer(
     help="Witness the audit log: check (--url --state), or serve C2SP add-checkpoint (serve, keygen)",
     invoke_without_command=True,
@@ -74,7 +76,6 @@ def witness_serve(
 
     A refused fork, rollback or bad proof is kept in STATE.evidence-*.json beside the state.
     """
-    import socket
 
     import uvicorn
 
@@ -87,15 +88,11 @@ def witness_serve(
     except (WitnessKeyError, WitnessStateError) as e:
         typer.echo(f"error: {e.reason}", err=True)
         raise typer.Exit(2) from e
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
+        sock = listen(host, port)
+    except typer.TyperException:
         witness.release()
-        typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror}", err=True)
-        raise typer.Exit(1) from e
+        raise
     bound = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
     typer.echo(

@@ -307,12 +307,20 @@ def test_a_database_file_that_is_not_one_is_one_line(command: tuple[str, ...], t
     assert_one_line(cli(*command, "--data-dir", str(tmp_path)), "not a database", "GATEWAY_DATABASE_URL")
 
 
-def test_serve_on_a_port_in_use_names_the_address(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [("serve",), ("sim-agency", "--agency", "om", "--gateway-url", "http://127.0.0.1:1")],
+    ids=["serve", "sim-agency"],
+)
+def test_a_port_in_use_names_the_address(command: tuple[str, ...], tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("serve", "--port", str(port), env={"GATEWAY_DATA_DIR": str(tmp_path)})
+        args = [*command, "--port", str(port)]
+        if command[0] == "sim-agency":
+            args += ["--data-dir", str(tmp_path)]
+        result = cli(*args, env={"GATEWAY_DATA_DIR": str(tmp_path)})
     assert_one_line(result, f"127.0.0.1:{port}", "in use", code=1)
 
 
