@@ -40,9 +40,13 @@ class Finding:
     code: str
     message: str
 
+    @property
+    def place(self) -> str:
+        """``file:line``, or the file alone when the compiler gave no line."""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
     def __str__(self) -> str:
-        place = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{place}: {self.code}: {self.message}"
+        return f"{self.place}: {self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

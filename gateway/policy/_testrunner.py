@@ -81,7 +81,7 @@ class _Test:
     package: str
     rule: str
     where: str = field(default="", compare=False)
-    """``file:line`` of the rule, for a test that crashed (regopy's crash gives no place of its own)."""
+    """``file:line`` of the rule, named with a failure (regopy's errors and crashes give no place)."""
 
     @property
     def name(self) -> str:

@@ -1,6 +1,6 @@
 """Policy administration: reload without downtime, and the file watcher that reloads on a change.
 
-A reload compiles, tests, then swaps; the change is an audit entry.
+A reload checks (OPA's compiler), compiles, tests, then swaps; the change is an audit entry and a log line.
 
 An optional file watcher (``GATEWAY_POLICY_WATCH=true``) that reloads the policy when its files change.
 
@@ -76,10 +76,7 @@ def reload_policy(
             # and no worker process starts for a revision that is then refused.
             checked = compile_source(source)
         except PolicyCheckFailed as e:
-            findings = [
-                {"field": f"{f.file}:{f.line}" if f.line else f.file, "message": f"{f.code}: {f.message}"}
-                for f in e.report.findings
-            ]
+            findings = [{"field": f.place, "message": f"{f.code}: {f.message}"} for f in e.report.findings]
             _audit(rt, ctx, old.revision, e.report.revision, "check_failed", errors=findings)
             raise PolicyLoadFailed(
                 f"{e.report.compiler} refuses the policy ({len(findings)} finding(s)); "

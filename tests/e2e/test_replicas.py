@@ -64,15 +64,18 @@ def wait_until(condition: object, what: str, guard: float = LOAD_GUARD) -> None:
         time.sleep(0.05)
 
 
-def token(base: str, agency: str, key: bytes) -> str:
-    """An access token from the replica at ``base``, for an assertion addressed to the front."""
-    assertion = make_client_assertion(f"{agency}-system", key, f"{FRONT}/oauth2/token")
-    form = {
+def assertion_form(agency: str, key: bytes) -> dict[str, str]:
+    """A token request with a fresh client assertion addressed to the front (any replica takes it)."""
+    return {
         "grant_type": "client_credentials",
         "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": assertion,
+        "client_assertion": make_client_assertion(f"{agency}-system", key, f"{FRONT}/oauth2/token"),
     }
-    r = httpx.post(f"{base}/oauth2/token", data=form, timeout=CALL_GUARD)
+
+
+def token(base: str, agency: str, key: bytes) -> str:
+    """An access token from the replica at ``base``."""
+    r = httpx.post(f"{base}/oauth2/token", data=assertion_form(agency, key), timeout=CALL_GUARD)
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -124,12 +127,7 @@ def test_three_replicas_one_killed_keep_one_consistent_log(tmp_path: Path) -> No
             plans = _prepare(replicas[0].base, tokens)
 
             # The replay cache is shared: an assertion spent at replica 1 is refused at replica 2.
-            assertion = make_client_assertion("politie-system", keys["politie"], f"{FRONT}/oauth2/token")
-            form = {
-                "grant_type": "client_credentials",
-                "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": assertion,
-            }
+            form = assertion_form("politie", keys["politie"])
             first = httpx.post(f"{replicas[0].base}/oauth2/token", data=form, timeout=CALL_GUARD)
             assert first.status_code == 200, first.text
             again = httpx.post(f"{replicas[1].base}/oauth2/token", data=form, timeout=CALL_GUARD)
