@@ -132,91 +132,186 @@ def machine() -> dict[str, Any]:
     return describe(PACKAGES) | {"wrk": (wrk.stdout or wrk.stderr).split("\n")[0].strip()}
 
 
-class Bench:
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
-        self.args = args
-        self.tmp = tmp
-        self.rng = random.Random(args.seed)
-        self.facts = Facts(args.policy_dir)
+class Gateway:
+    """``replicas`` ``gateway serve`` processes on one data directory and one database (SQLite in the
+    data directory by default), each on its own loopback port, with the bench's settings: the rate limit
+    raised, hour-long tokens, the policy directory given. Several replicas share ``public_url`` (the
+    front they would stand behind) as the issuer of their tokens and the audience of client assertions."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        policy_dir: Path,
+        *,
+        workers: int = 1,
+        replicas: int = 1,
+        database_url: str | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.workers = workers
+        self.urls = [f"http://127.0.0.1:{free_port()}" for _ in range(replicas)]
+        self.public_url = public_url
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = dict(
+            os.environ,
+            GATEWAY_DATA_DIR=str(data_dir),
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_RATE_LIMIT="1000000/second",
+            GATEWAY_ACCESS_TOKEN_TTL="3600",
+            GATEWAY_POLICY_DIR=str(policy_dir),
+        )
+        for name in (
+            "GATEWAY_DATABASE_URL",
+            "GATEWAY_POLICY_ENGINE",
+            "GATEWAY_CONNECTORS",
+            "GATEWAY_PUBLIC_URL",
+        ):
+            self.env.pop(name, None)
+        if database_url:
+            self.env["GATEWAY_DATABASE_URL"] = database_url
+        if public_url:
+            self.env["GATEWAY_PUBLIC_URL"] = public_url
+
+    @property
+    def url(self) -> str:
+        """The first replica's URL (the only one, by default): where the set-up traffic goes."""
+        return self.urls[0]
+
+    @property
+    def token_audience(self) -> str:
+        """The token endpoint as the client assertions must name it: the front's, or the server's own."""
+        return f"{self.public_url or self.url}/oauth2/token"
+
+    def settings(self) -> Settings:
+        """The settings the replicas run with, as far as the bench needs them (database, keys, issuer)."""
+        return Settings(data_dir=self.data_dir, database_url=self.database_url, public_url=self.public_url)
+
+    def register_clients(self, agencies: list[str]) -> dict[str, bytes]:
+        """Migrate the database and register ``CLIENTS_PER_AGENCY`` agency systems per agency before
+        any replica starts; their private keys by client id."""
+        settings = self.settings()
+        settings.data_dir.mkdir(mode=0o700, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+        keys: dict[str, bytes] = {}
+        try:
+            upgrade(engine)
+            registry = ClientRegistry(make_sessionmaker(engine))
+            for agency in agencies:
+                for n in range(CLIENTS_PER_AGENCY):
+                    private_pem, public_pem = generate_keypair("Ed25519")
+                    client_id = f"{agency}-bench-{n}"
+                    registry.register(client_id, agency, "agency_system", public_pem)
+                    keys[client_id] = private_pem
+        finally:
+            engine.dispose()
+        return keys
+
+    def launch(self, index: int) -> subprocess.Popen[bytes]:
+        """Start replica ``index`` (not waiting for it)."""
+        port = self.urls[index].rsplit(":", 1)[1]
+        command = [str(Path(sys.executable).parent / "gateway"), "serve", "--port", port]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
+        proc = subprocess.Popen(command, env=self.env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def wait(self) -> None:
+        for url, proc in zip(self.urls, self.procs, strict=True):
+            wait_up(f"{url}/healthz", proc)
+
+    def start(self) -> None:
+        """Start every replica: the first alone, as it makes the keys in the shared data directory."""
+        self.launch(0)
+        if len(self.urls) > 1:
+            wait_up(f"{self.url}/healthz", self.procs[0])
+            for index in range(1, len(self.urls)):
+                self.launch(index)
+        self.wait()
+
+    def metrics(self) -> list[str]:
+        """Each replica's ``/metrics``."""
+        return [httpx.get(f"{url}/metrics", timeout=10).text for url in self.urls]
+
+
+def start_baseline(port: int, workers: int) -> subprocess.Popen[bytes]:
+    """The bare FastAPI endpoint of bench._baseline_app (not waiting for it)."""
+    command = [sys.executable, "-m", "bench._baseline_app", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(command, cwd=REPO_ROOT)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def wrk_command(
+    url: str, requests_file: Path, seconds: int, *, threads: int, connections: int, script: Path = LUA
+) -> list[str]:
+    """wrk replaying ``requests_file`` (bench/share_http.lua, or a script built on it) at ``url``."""
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(requests_file),
+    ]
+
+
+def wrk_result(stdout: str) -> dict[str, Any]:
+    """The ``WRK-RESULT`` line the script's done() prints, with the requests a second."""
+    line = next(x for x in stdout.splitlines() if x.startswith("WRK-RESULT "))
+    result: dict[str, Any] = json.loads(line.removeprefix("WRK-RESULT "))
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+class Bench:
+    """The traffic of a run against one gateway set-up: its agency systems' tokens, the cases opened
+    through its API and the pool of share requests wrk replays."""
+
+    def __init__(self, args: argparse.Namespace, gateway: Gateway, *, seed: int | None = None) -> None:
+        self.args = args
+        self.gateway = gateway
+        self.rng = random.Random(args.seed if seed is None else seed)
+        self.facts = Facts(args.policy_dir)
         self.keys: dict[str, bytes] = {}
         self.tokens: dict[str, str] = {}
         self.local = threading.local()
-        self.base_port, self.gw_port = free_port(), free_port()
-        self.base_url = f"http://127.0.0.1:{self.base_port}"
-        self.gw_url = f"http://127.0.0.1:{self.gw_port}"
-        self.env = dict(
-            os.environ,
-            GATEWAY_DATA_DIR=str(tmp / "data"),
-            GATEWAY_HOST="127.0.0.1",
-            GATEWAY_PORT=str(self.gw_port),
-            GATEWAY_RATE_LIMIT="1000000/second",
-            GATEWAY_ACCESS_TOKEN_TTL="3600",
-            GATEWAY_POLICY_DIR=str(args.policy_dir),
-        )
-        for name in ("GATEWAY_DATABASE_URL", "GATEWAY_POLICY_ENGINE", "GATEWAY_CONNECTORS"):
-            self.env.pop(name, None)
-
-    # -- servers ---------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        workers = str(self.args.workers)
-        self.procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench._baseline_app",
-                    "--port",
-                    str(self.base_port),
-                    "--workers",
-                    workers,
-                ],
-                cwd=REPO_ROOT,
-            )
-        )
-        self.register_clients()
-        command = [str(Path(sys.executable).parent / "gateway"), "serve"]
-        if self.args.workers > 1:
-            command += ["--workers", workers]
-        self.procs.append(subprocess.Popen(command, env=self.env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL))
-        wait_up(f"{self.base_url}/docs", self.procs[0])
-        wait_up(f"{self.gw_url}/healthz", self.procs[1])
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        self.gw_url = gateway.url
 
     def register_clients(self) -> None:
-        settings = Settings(data_dir=self.tmp / "data", database_url=None)
-        settings.data_dir.mkdir(mode=0o700, exist_ok=True)
-        engine = make_engine(settings.effective_database_url)
-        upgrade(engine)
-        registry = ClientRegistry(make_sessionmaker(engine))
-        for agency in self.facts.agencies:
-            for n in range(CLIENTS_PER_AGENCY):
-                private_pem, public_pem = generate_keypair("Ed25519")
-                client_id = f"{agency}-bench-{n}"
-                registry.register(client_id, agency, "agency_system", public_pem)
-                self.keys[client_id] = private_pem
-        engine.dispose()
+        self.keys = self.gateway.register_clients(self.facts.agencies)
 
     def fetch_tokens(self) -> None:
-        token_url = f"{self.gw_url}/oauth2/token"
+        """A real token for every client at the token endpoint, taking the replicas in turn (a token
+        from one is good at every other)."""
+        urls = self.gateway.urls
         with httpx.Client(timeout=30) as http:
-            for client_id, key in self.keys.items():
+            for n, (client_id, key) in enumerate(self.keys.items()):
                 r = http.post(
-                    token_url,
+                    f"{urls[n % len(urls)]}/oauth2/token",
                     data={
                         "grant_type": "client_credentials",
                         "client_assertion_type": ASSERTION_TYPE,
-                        "client_assertion": make_client_assertion(client_id, key, token_url),
+                        "client_assertion": make_client_assertion(
+                            client_id, key, self.gateway.token_audience
+                        ),
                     },
                 )
                 r.raise_for_status()
@@ -232,6 +327,16 @@ class Bench:
             http = self.local.http = httpx.Client(base_url=self.gw_url, timeout=60)
         headers = {"Authorization": f"Bearer {self.tokens[client_id]}"}
         return http.request(method, path, json=body, headers=headers)
+
+    def traffic(self) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+        """Tokens, cases and the pool of share requests (with its summary), as one step."""
+        self.fetch_tokens()
+        t0 = time.perf_counter()
+        cases = self.open_cases()
+        pool, summary = self.build_pool(cases)
+        summary["casesOpened"] = len(cases)
+        summary["setupSeconds"] = round(time.perf_counter() - t0, 1)
+        return pool, summary
 
     # -- cases -----------------------------------------------------------------------------------------
 
@@ -434,32 +539,17 @@ class Bench:
     # -- load ------------------------------------------------------------------------------------------
 
     def wrk(self, url: str, requests_file: Path, seconds: int) -> dict[str, Any]:
-        command = [
-            "wrk",
-            f"-t{self.args.threads}",
-            f"-c{self.args.connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "--latency",
-            "-s",
-            str(LUA),
-            url,
-            "--",
-            str(requests_file),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        line = next(x for x in done.stdout.splitlines() if x.startswith("WRK-RESULT "))
-        result: dict[str, Any] = json.loads(line.removeprefix("WRK-RESULT "))
-        result["rps"] = result["requests"] / result["seconds"]
-        return result
+        """One wrk run at ``url`` with the bench's threads and connections."""
+        args = self.args
+        command = wrk_command(url, requests_file, seconds, threads=args.threads, connections=args.connections)
+        return wrk_result(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
     def profile(self, out: Path, requests_file: Path) -> None:
         """One more gateway round of wrk under py-spy (gateway and its subprocesses), raw and SVG."""
         from bench.profile_breakdown import report
 
         spy = str(Path(sys.executable).parent / "py-spy")
-        pid = str(self.procs[1].pid)
+        pid = str(self.gateway.procs[0].pid)
         raw = out.with_suffix(".txt")
         seconds = str(self.args.duration)
         common = [
@@ -483,7 +573,7 @@ class Bench:
         print(report(raw))
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.gw_url}/metrics", timeout=10).text
+        return self.gateway.metrics()[0]
 
 
 TIMED = {
@@ -641,21 +731,23 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bench = Bench(args, tmp)
+        base_port = free_port()
+        base_url = f"http://127.0.0.1:{base_port}"
+        gateway = Gateway(tmp / "data", args.policy_dir, workers=args.workers)
+        bench = Bench(args, gateway)
+        baseline = start_baseline(base_port, args.workers)  # it starts while the clients are registered
         try:
-            bench.start()
-            bench.fetch_tokens()
-            t0 = time.perf_counter()
-            cases = bench.open_cases()
-            pool, traffic = bench.build_pool(cases)
-            traffic["casesOpened"] = len(cases)
-            traffic["setupSeconds"] = round(time.perf_counter() - t0, 1)
+            bench.register_clients()
+            gateway.launch(0)
+            wait_up(f"{base_url}/docs", baseline)
+            gateway.wait()
+            pool, traffic = bench.traffic()
             if args.rounds == 0:  # the traffic only: what the pool holds and why recipients are refused
                 print(json.dumps(traffic, indent=2))
                 return
             requests_file = tmp / "requests.tsv"
             requests_file.write_text("".join(f"{p}\t{t}\t{b}\n" for p, t, b in pool))
-            sides = {"baseline": bench.base_url, "gateway": bench.gw_url}
+            sides = {"baseline": base_url, "gateway": gateway.url}
             if args.warmup:
                 for url in sides.values():
                     bench.wrk(url, requests_file, args.warmup)
@@ -667,7 +759,7 @@ def main() -> None:
                 before, timed_before = {}, timings("")
             # Taking turns, so that a machine busy with something else weighs on both sides alike.
             measured: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
-            roots = {"baseline": bench.procs[0].pid, "gateway": bench.procs[1].pid}
+            roots = {"baseline": baseline.pid, "gateway": gateway.procs[0].pid}
             cpu: dict[str, dict[str, float]] = {side: {} for side in sides}
             for _ in range(args.rounds):
                 for side, url in sides.items():
@@ -684,7 +776,7 @@ def main() -> None:
             if args.profile:
                 bench.profile(args.profile, requests_file)
         finally:
-            bench.stop()
+            stop([baseline, *gateway.procs])
 
     base, gw = runs["baseline"], runs["gateway"]
     ratio = gw["rps"] / base["rps"]
