@@ -2,8 +2,11 @@
 
 A decision is a function of the policy revision and the input, nothing else: the policy reads no clock,
 no network and no state. So the engine may answer an input it decided before from memory. The key is
-the revision and the input's canonical JSON text (keys sorted, no whitespace: the same text the engine
-hands to regopy), so two inputs share an entry only when they are the same JSON value. Only decisions
+the revision and the canonical JSON text (keys sorted, no whitespace) of the input's projection onto
+the paths the revision reads (`gateway.policy._readpaths`), and that projection is what the engine
+evaluates: two inputs share an entry only when what the policy can see of them is the same JSON value,
+and the entry is the decision of exactly that value. When the read paths cannot be derived, the key is
+the whole input (``stats()["keysOn"]`` says which, ``fallback`` why). Only decisions
 the policy made are kept: an engine failure (timeout, crash, malformed answer) is never cached, so the
 next request asks the engine again. What is kept is the policy's output text, and every hit builds a
 new `Decision` from it, so no caller can change what another one gets.
@@ -15,6 +18,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from gateway.policy._readpaths import ReadPaths
+
 DEFAULT_SIZE = 4096
 """Entries kept per engine; the least recently used goes first."""
 
@@ -23,13 +28,18 @@ MAX_KEY_CHARS = 16_384
 
 
 class DecisionCache:
-    """LRU of ``(revision, input term) -> policy output text``; ``hits`` and ``misses`` count lookups."""
+    """LRU of ``(revision, input term) -> policy output text``; ``hits`` and ``misses`` count lookups.
 
-    def __init__(self, revision: str, size: int = DEFAULT_SIZE) -> None:
+    ``read_paths`` is what the terms are projected on (`ReadPaths`; the whole input when not given): the
+    cache does not project, it reports what its keys hold.
+    """
+
+    def __init__(self, revision: str, size: int = DEFAULT_SIZE, read_paths: ReadPaths | None = None) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
         self.revision = revision
         self.size = size
+        self.read_paths = read_paths if read_paths is not None else ReadPaths(None, "no read paths given")
         self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -63,7 +73,9 @@ class DecisionCache:
             return len(self._entries)
 
     def stats(self) -> dict[str, Any]:
-        """``{size, entries, hits, misses, hitRate}``."""
+        """``{size, entries, hits, misses, hitRate, keysOn, readPaths, fallback}``: ``keysOn`` is ``"read
+        paths"`` or ``"whole input"``, ``readPaths`` how many paths the key holds, ``fallback`` why the
+        whole input (None when the paths were derived)."""
         with self._lock:
             lookups = self.hits + self.misses
             return {
@@ -72,6 +84,9 @@ class DecisionCache:
                 "hits": self.hits,
                 "misses": self.misses,
                 "hitRate": round(self.hits / lookups, 4) if lookups else None,
+                "keysOn": self.read_paths.keys_on,
+                "readPaths": len(self.read_paths.paths or ()),
+                "fallback": self.read_paths.fallback,
             }
 
     def clear(self) -> None:

@@ -24,6 +24,7 @@ from gateway.policy._decision import (
     Decision,
     MalformedDecision,
 )
+from gateway.policy._readpaths import ReadPaths, derive
 from gateway.policy._render import Templates, load_templates
 from gateway.policy._source import (
     ENTRYPOINT,
@@ -159,9 +160,12 @@ class EmbeddedEngine:
     and `info` need no worker. To change revision, build a new engine, swap it in and `close` the old
     one (the gateway's reload does). `close` stops the workers; a decision after it fails closed.
 
-    Decisions are cached by input (``cache_size`` entries, least recently used out; 0 for none): the
-    same input under the same revision is the same decision, answered without the engine
-    (`gateway.policy._cache`). ``cache.stats()`` says how often that happened.
+    Decisions are cached (``cache_size`` entries, least recently used out; 0 for none) by what the
+    policy can see of the input: its projection onto the paths this revision's Rego reads
+    (``read_paths``, derived from the source when the engine is built, `gateway.policy._readpaths`).
+    With the cache on, that projection is also what the engine evaluates, so an entry is the decision
+    of exactly its key; when the paths cannot be derived the key is the whole input, and the engine
+    says so in a log line. ``cache.stats()`` gives hits, misses and what the key holds.
     """
 
     name = "embedded"
@@ -187,8 +191,13 @@ class EmbeddedEngine:
         self._pool: queue.Queue[CompiledPolicy] = queue.Queue()
         self._pool.put(self._compiled)
         self._workers: WorkerPool | None = None
-        # Decisions of this revision by input (gateway.policy._cache); 0 turns the cache off.
-        self.cache = DecisionCache(self._compiled.revision, cache_size) if cache_size > 0 else None
+        # Decisions of this revision by what it reads of the input (gateway.policy._cache); 0: no cache.
+        self.read_paths: ReadPaths = derive(source.policy_modules, source.data)
+        if cache_size > 0:
+            _log_read_paths(self._compiled.revision, self.read_paths)
+        self.cache = (
+            DecisionCache(self._compiled.revision, cache_size, self.read_paths) if cache_size > 0 else None
+        )
         self._closed = False
         if timeout is None:
             for _ in range(size - 1):
@@ -219,6 +228,9 @@ class EmbeddedEngine:
             term = input_term(policy_input)
         except (TypeError, ValueError):
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
+        if self.cache is not None and self.read_paths.paths is not None:
+            # What the policy can see of the input: the key, and what is evaluated on a miss.
+            term = input_term(self.read_paths.project(policy_input))
         cached = self.cache.get(term) if self.cache is not None and not self._closed else None
         if cached is not None:
             # The same text parsed into a decision before; every hit gets its own Decision.
@@ -309,6 +321,20 @@ class EmbeddedEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _log_read_paths(revision: str, read_paths: ReadPaths) -> None:
+    if read_paths.paths is None:
+        log.warning(
+            "policy %s: the decision cache keys on the whole input: %s", revision[:19], read_paths.fallback
+        )
+    else:
+        log.info(
+            "policy %s: the decision cache keys on the %d input paths it reads: %s",
+            revision[:19],
+            len(read_paths.paths),
+            ", ".join(read_paths.dotted()),
+        )
 
 
 def error_summary(text: str) -> str:

@@ -74,7 +74,7 @@ def test_each_revision_has_its_own_cache(policy_copy: Path) -> None:
 
 def test_an_engine_failure_is_not_cached_and_a_closed_engine_answers_nothing_from_it() -> None:
     engine = EmbeddedEngine(POLICIES, pool_size=1)
-    bad = {"action": "share", "x": "\ud800"}  # not UTF-8: engine_error
+    bad = {"action": "share", "purpose": "\ud800"}  # not UTF-8 (in a path the policy reads): engine_error
     assert engine.decide(bad).codes == [ENGINE_ERROR]
     assert engine.cache is not None and len(engine.cache) == 0
     assert engine.decide(SHARE).allowed and len(engine.cache) == 1
