@@ -1,16 +1,25 @@
-"""``gateway policy check``: what OPA's compiler refuses, found before anything compiles into the engine.
+"""``gateway policy check``: what ``opa check --strict`` refuses, found before anything compiles into the
+engine.
 
 regopy, the embedded engine, compiles a module that calls an unknown function or binds an unsafe
 variable, and only fails (or crashes) when a decision reaches the rule. OPA's own Go compiler refuses
-both, with ``file:line``. Where it is installed (opa-golib-python-bindings: ``make setup`` installs it
-for the engine-parity tests) every module of the revision, tests included, goes through it with the
-revision's data: unknown functions and references, unsafe variables, wrong arity and type errors,
-recursion, conflicting rules, parse errors. Like ``opa check`` it reports every error of the first
-compiler stage that fails (fix those and run it again for the next stage).
+both, with ``file:line``. Two passes, on every module of the revision, tests included:
 
-Without it, the check is regopy's: parse and compile errors only, and the report says so
-(`CheckReport.compiler`). Not checked on either path yet: ``opa check --strict``'s extra rules (unused
-local assignments and imports, shadowed names); see docs/policies.md.
+1. **Strict rules** (`_strict.py`, our own pass over the source, on both paths: the Go bindings have no
+   strict option): unused local assignments, ``some`` variables and function arguments, unused and
+   duplicate imports, ``input``/``data`` as a rule, argument or variable name, deprecated built-ins, and
+   a local that shadows an import (ours: ``strict_shadowed_import``). OPA's codes and messages.
+2. **The compiler.** Where OPA's Go compiler is installed (opa-golib-python-bindings: ``make setup``
+   installs it for the engine-parity tests), with the revision's data: unknown functions and
+   references, unsafe variables, wrong arity and type errors, recursion, conflicting rules, parse
+   errors. Like ``opa check`` it reports every error of the first compiler stage that fails (fix those
+   and run it again for the next stage). Without it, regopy's parse and compile errors only, and the
+   report says so (`CheckReport.compiler`); regopy is then not run at all when the strict pass found
+   something, because some of what it refuses (a rule named ``data``) crashes regopy's compiler.
+
+A finding the compiler and the strict pass both give (OPA refuses ``input := 1`` and duplicate imports
+without ``--strict`` too) is reported once. What neither path checks is in docs/policies.md
+("Controleren vóór het laden").
 """
 
 from __future__ import annotations
@@ -65,7 +74,7 @@ class CheckReport:
     @property
     def summary(self) -> str:
         verdict = "geen fouten" if self.ok else f"{len(self.findings)} fout(en)"
-        return f"{self.modules} modules gecontroleerd met {self.compiler}: {verdict}"
+        return f"{self.modules} modules gecontroleerd met de strikte regels en {self.compiler}: {verdict}"
 
 
 def go_compiler_available() -> bool:
@@ -74,15 +83,32 @@ def go_compiler_available() -> bool:
 
 
 def check_source(source: PolicySource, *, use_go: bool | None = None) -> CheckReport:
-    """Check every module of ``source``; OPA's Go compiler when available (or ``use_go``), else regopy."""
+    """Check every module of ``source``: the strict rules, then OPA's Go compiler when available (or
+    ``use_go``), else regopy."""
+    from gateway.policy._strict import strict_findings
+
     go = go_compiler_available() if use_go is None else use_go
-    findings = _go_findings(source) if go else _embedded_findings(source)
+    strict = strict_findings(source.modules)
+    if go:
+        compiled = _go_findings(source)
+    else:
+        compiled = [] if strict else _embedded_findings(source)
     return CheckReport(
         revision=source.revision,
         compiler=GO_COMPILER if go else EMBEDDED,
         modules=len(source.modules),
-        findings=tuple(findings),
+        findings=tuple(_merge(strict, compiled)),
     )
+
+
+def _merge(strict: list[Finding], compiled: list[Finding]) -> list[Finding]:
+    """The compiler's findings in its order, then the strict pass's by file and line; what both found
+    once (regopy's has no line)."""
+    places = {(f.file, f.line, f.message) for f in compiled}
+    messages = {f.message for f in strict}
+    merged = [f for f in compiled if not (f.line is None and f.message in messages)]
+    merged += [f for f in strict if (f.file, f.line, f.message) not in places]
+    return merged
 
 
 def _go_findings(source: PolicySource) -> list[Finding]:
