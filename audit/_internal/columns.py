@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Table
 
 from audit._internal.schema import entries, entry_agencies, entry_subjects
@@ -162,19 +163,101 @@ def _subjects(entry: Mapping[str, Any]) -> set[str]:
 
 
 def extract_rows(entry: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
-    """``extract`` as the store writes it: the column values, then the sorted agency and subject rows."""
-    counterparts = _counterparts(entry)
-    values = _values(entry, counterparts)
-    agencies = {(a, COUNTERPART) for a in counterparts}
-    if values[6] is not None:
-        agencies.add((values[6], ACTOR))
-    return values, sorted(agencies), sorted(_subjects(entry))
+    """``extract`` as the store writes it: the column values, then the sorted agency and subject rows.
+
+    The hot path of every append and of the verifier (once per entry of the log), so ``extract``'s
+    rules are written out here without helper calls; ``tests/audit/test_columns.py`` checks with
+    hypothesis that the two agree on any JSON object.
+    """
+    get = entry.get
+    counterparts: list[str] = []
+    for key in _COUNTERPART_KEYS:
+        value = get(key)
+        if value is None:
+            continue
+        for v in value if isinstance(value, list) else (value,):
+            if isinstance(v, dict) or isinstance(v, Mapping):
+                v = v.get("agency")
+            if isinstance(v, str) and 0 < len(v) <= _AGENCY_LIMIT:
+                counterparts.append(v)
+    actor = get("actor")
+    if isinstance(actor, dict) or isinstance(actor, Mapping):
+        actor_agency = actor.get("agency")
+        actor_client = actor.get("clientId")
+        if not (isinstance(actor_client, str) and 0 < len(actor_client) <= _CLIENT_LIMIT):
+            actor_client = None
+    else:
+        actor_agency, actor_client = actor, None
+    if not (isinstance(actor_agency, str) and 0 < len(actor_agency) <= _AGENCY_LIMIT):
+        actor_agency = None
+    kind, case, purpose, info, trace = (
+        get("type"),
+        get("caseId"),
+        get("purpose"),
+        get("informationType"),
+        get("traceId"),
+    )
+    values = (
+        kind if isinstance(kind, str) and 0 < len(kind) <= _TYPE_LIMIT else None,
+        case if isinstance(case, str) and 0 < len(case) <= _CASE_LIMIT else None,
+        purpose if isinstance(purpose, str) and 0 < len(purpose) <= _PURPOSE_LIMIT else None,
+        info if isinstance(info, str) and 0 < len(info) <= _INFO_LIMIT else None,
+        trace if isinstance(trace, str) and 0 < len(trace) <= _TRACE_LIMIT else None,
+        parse_time(get("time")),
+        actor_agency,
+        actor_client,
+        counterparts[0] if counterparts else None,
+    )
+    if actor_agency is None:
+        agencies = sorted({(a, COUNTERPART) for a in counterparts})
+    else:
+        agencies = sorted({(actor_agency, ACTOR), *((a, COUNTERPART) for a in counterparts)})
+    subjects: list[str] = []
+    raw_subjects = get("subjects")
+    if isinstance(raw_subjects, list):
+        for s in raw_subjects:
+            if isinstance(s, dict) or isinstance(s, Mapping):
+                s = s.get("pseudonym")
+            if isinstance(s, str) and 0 < len(s) <= _PSEUDONYM_LIMIT:
+                subjects.append(s)
+        if len(subjects) > 1:
+            subjects = sorted(set(subjects))
+    return values, agencies, subjects
+
+
+_COUNTERPART_KEYS = ("counterpart", "counterparts")
+
+
+def parse_leaf(data: bytes) -> Any:
+    """Stored leaf bytes parsed as JSON, exactly as ``json.loads`` parses them.
+
+    orjson first, about three times faster (the verifier parses every leaf of the log). Where the two
+    could differ, orjson refuses (NaN, lone surrogates, numbers beyond a double, other encodings than
+    UTF-8, nesting beyond 1024) and ``json.loads`` decides; on what both accept they agree on every
+    string, list and object, the only values the search columns are made of (an integer beyond 64 bits
+    becomes a float in orjson, which no column reads). Raises ``ValueError`` or ``RecursionError``.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def sqlite_time_text(value: dt.datetime | None) -> str | None:
+    """A UTC ``entry_time`` as SQLAlchemy's SQLite ``DateTime`` stores it (``YYYY-MM-DD HH:MM:SS.ffffff``).
+
+    The same text as the column type's bind processor, in a tenth of its time (it formats a dict);
+    ``tests/audit/test_columns.py`` checks the two agree. ``value`` is what ``parse_time`` returns.
+    """
+    if value is None:
+        return None
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def extract_from_leaf(leaf_data: bytes) -> EntryColumns:
     """``extract`` on stored leaf bytes; a leaf that is not a JSON object has no search columns."""
     try:
-        parsed = json.loads(leaf_data)
+        parsed = parse_leaf(leaf_data)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         parsed = None
     return extract(parsed if isinstance(parsed, dict) else {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 import multiprocessing
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
-from audit._internal.columns import ENTRY_COLUMNS, extract_rows
+from audit._internal.columns import ENTRY_COLUMNS, extract_rows, parse_leaf, sqlite_time_text
 from audit._internal.errors import InvalidNote
 from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, fold, leaf_hash, verify_consistency
 from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
@@ -235,28 +236,128 @@ def _check_batch(
     ``frontier`` covers the leaves from ``base`` on (0 for the whole log, a chunk's start for a
     worker); ``record(size, frontier)`` is called at each size in ``wanted``. New nodes are returned
     as ``frontier`` numbers them (relative to ``base``).
+
+    The batch's rows are compared as a whole with the rows its leaves give (entries, agencies,
+    subjects: three list comparisons in C); only a batch where they differ goes through the
+    entry-by-entry checks of ``_check_rows``, which name the entry and the column.
     """
-    # Raw values: on SQLite a column holds whatever was written to it, and a type's result processing
-    # (a timestamp parser, say) would raise on garbage before any check could name the entry.
-    rows = conn.execute(
-        select(entries.c.idx, raw(entries.c.leaf_data), raw(entries.c.leaf_hash), *_RAW_COLUMNS)
-        .where(entries.c.idx >= low, entries.c.idx < high)
-        .order_by(entries.c.idx)
-    ).all()
-    agencies: dict[int, set[tuple[Any, Any]]] = {}
-    # ``.all()`` fetches in one driver call; iterating a result fetches row by row (a sixth of the time).
-    for idx, agency, role in conn.execute(
-        select(entry_agencies.c.idx, raw(entry_agencies.c.agency), raw(entry_agencies.c.role)).where(
-            entry_agencies.c.idx >= low, entry_agencies.c.idx < high
+    rows, agency_rows, subject_rows = _read_batch(conn, low, high)
+    hashes = _derived_hashes(conn, low, high, rows, agency_rows, subject_rows)
+    if hashes is None:
+        return _check_rows(
+            conn, high, rows, agency_rows, subject_rows, frontier, wanted, record, findings, base
         )
-    ).all():
+    produced: list[tuple[int, int, bytes]] = []
+    append = frontier.append
+    if wanted:
+        for h in hashes:
+            produced.extend(append(h))
+            if base + frontier.size in wanted:
+                record(base + frontier.size, frontier)
+    else:
+        for h in hashes:
+            created = append(h)
+            if created:
+                produced.extend(created)
+    return False, produced
+
+
+_Row = tuple[Any, ...]
+
+
+def _read_batch(conn: Connection, low: int, high: int) -> tuple[list[_Row], list[_Row], list[_Row]]:
+    """The raw rows of entries ``[low, high)``: the entries in index order, their agencies and subjects.
+
+    Raw values through the driver's own cursor: on SQLite a column holds whatever was written to it,
+    and a type's result processing (a timestamp parser, say) would raise on garbage before any check
+    could name the entry; plain tuples also cost a fraction of SQLAlchemy's rows.
+    """
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    span = f"WHERE idx >= {mark} AND idx < {mark}"
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"{_SELECT_ENTRIES} {span} ORDER BY idx", (low, high))
+        rows = cursor.fetchall()
+        cursor.execute(f"SELECT idx, agency, role FROM {entry_agencies.name} {span}", (low, high))  # noqa: S608
+        agency_rows = cursor.fetchall()
+        cursor.execute(f"SELECT idx, pseudonym FROM {entry_subjects.name} {span}", (low, high))  # noqa: S608
+        subject_rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return rows, agency_rows, subject_rows
+
+
+# Names are the schema's own constants, never input.
+_SELECT_ENTRIES = f"SELECT idx, leaf_data, leaf_hash, {', '.join(ENTRY_COLUMNS)} FROM {entries.name}"  # noqa: S608
+
+
+def _derived_hashes(
+    conn: Connection,
+    low: int,
+    high: int,
+    rows: list[_Row],
+    agency_rows: list[_Row],
+    subject_rows: list[_Row],
+) -> list[bytes] | None:
+    """The leaf hashes of ``[low, high)`` if every stored row is exactly what its leaf gives, else None.
+
+    None says only "look closer": ``_check_rows`` then decides, by the column types' own decoding, what
+    (if anything) is wrong. Exact equality of values of the same types is what the store writes; the
+    derived values are strings, None and (as the driver returns them) timestamps, which compare equal
+    to nothing of another type.
+    """
+    if len(rows) != high - low:
+        return None
+    stored_form = _stored_form(conn)
+    sha256 = hashlib.sha256
+    expected: list[_Row] = []
+    agencies: list[_Row] = []
+    subjects: list[_Row] = []
+    hashes: list[bytes] = []
+    index = low
+    for row in rows:
+        data = row[1]
+        if type(data) is not bytes:
+            return None
+        h = sha256(b"\x00" + data).digest()
+        values, derived_agencies, derived_subjects = _derive(data)
+        expected.append((index, data, h, *stored_form(values)))
+        for agency, role in derived_agencies:
+            agencies.append((index, agency, role))
+        for pseudonym in derived_subjects:
+            subjects.append((index, pseudonym))
+        hashes.append(h)
+        index += 1
+    if rows != expected:
+        return None
+    try:
+        # The side tables come in no particular order; the derived rows are sorted by (idx, value).
+        if sorted(agency_rows) != agencies or sorted(subject_rows) != subjects:
+            return None
+    except TypeError:  # garbage of mixed types that cannot even be sorted
+        return None
+    return hashes
+
+
+def _check_rows(
+    conn: Connection,
+    high: int,
+    rows: list[_Row],
+    agency_rows: list[_Row],
+    subject_rows: list[_Row],
+    frontier: CompactRange,
+    wanted: set[int],
+    record: Callable[[int, CompactRange], None],
+    findings: _Findings,
+    base: int,
+) -> tuple[bool, list[tuple[int, int, bytes]]]:
+    """``_check_batch`` entry by entry: the first entry that does not verify is named, with the reason."""
+    agencies: dict[int, set[tuple[Any, Any]]] = {}
+    for idx, agency, role in agency_rows:
         agencies.setdefault(idx, set()).add((agency, role))
     subjects: dict[int, set[Any]] = {}
-    for idx, pseudonym in conn.execute(
-        select(entry_subjects.c.idx, raw(entry_subjects.c.pseudonym)).where(
-            entry_subjects.c.idx >= low, entry_subjects.c.idx < high
-        )
-    ).all():
+    for idx, pseudonym in subject_rows:
         subjects.setdefault(idx, set()).add(pseudonym)
 
     stored_as = _stored_form(conn)
@@ -314,14 +415,13 @@ def _check_batch(
     return False, produced
 
 
-_RAW_COLUMNS = [raw(entries.c[c]).label(c) for c in ENTRY_COLUMNS]
 _TIME = ENTRY_COLUMNS.index("entry_time")
 
 
 def _derive(data: bytes) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
     """The search rows a leaf's bytes give (none for a leaf that is not a JSON object)."""
     try:
-        parsed = json.loads(data)
+        parsed = parse_leaf(data)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         parsed = None
     return extract_rows(parsed if isinstance(parsed, dict) else {})
@@ -329,11 +429,9 @@ def _derive(data: bytes) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[s
 
 def _stored_form(conn: Connection) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """Derived column values as the driver returns them raw: on SQLite a timestamp is text."""
-    dialect = conn.dialect
-    bind = entries.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
-    if dialect.name != "sqlite" or bind is None:
+    if conn.dialect.name != "sqlite":
         return lambda values: values
-    return lambda values: (*values[:_TIME], bind(values[_TIME]), *values[_TIME + 1 :])
+    return lambda values: (*values[:_TIME], sqlite_time_text(values[_TIME]), *values[_TIME + 1 :])
 
 
 def _same_kind(stored: Any, derived: Any) -> bool:

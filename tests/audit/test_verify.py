@@ -211,6 +211,19 @@ def test_an_edited_search_column_is_named(log: SqlAuditStore) -> None:
     assert "subjects" in result.reason
 
 
+def test_an_added_search_row_is_named(log: SqlAuditStore) -> None:
+    """A row that makes an entry turn up in another agency's or person's search is tampering too."""
+    sql(log, "INSERT INTO audit_entry_agencies (idx, agency, role) VALUES (13, 'nobody', 'actor')")
+    result = check(log)
+    assert (result.ok, result.first_bad_index) == (False, 13)
+    assert result.reason == "entry 13: its search columns (agencies) do not match its data"
+    sql(log, "DELETE FROM audit_entry_agencies WHERE agency = 'nobody'")
+    sql(log, "INSERT INTO audit_entry_subjects (idx, pseudonym) VALUES (4, 'someone-else')")
+    result = check(log, batch_size=3)  # the row in the middle of a batch, not at its start
+    assert (result.ok, result.first_bad_index) == (False, 4)
+    assert result.reason == "entry 4: its search columns (subjects) do not match its data"
+
+
 def test_a_row_outside_the_tree_is_reported(log: SqlAuditStore) -> None:
     fake = audit.canonical_json(make_entry(99))
     with log.engine.connect() as conn:
