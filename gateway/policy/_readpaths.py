@@ -236,6 +236,11 @@ class _Derivation:
         for s in self.statements:
             if s.name is not None and s.params is not None:
                 self.functions.setdefault((s.name, len(s.params)), []).append(s)
+        self.packages = {
+            tuple(t.text for t in st.tokens[1:] if t.kind == "ident")
+            for st in self.statements
+            if st.tokens[0].text == "package"
+        }
         self.read: set[Path] = set()
         self._seen: set[tuple[int, str]] = set()
 
@@ -251,8 +256,9 @@ class _Derivation:
                 self._alias(s, "input")
         return self.read
 
-    def _alias(self, s: _Statement, name: str) -> None:
-        """Record every read of ``name`` (the input, or a variable holding it whole) in ``s``."""
+    def _alias(self, s: _Statement, name: str, bound_at: int = -1) -> None:
+        """Record every read of ``name`` (the input, or a variable holding it whole) in ``s``; the
+        variable's own ``name := input`` is at ``bound_at``."""
         key = (id(s), name)
         if key in self._seen:
             return
@@ -260,8 +266,8 @@ class _Derivation:
         for i, t in enumerate(s.tokens):
             if t.text != name or t.kind != "ident" or (i > 0 and s.tokens[i - 1].text == "."):
                 continue
-            if name != "input" and i <= s.head_end:
-                continue  # the parameter itself
+            if (name != "input" and i <= s.head_end) or i == bound_at:
+                continue  # the parameter itself, or the assignment that made the variable
             self._occurrence(s, i, name)
 
     def _occurrence(self, s: _Statement, i: int, name: str) -> None:
@@ -286,7 +292,7 @@ class _Derivation:
             and s.depth[i] > 0
             and ends
         ):
-            self._alias(s, toks[i - 2].text)  # ``x := input`` in a body: x is read the same way
+            self._alias(s, toks[i - 2].text, i - 2)  # ``x := input`` in a body: x is read the same way
             return
         call = _enclosing_call(s, i)
         if call is None:
@@ -326,7 +332,7 @@ class _Derivation:
         try:
             values = self._values(s, span, 0)
         except Unbounded as e:
-            raise Unbounded(why) from e
+            raise Unbounded(f"{why} ({e})") from e
         for v in values:
             if isinstance(v, str):
                 self.read.add((v,))
@@ -388,30 +394,41 @@ class _Derivation:
         # a reference: data.a.b[x], or a variable bound in this statement, then .a["b"][x]
         if toks[0].kind == "ident":
             j = a + 1
-            roots = [self.data] if toks[0].text == "data" else self._variable(s, toks[0].text, depth + 1)
+            rooted = toks[0].text == "data"
+            roots = [self.data] if rooted else self._variable(s, toks[0].text, depth + 1)
+            # Below data, a path a package's rules are under is a rule's value, not the data's.
+            under: list[str] | None = [] if rooted else None
             while j < b:
                 t = s.tokens[j]
                 if t.text == "." and j + 1 < b and s.tokens[j + 1].kind in {"ident", "keyword"}:
-                    roots = [
-                        r[s.tokens[j + 1].text]
-                        for r in roots
-                        if isinstance(r, Mapping) and s.tokens[j + 1].text in r
-                    ]
+                    roots = _member(roots, s.tokens[j + 1].text)
+                    under = None if under is None else [*under, s.tokens[j + 1].text]
                     j += 2
                 elif t.text == "[":
                     close = _closing(s, j)
                     inner = s.tokens[j + 1 : close]
                     if len(inner) == 1 and inner[0].kind == "string":
-                        roots = [
-                            r[inner[0].value] for r in roots if isinstance(r, Mapping) and inner[0].value in r
-                        ]
+                        roots = _member(roots, inner[0].value)
+                        under = None if under is None else [*under, inner[0].value]
                     else:  # any key: every member (more than the index can pick, never less)
+                        self._not_rules(under, wildcard=True)
                         roots = [x for r in roots for x in _members(r)]
+                        under = None
                     j = close + 1
                 else:
                     raise Unbounded("not a reference")
+            self._not_rules(under, wildcard=False)
             return roots
         raise Unbounded("an expression the derivation does not follow")
+
+    def _not_rules(self, under: list[str] | None, *, wildcard: bool) -> None:
+        """Unbounded when the data path ``under`` reaches (or, past a wildcard, may reach) a package."""
+        if under is None:
+            return
+        n = len(under)
+        for package in self.packages:
+            if package[:n] == tuple(under) or (not wildcard and tuple(under[: len(package)]) == package):
+                raise Unbounded(f"data.{'.'.join(under)} holds the rules of package {'.'.join(package)}")
 
     def _variable(self, s: _Statement, name: str, depth: int) -> list[Any]:
         """Every value ``name`` can hold in ``s``: the union over its ``:=`` and ``some name in`` bindings."""
@@ -491,6 +508,10 @@ def _literal_path(toks: list[Token]) -> Path | None:
             if len(inner) % 2 == 1 or not inner:
                 return tuple(t.value for t in items)
     return None
+
+
+def _member(roots: list[Any], key: str) -> list[Any]:
+    return [r[key] for r in roots if isinstance(r, Mapping) and key in r]
 
 
 def _members(v: Any) -> Iterator[Any]:
