@@ -1,8 +1,12 @@
 """Run the ``test_*`` rules of every ``*_test.rego`` package, in a child process.
 
 regopy crashes take the whole process down (a segmentation fault is not an exception), so the rules are
-evaluated in a spawned child that reports over a pipe. When the child dies, the test it was running is
-reported as failed and a fresh child carries on with the rest: a crash is a failure, not a dead gateway.
+evaluated in spawned children (one per worker, each with its share of the tests) that report over a
+pipe. When a child dies, the test it was running is reported as failed with its rule's ``file:line``,
+and that child's remaining tests are reported as not run (a count): a crash is a failure, not a dead
+gateway, and one typo many tests reach does not crash (and recompile) once per test. The other children
+carry on. tests/policy/test_rego_suite.py crashes one inside a test on purpose (a deeply nested
+``json.unmarshal`` overflows regopy's stack).
 """
 
 from __future__ import annotations

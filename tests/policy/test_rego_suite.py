@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import resource
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,48 @@ def test_a_runtime_error_names_the_test_and_its_place(tmp_path: Path) -> None:
     assert [r.name for r in report.results] == [f"p_test.test_t_{i}" for i in range(3)]
     for i, result in enumerate(report.results):
         assert not result.ok and result.message.startswith(f"p/p_test.rego:{5 + i}: error: ")
+
+
+@pytest.fixture
+def bounded_stack() -> Iterator[None]:
+    """At most 8 MiB of stack for the test children (inherited through spawn), so that the deep
+    recursion below overflows it on any machine, even one with an unlimited stack."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    limit = 8 * 1024 * 1024
+    bounded = limit if soft == resource.RLIM_INFINITY else min(soft, limit)
+    resource.setrlimit(resource.RLIMIT_STACK, (bounded, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
+
+
+# json.unmarshal of an array nested 200,000 deep: regopy's parser recurses once per level and overflows
+# any 8 MiB stack (SIGSEGV) while the test is evaluated, after the policy compiled and other tests ran.
+DEEP_JSON = """test_crash if {
+\tn := 200000
+\topen := ["[" | some _ in numbers.range(1, n)]
+\tclose := ["]" | some _ in numbers.range(1, n)]
+\tjson.unmarshal(concat("", array.concat(open, close)))
+}
+"""
+
+
+def test_the_runner_stops_after_a_crash_inside_a_test(tmp_path: Path, bounded_stack: None) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "p.rego").write_text("package p\n\nr := 1\n", encoding="utf-8")
+    # Two workers take every other test: a, crash, d, f in one child; b, c, e in the other.
+    names = ["a", "b", "crash", "c", "d", "e", "f"]
+    rules = [DEEP_JSON if n == "crash" else f"test_{n} if p.r == 1\n" for n in names]
+    text = "package p_test\n\nimport data.p\n\n" + "\n".join(rules)
+    (tmp_path / "p" / "p_test.rego").write_text(text, encoding="utf-8")
+    line = text.splitlines().index("test_crash if {") + 1
+
+    report = run_tests(tmp_path, workers=2)
+
+    by_name = {r.name.removeprefix("p_test.test_"): r for r in report.results}
+    assert sorted(by_name) == ["a", "b", "c", "crash", "e"]  # d and f, after the crash in its chunk, did not
+    assert [n for n, r in by_name.items() if r.ok] == ["a", "b", "c", "e"]
+    crash = by_name["crash"].message
+    assert crash.startswith(f"p/p_test.rego:{line}: regopy crashed (SIG"), crash
+    assert crash.endswith(") while evaluating this test")
+    assert report.errors == ("2 test(s) not run: the runner stops after a crash in p_test.test_crash",)
+    assert not report.ok and report.summary == "4 passed, 1 failed"
