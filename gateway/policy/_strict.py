@@ -434,14 +434,21 @@ class _ModuleCheck:
             self.global_uses.add(target[0].text)  # type: ignore[union-attr]
 
 
+_CONTINUED_BY = ("in", "as", "with", "not", "some", "every")
+
+
 def _expressions(items: list[Node]) -> list[list[Node]]:
-    """A body's expressions: lines and ``;``, a line that starts with ``with`` joined to the one before."""
+    """A body's expressions: lines and ``;``; a line that starts with ``with``, or follows one that ends
+    in an operator or ``in``/``as``/``with``/``not``/``some``/``every``, joined to the one before."""
     expressions: list[list[Node]] = []
     for part in _split(items, ";"):
-        if expressions and _is(part[0], "keyword", "with"):
-            expressions[-1].extend(part)
-        else:
-            expressions.append(part)
+        if expressions:
+            last = expressions[-1][-1]
+            ends_open = _is(last, "op") or any(_is(last, "keyword", k) for k in _CONTINUED_BY)
+            if ends_open or _is(part[0], "keyword", "with"):
+                expressions[-1].extend(part)
+                continue
+        expressions.append(part)
     return expressions
 
 

@@ -104,6 +104,7 @@ def test_each_rule_is_found_on_its_line(text: str, expected: list[str]) -> None:
         "r if {\n\tx := input.a\n\tevery v in input.m { v > x }\n}",  # in an every body
         "r if {\n\tx := 1\n\tinput.m[x]\n}",  # in a ref's brackets
         "r if {\n\tx := 1; x > 0\n}",  # after a semicolon
+        "r if {\n\tx := 1 +\n\t\t2\n\tx > 0\n}",  # an expression continued after an operator
         "import future.keywords.in\nimport rego.v1\nr := 1",  # future and rego imports are exempt
         "import data.lib\nr := lib.f(1)",  # an import read through a call
         "import data.lib\nr if {\n\tallow with lib.f as g\n}\nallow := 1\ng(_) := 1",  # a with target
