@@ -229,6 +229,12 @@ class EmbeddedEngine:
         except (TypeError, ValueError):
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
         if self.cache is not None and self.read_paths.paths is not None:
+            try:
+                # An input the engine cannot take whole stays a failure, as without the projection.
+                term.encode("utf-8")
+            except UnicodeEncodeError:
+                log.error("policy engine error (UnicodeEncodeError): the input is not UTF-8")
+                return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
             # What the policy can see of the input: the key, and what is evaluated on a miss.
             term = input_term(self.read_paths.project(policy_input))
         cached = self.cache.get(term) if self.cache is not None and not self._closed else None
