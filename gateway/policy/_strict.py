@@ -10,7 +10,8 @@ variables count as used when they appear again in that body, a nested comprehens
 
 - ``assigned var x unused``: a ``:=`` variable (also in a comprehension or ``every`` body) never used
   afterwards; ``_`` is a wildcard and never unused;
-- ``declared var x unused``: ``some x`` never used (OPA reports it without ``--strict``; regopy does not);
+- ``declared var x unused``: ``some x``, or an ``every`` key or value, never used (OPA reports it
+  without ``--strict``; regopy does not);
 - ``unused argument x. (hint: use _ (wildcard variable) instead)``: a function argument no branch uses;
 - ``import data.x unused`` (``future.*`` and ``rego.*`` imports are exempt, as in OPA) and
   ``import must not shadow import data.x`` (two imports with one name);
@@ -147,7 +148,7 @@ def _statements(items: list[Node]) -> list[list[Node]]:
 class _Decl:
     name: str
     line: int
-    kind: str  # "assigned" (:=), "declared" (bare some), "bound" (some .. in, every), "arg"
+    kind: str  # "assigned" (:=), "declared" (bare some, every's key and value), "bound" (some .. in), "arg"
     count: int = 1
 
 
@@ -365,10 +366,13 @@ class _ModuleCheck:
         at = next((k for k, n in enumerate(nodes) if _is(n, "keyword", "in")), len(nodes) - 1)
         self.walk_terms(nodes[at + 1 : -1], scope)
         inner = _Scope(scope)
+        expressions = _expressions(body.items)
+        # OPA names an unused key or value at the every body's first expression
+        line = _line(expressions[0][0]) if expressions else body.line
         for part in _split(nodes[:at], ","):
             for token in _pattern_vars(part):
-                self.declare(inner, token, token.line, "bound")
-        self.walk_body(_expressions(body.items), inner)
+                self.declare(inner, token, line, "declared")
+        self.walk_body(expressions, inner)
         self.check_scope(inner)
 
     def declare(self, scope: _Scope, token: Token, line: int, kind: str) -> None:

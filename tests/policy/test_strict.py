@@ -15,7 +15,7 @@ import pytest
 
 from gateway.errors import PolicyLoadFailed
 from gateway.policy import PolicySource, read_policy
-from gateway.policy._check import EMBEDDED, check_source
+from gateway.policy._check import EMBEDDED, _go_findings, check_source
 from gateway.policy._source import source_from_bytes
 from gateway.policy._strict import strict_findings
 from gateway.policy.admin import WATCHER, reload_policy
@@ -113,6 +113,51 @@ def test_each_rule_is_found_on_its_line(text: str, expected: list[str]) -> None:
 )
 def test_what_is_no_finding(text: str) -> None:
     assert found(text) == []
+
+
+# What OPA 1.x refuses without --strict, so its Go compiler can referee: for each of these the pass must
+# give exactly the Go compiler's findings of these kinds, by line.
+SHARED_WITH_GO = (
+    "declared var",
+    "variables must not shadow",
+    "rules must not shadow",
+    "args must not shadow",
+    "import must not shadow",
+    "deprecated built-in",
+)
+REFEREED = [
+    "f(input) := 1",
+    "r if {\n\tevery k, v in input.xs {\n\t\tv > 0\n\t}\n}",
+    "r if {\n\tevery k, v in input.xs {\n\t\tk != v\n\t}\n}",
+    "r := [x | some x; x = 1]",
+    "r := {x: 1 | some x, y; x = 1}",
+    "r if {\n\tsome x\n\tinput.a[x]\n}",
+    "r if {\n\tsome x\n\tinput.a[_] == 1\n}",
+    "r if {\n\tsome x, y\n\tinput.a[x] == 1\n}",
+    "r if {\n\tdata := 1\n\tdata > 0\n}",
+    "data.p.x := 1",
+    "r if all([true])",
+    'r if { re_match("a", "a") }',
+    'r if { x := cast_string(1); x != "" }',
+    "import data.a\nimport data.b as a\nr := a",
+    "import input.a\nimport data.a\nr := a",
+    "r if {\n\tsome x in input.xs\n\tevery y in x {\n\t\ty > 0\n\t}\n}",
+    "r := 1 if {\n\tsome z\n\ttrue\n} else := 2 if {\n\tsome w\n\tinput[w]\n}",
+]
+
+
+@pytest.mark.skipif(not OPA_GO_AVAILABLE, reason="OPA's Go compiler is not installed (make setup)")
+@pytest.mark.parametrize("text", REFEREED)
+def test_where_opa_checks_the_same_the_go_compiler_agrees(text: str) -> None:
+    module = "package p\n" + text + "\n"
+    source = source_from_bytes(Path("p"), [("m.rego", module.encode())])
+    go = [(f.line, f.message) for f in _go_findings(source) if f.message.startswith(SHARED_WITH_GO)]
+    ours = [
+        (f.line, f.message)
+        for f in strict_findings({"m.rego": module})
+        if f.message.startswith(SHARED_WITH_GO)
+    ]
+    assert sorted(ours) == sorted(go)
 
 
 def test_a_module_the_pass_cannot_read_is_left_to_the_compiler() -> None:
