@@ -32,8 +32,9 @@ DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
 
 @app.command()
 def check(policy_dir: PolicyDir = DEFAULT_POLICY_DIR) -> None:
-    """What OPA's compiler refuses (unknown functions, unsafe variables, arity, types), each as
-    file:line: code: message; exit 1 on any. Without OPA's Go compiler: regopy's compile errors only."""
+    """What `opa check --strict` refuses (unknown functions, unsafe variables, arity, types; unused
+    assignments, arguments and imports, shadowed input/data), each as file:line: code: message; exit 1
+    on any. Without OPA's Go compiler: the strict rules and regopy's compile errors only."""
     if not _check(policy_dir):
         raise typer.Exit(1)
 
@@ -53,8 +54,9 @@ def _check(policy_dir: Path) -> bool:
         typer.echo(f"ERROR {finding}", err=True)
     if report.compiler == EMBEDDED:
         typer.echo(
-            "Let op: OPA's Go compiler is niet geïnstalleerd (make setup); alleen regopy's compileerfouten "
-            "zijn gecontroleerd, niet onbekende functies, onveilige variabelen of ariteit.",
+            "Let op: OPA's Go compiler is niet geïnstalleerd (make setup); alleen de strikte regels en "
+            "regopy's compileerfouten zijn gecontroleerd, niet onbekende functies, onveilige variabelen "
+            "of ariteit.",
             err=True,
         )
     typer.echo(report.summary, err=not report.ok)
