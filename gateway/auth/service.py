@@ -66,8 +66,9 @@ class AuthService:
         self.clients = ClientRegistry(sessions)
         self.token_cache = TokenCache()
         self._key_generation = self.token_keys.generation()
+        self._caches = _CacheCollector(self)
         if registry is not None:
-            registry.register(_CacheCollector(self))
+            registry.register(self._caches)
         self.replay = ReplayGuard(sessions)
         self.limits = RateLimits(settings, on_refusal=on_rate_limited)
         self._token_endpoint = TokenEndpoint(
@@ -147,6 +148,10 @@ class AuthService:
             "response_types_supported": [],
         }
 
+    def count_cache(self, name: str, counts: Callable[[], tuple[int, int] | None]) -> None:
+        """Show another cache's ``(hits, misses)`` in ``/metrics`` as ``gateway_cache_*{cache=name}``."""
+        self._caches.others[name] = counts
+
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify access tokens and the signatures on deliveries, each by ``kid``:
         the current token key and delivery key first, then staged keys and retired ones in their grace."""
@@ -155,10 +160,12 @@ class AuthService:
 
 
 class _CacheCollector(Collector):
-    """``gateway_cache_hits_total`` and ``gateway_cache_misses_total`` of the verified-token cache."""
+    """``gateway_cache_hits_total`` and ``gateway_cache_misses_total`` of the verified-token cache, and of
+    the caches added with `AuthService.count_cache` (one metric family for all, a label per cache)."""
 
     def __init__(self, auth: AuthService) -> None:
         self._auth = auth
+        self.others: dict[str, Callable[[], tuple[int, int] | None]] = {}
 
     def collect(self) -> list[Metric]:
         cache = self._auth.token_cache
@@ -166,4 +173,9 @@ class _CacheCollector(Collector):
         misses = CounterMetricFamily("gateway_cache_misses", "Cache lookups that missed", labels=["cache"])
         hits.add_metric(["verified_token"], cache.hits)
         misses.add_metric(["verified_token"], cache.misses)
+        for name, counts in sorted(self.others.items()):
+            found = counts()
+            if found is not None:
+                hits.add_metric([name], found[0])
+                misses.add_metric([name], found[1])
         return [hits, misses]

@@ -94,3 +94,9 @@ class DecisionCache:
         with self._lock:
             self._entries.clear()
             self.hits = self.misses = 0
+
+
+def cache_counts(engine: object) -> tuple[int, int] | None:
+    """``(hits, misses)`` of ``engine``'s decision cache, or None when it has none (OPA, or cache off)."""
+    cache = getattr(engine, "cache", None)
+    return (cache.hits, cache.misses) if isinstance(cache, DecisionCache) else None
