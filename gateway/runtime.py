@@ -32,6 +32,7 @@ from gateway.db import fault_kind, make_engine, make_sessionmaker
 from gateway.errors import AuditUnavailable, StartupRefused
 from gateway.migrations import require_current, upgrade
 from gateway.policy import Decision, EmbeddedEngine, PolicyEngine, PolicySource
+from gateway.policy._cache import cache_counts
 from gateway.sealing import open_sealer, seal_legacy_messages
 from gateway.services.policy_archive import (
     PendingInputs,
@@ -219,6 +220,8 @@ class Runtime:
             registry=self.metrics.registry,  # the token cache's hit rate in /metrics
             delivery_keys=self.delivery_keys,
         )
+        # The serving engine's decision cache beside it (counted since that revision was loaded).
+        self.auth.count_cache("policy_decision", lambda: cache_counts(self.policy.current))
         self._process_facts: tuple[PolicyEngine, ProcessFacts] | None = None
         # Rows stored in clear before sealing (0004) are sealed once, by whichever process starts first.
         seal_legacy_messages(self.db, self.sealer, self.process_facts().default_message_retention())
