@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery soak-replicas lint screenshots bench bench-http bench-console bench-tools fuzz-api clean
+.PHONY: setup chromium demo demo-distributed serve test test-golden soak-delivery soak-replicas lint screenshots bench bench-http bench-replicas bench-console bench-tools fuzz-api clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench: setup bench-tools
 
 bench-http: setup bench-tools
 	$(BIN)/python -m bench.share_http
+
+# Three gateway serve replicas on one PostgreSQL beside one, one on SQLite and the bare baseline, taking
+# turns under wrk (bench/replicas.py); needs the PostgreSQL server at 127.0.0.1:5432. See docs/performance.md.
+bench-replicas: setup bench-tools
+	$(BIN)/python -m bench.replicas
 
 # The console's search page at a million entries (bench/console_search.py): the log is built once in
 # var/bench/console-1000000/ and reused; SIZE=20000 for a quick run.
