@@ -26,7 +26,7 @@ from connectors import (
     FetchRequest,
     SubjectIdentity,
 )
-from gateway.db import utcnow
+from gateway.db import Base, utcnow
 from gateway.errors import HOLDER_RETRY_AFTER, InvalidInput, NotFound, UpstreamFailed, UpstreamTimeout
 from gateway.models import CaseRecord, Message, OutboxItem, Share
 from gateway.policy import STRIP_FIELDS, USAGE_RESTRICTION, Decision, RecipientDecision
@@ -124,6 +124,12 @@ def _shown(rt: Runtime, m: Row[*tuple[Any, ...]]) -> dict[str, Any]:
     return shown
 
 
+# One multi-row insert per table, built once on the tables (not the ORM classes, whose statements go
+# through the ORM's bulk machinery even on a plain connection).
+_INSERT_SHARE = insert(Base.metadata.tables[Share.__tablename__])
+_INSERT_MESSAGES = insert(Base.metadata.tables[Message.__tablename__])
+_INSERT_OUTBOX = insert(Base.metadata.tables[OutboxItem.__tablename__])
+
 _SHARE_ROW_KEYS = ("recipient", "allowed", "messageId", "identifies")
 """What the shares row keeps of each result, for ``GET /v1/shares/{shareId}``."""
 
@@ -196,7 +202,8 @@ class ExchangeService:
         if len(set(body.recipients)) != len(body.recipients):
             raise InvalidInput.field("recipients", "a recipient is listed twice")
         engine = self.rt.policy.current
-        case, failure = self.cases.visible(ctx, case_id, attempted="share", engine=engine)
+        loaded, sealed = self.cases.load_sealed(case_id)
+        case, failure = self.cases.visible(ctx, case_id, attempted="share", engine=engine, loaded=loaded)
         origin = self.origin(ctx, case, body.based_on)
         built = policy_input.share(
             ctx,
@@ -233,8 +240,7 @@ class ExchangeService:
                 minimised = {k: body.payload[k] for k in fields}
                 roles = identity_roles(_narrowed(part))
                 if roles and identities is None:
-                    with self.rt.sessions() as session:
-                        identities = case_identities(self.rt.sealer, session, case.case_id)
+                    identities = case_identities(self.rt.sealer, sealed)
                 subjects = tuple(i for i in identities or () if i.role in roles)
                 message_id = str(uuid.uuid4())
                 refs["messageId"] = message_id
@@ -325,12 +331,12 @@ class ExchangeService:
         ]
 
         def store(conn: Connection) -> None:
-            conn.execute(insert(Share), [share_row])
+            conn.execute(_INSERT_SHARE, [share_row])
             if messages:
-                conn.execute(insert(Message), messages)
-                involve(conn, case.case_id, [sender, *(m["recipient"] for m in messages)])
+                conn.execute(_INSERT_MESSAGES, messages)
+                involve(conn, case.case_id, [sender, *(m["recipient"] for m in messages)], case.involved)
             if outbox:
-                conn.execute(insert(OutboxItem), outbox)
+                conn.execute(_INSERT_OUTBOX, outbox)
 
         # No audit, no exchange: the entries commit with the share, its messages and its outbox rows,
         # or none of them does.
@@ -501,7 +507,7 @@ class ExchangeService:
         data = {k: v for k, v in (result.data if result.found else {}).items() if k in allowed_fields}
 
         def take_part(conn: Connection) -> None:
-            involve(conn, case.case_id, [requester, body.holder])
+            involve(conn, case.case_id, [requester, body.holder], case.involved)
 
         # The answer is audited (with a digest of exactly what goes out) before the caller receives it.
         self.rt.audit_append(

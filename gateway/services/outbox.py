@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, Engine, func, null, or_, select, update
+from sqlalchemy import BindParameter, Connection, Engine, Table, bindparam, func, null, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors import (
@@ -53,7 +53,7 @@ from connectors import (
 from connectors.config import DeliveryMode
 from connectors.registry import connectors_config
 from gateway.auth import Principal
-from gateway.db import utcnow
+from gateway.db import Base, utcnow
 from gateway.errors import AuditUnavailable, NotFound
 from gateway.models import Message, OutboxItem, Share
 from gateway.services.messages import Unopenable, stored_delivery
@@ -86,6 +86,43 @@ _ANSWERED: frozenset[str] = frozenset({"rejected", "not_accepted"})
 
 BATCH = 100
 """Rows one pass of the deliverer looks at."""
+
+_OUTBOX = Base.metadata.tables[OutboxItem.__tablename__]
+_MESSAGES = Base.metadata.tables[Message.__tablename__]
+
+
+def _bound(table: Table, name: str, key: str | None = None) -> BindParameter[Any]:
+    """A bind parameter ``b_<key or name>`` typed as ``table``'s column ``name`` (a timestamp is bound as
+    the column binds it; a column's own name is reserved for the statement's SET clause)."""
+    return bindparam(f"b_{key or name}", type_=table.c[name].type)
+
+
+# An attempt's row update and a push-only recipient's erasure, built once (not per attempt).
+_SETTLE = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.message_id == _bound(_OUTBOX, "message_id"),
+        _OUTBOX.c.claimed_until == _bound(_OUTBOX, "claimed_until", "lease"),
+    )
+    .values(
+        status=_bound(_OUTBOX, "status"),
+        attempts=_bound(_OUTBOX, "attempts"),
+        next_attempt_at=_bound(_OUTBOX, "next_attempt_at"),
+        last_error=_bound(_OUTBOX, "last_error"),
+        delivered_at=_bound(_OUTBOX, "delivered_at"),
+        claimed_until=None,
+    )
+)
+_ERASE_PUSHED = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.message_id == _bound(_MESSAGES, "message_id"), _MESSAGES.c.erased_at.is_(None))
+    .values(
+        acked_at=func.coalesce(_MESSAGES.c.acked_at, _bound(_MESSAGES, "acked_at", "now")),
+        sealed=None,
+        payload=null(),
+        erased_at=_bound(_MESSAGES, "erased_at", "now"),
+    )
+)
 
 
 def error_kind(e: BaseException) -> ErrorKind:
@@ -463,18 +500,16 @@ class Deliverer:
         def write(conn: Connection) -> None:
             for o in outcomes:
                 done = conn.execute(
-                    update(OutboxItem)
-                    .where(
-                        OutboxItem.message_id == o.claim.message_id, OutboxItem.claimed_until == o.claim.lease
-                    )
-                    .values(
-                        status=o.status,
-                        attempts=o.attempts,
-                        next_attempt_at=o.next_attempt_at,
-                        last_error=o.error,
-                        delivered_at=o.delivered_at,
-                        claimed_until=None,
-                    )
+                    _SETTLE,
+                    {
+                        "b_message_id": o.claim.message_id,
+                        "b_lease": o.claim.lease,
+                        "b_status": o.status,
+                        "b_attempts": o.attempts,
+                        "b_next_attempt_at": o.next_attempt_at,
+                        "b_last_error": o.error,
+                        "b_delivered_at": o.delivered_at,
+                    },
                 ).rowcount
                 if done != 1:
                     log.warning(
@@ -486,16 +521,7 @@ class Deliverer:
                     # erases it (the metadata stays, for basedOn and the trail). ``both`` keeps it listed
                     # in the inbox until acknowledged there, or until the retention term.
                     now = o.delivered_at or utcnow()
-                    conn.execute(
-                        update(Message)
-                        .where(Message.message_id == o.claim.message_id, Message.erased_at.is_(None))
-                        .values(
-                            acked_at=func.coalesce(Message.acked_at, now),
-                            sealed=None,
-                            payload=null(),
-                            erased_at=now,
-                        )
-                    )
+                    conn.execute(_ERASE_PUSHED, {"b_message_id": o.claim.message_id, "b_now": now})
 
         try:
             self.rt.audit_append([o.entry for o in outcomes], writes=write)
