@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, update
 
-from gateway.db import utcnow
+from gateway.db import Base, utcnow
 from gateway.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from gateway.models import Case, CaseKey, CaseRecord, Subject, SubjectRecord
 from gateway.policy import Decision, PolicyEngine, Reason
@@ -20,6 +21,7 @@ from gateway.runtime import Runtime
 from gateway.schemas import CaseCreate
 from gateway.sealing import Sealer
 from gateway.services import policy_input
+from gateway.services.messages import SealedIdentities
 from gateway.services.trail import CallContext, case_entry
 
 ILLEGAL_TRANSITION = "illegal_transition"
@@ -34,18 +36,51 @@ def refusal(what: str, reasons: tuple[Reason, ...], decision: Decision, **extra:
     )
 
 
-def involve(conn: Connection, case_id: str, agencies: Iterable[str]) -> None:
+_CASES = Base.metadata.tables[Case.__tablename__]
+_READ_INVOLVED = select(_CASES.c.involved).where(_CASES.c.case_id == bindparam("b_case_id"))
+_WRITE_INVOLVED = (
+    update(_CASES)
+    .where(_CASES.c.case_id == bindparam("b_case_id"))
+    .values(involved=bindparam("b_involved", type_=_CASES.c.involved.type))
+)
+# Built once: a statement made per call costs its construction and its cache key on every request.
+
+
+def _case_query(*sealed: Any) -> Select[Any]:
+    """The case and its subjects (with ``sealed``'s columns), by ``b_case_id``: one query, built once."""
+    cases, subjects, keys = Case.__table__, Subject.__table__, CaseKey.__table__
+    query = (
+        select(cases, subjects.c.position, subjects.c.role, subjects.c.pseudonym, *sealed)
+        .outerjoin(subjects, subjects.c.case_id == cases.c.case_id)
+        .where(cases.c.case_id == bindparam("b_case_id"))
+        .order_by(subjects.c.position)
+    )
+    if sealed:
+        query = query.outerjoin(keys, keys.c.case_id == cases.c.case_id)
+    return query
+
+
+_LOAD = _case_query()
+_LOAD_SEALED = _case_query(Subject.__table__.c.identity, CaseKey.__table__.c.wrapped)
+
+
+def involve(conn: Connection, case_id: str, agencies: Iterable[str], known: Iterable[str] = ()) -> None:
     """Add ``agencies`` to the case's involved agencies, inside the caller's transaction.
 
     Read and written under the audit log's write lock (the writes of `Runtime.audit_append`), so two
-    exchanges on one case, in any process, never lose each other's agencies.
+    exchanges on one case, in any process, never lose each other's agencies. ``known`` are agencies the
+    caller already saw involved (the case as it loaded it): the list only ever grows, so when they cover
+    ``agencies`` there is nothing to read or write.
     """
-    involved = conn.execute(select(Case.involved).where(Case.case_id == case_id)).scalar_one_or_none()
+    wanted = list(dict.fromkeys(agencies))
+    if set(wanted) <= set(known):
+        return
+    involved = conn.execute(_READ_INVOLVED, {"b_case_id": case_id}).scalar_one_or_none()
     if involved is None:
         return
-    merged = list(dict.fromkeys([*involved, *agencies]))
+    merged = list(dict.fromkeys([*involved, *wanted]))
     if merged != involved:
-        conn.execute(update(Case).where(Case.case_id == case_id).values(involved=merged))
+        conn.execute(_WRITE_INVOLVED, {"b_case_id": case_id, "b_involved": merged})
 
 
 class CaseService:
@@ -56,19 +91,20 @@ class CaseService:
 
     def load(self, case_id: str) -> CaseRecord:
         """The case with its subjects, or 404: one query (every route that names a case starts here)."""
-        cases, subjects = Case.__table__, Subject.__table__
-        query = (
-            select(cases, subjects.c.position, subjects.c.role, subjects.c.pseudonym)
-            .outerjoin(subjects, subjects.c.case_id == cases.c.case_id)
-            .where(cases.c.case_id == case_id)
-            .order_by(subjects.c.position)
-        )
+        return self._load(_LOAD, case_id)[0]
+
+    def load_sealed(self, case_id: str) -> tuple[CaseRecord, SealedIdentities]:
+        """`load`, with the case key and the subjects' sealed identities in the same query (a share
+        opens them when a recipient may identify someone)."""
+        return self._load(_LOAD_SEALED, case_id)
+
+    def _load(self, query: Select[Any], case_id: str) -> tuple[CaseRecord, SealedIdentities]:
         with self.rt.db.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, {"b_case_id": case_id}).all()
         if not rows:
             raise NotFound("no such case")
         first = rows[0]
-        return CaseRecord(
+        case = CaseRecord(
             case_id=first.case_id,
             flow=first.flow,
             step=first.step,
@@ -82,21 +118,38 @@ class CaseService:
                 SubjectRecord(r.position, r.role, r.pseudonym) for r in rows if r.position is not None
             ),
         )
+        sealed = SealedIdentities(
+            case_id=case.case_id,
+            wrapped=getattr(first, "wrapped", None),
+            subjects=tuple(
+                (r.position, r.role, r.identity)
+                for r in rows
+                if r.position is not None and getattr(r, "identity", None) is not None
+            ),
+        )
+        return case, sealed
 
     def visible(
-        self, ctx: CallContext, case_id: str, *, attempted: str, engine: PolicyEngine | None = None
+        self,
+        ctx: CallContext,
+        case_id: str,
+        *,
+        attempted: str,
+        engine: PolicyEngine | None = None,
+        loaded: CaseRecord | None = None,
     ) -> tuple[CaseRecord, str | None]:
         """The case, when the caller may read it (``case.read``); otherwise the 404 of a missing id.
 
         Every route that names a case checks this first, so a caller that may not read a case learns
         nothing about it: not its step from a refusal's reasons, not even that it exists (the 404 is the
         one ``load`` gives for an unknown id). The refused attempt is logged as a refused read.
+        ``loaded`` is the case when the caller already read it (`load_sealed`).
 
         When the engine itself failed (fail closed), the caller may or may not read the case; the second
         value is then the failure's reason code, and the route decides its action as that same failure
         (`decide`) instead of asking the engine again: a deny whose reasons say nothing about the case.
         """
-        case = self.load(case_id)
+        case = loaded if loaded is not None else self.load(case_id)
         decision = self.rt.decide(policy_input.case_read(ctx, case), engine)
         if decision.allowed:
             return case, None
@@ -238,7 +291,7 @@ class CaseService:
 
         def change(conn: Connection) -> None:
             conn.execute(update(Case).where(Case.case_id == case.case_id).values(**stamped))
-            involve(conn, case.case_id, [ctx.principal.agency])
+            involve(conn, case.case_id, [ctx.principal.agency], known=case.involved)
 
         self.rt.audit_append([entry], writes=change)
         involved = tuple(dict.fromkeys([*case.involved, ctx.principal.agency]))

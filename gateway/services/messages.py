@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from connectors import Delivery, SubjectIdentity
-from gateway.models import CaseKey, Message, Subject
+from gateway.models import Message
 from gateway.runtime import Runtime
 from gateway.sealing import Sealer, Unsealable
 from gateway.services.policy_input import IDENTITY_PREFIX
@@ -33,7 +34,14 @@ def usage_restriction(purpose: str, legal_basis: str | None) -> str:
     )
 
 
-__all__ = ["IDENTITY_PREFIX", "Unopenable", "case_identities", "open_content", "stored_delivery"]
+__all__ = [
+    "IDENTITY_PREFIX",
+    "SealedIdentities",
+    "Unopenable",
+    "case_identities",
+    "open_content",
+    "stored_delivery",
+]
 
 
 class Unopenable(Exception):
@@ -50,33 +58,38 @@ def identity_roles(fields: Iterable[str]) -> set[str]:
     return {f[len(IDENTITY_PREFIX) :] for f in fields if f.startswith(IDENTITY_PREFIX)}
 
 
-def case_identities(sealer: Sealer, conn: Connection | Session, case_id: str) -> list[SubjectIdentity]:
+@dataclass(frozen=True)
+class SealedIdentities:
+    """A case's subjects' identities as stored, read with the case (`CaseService.load_sealed`): the
+    wrapped case key (None once erased) and each subject's sealed BSN. Opened only when a recipient may
+    identify someone."""
+
+    case_id: str
+    wrapped: bytes | None
+    subjects: tuple[tuple[int, str, bytes], ...]
+    """(position, role, sealed identity) in position order; erased identities are left out."""
+
+
+def case_identities(sealer: Sealer, sealed: SealedIdentities) -> list[SubjectIdentity]:
     """The case's subjects with their BSN, in position order; none once the case key was erased.
 
     A subject whose sealed identity does not open (damaged) is left out and logged by position: a
     recipient then misses one identity rather than every message of the case.
     """
-    wrapped = conn.execute(select(CaseKey.wrapped).where(CaseKey.case_id == case_id)).scalar_one_or_none()
-    if wrapped is None:
+    case_id = sealed.case_id
+    if sealed.wrapped is None:
         return []
     try:
-        key = sealer.unwrap_case_key(case_id, wrapped)
+        key = sealer.unwrap_case_key(case_id, sealed.wrapped)
     except Unsealable:
         log.error("the key of case %s does not open", case_id)
         return []
-    rows = conn.execute(
-        select(Subject.position, Subject.role, Subject.identity)
-        .where(Subject.case_id == case_id, Subject.identity.is_not(None))
-        .order_by(Subject.position)
-    ).all()
     out = []
-    for r in rows:
+    for position, role, identity in sealed.subjects:
         try:
-            out.append(
-                SubjectIdentity(r.role, sealer.open_identity(key, case_id, r.position, r.role, r.identity))
-            )
+            out.append(SubjectIdentity(role, sealer.open_identity(key, case_id, position, role, identity)))
         except Unsealable:
-            log.error("the identity of subject %d of case %s does not open", r.position, case_id)
+            log.error("the identity of subject %d of case %s does not open", position, case_id)
     return out
 
 
