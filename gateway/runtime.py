@@ -287,10 +287,10 @@ class Runtime:
         "authorised" entry without its message. A failure is `AuditUnavailable` (503): nothing was done.
         """
         t0 = time.perf_counter()
-        digests = entry_digests(entries)
-        if digests:
-            # The inputs the entries' decisions name commit with them (issue 11), or nothing does.
-            inputs, missing = self.pending_inputs.take(digests)
+        # The inputs the entries' decisions name commit with them (issue 11), or nothing does; those this
+        # process stored already need nothing.
+        inputs, missing = self.pending_inputs.take(entry_digests(entries))
+        if inputs or missing:
             own = writes
 
             def writes(conn: Connection) -> None:
@@ -310,8 +310,8 @@ class Runtime:
                 extra={"fault": kind} if kind else None,
             ) from e
         self.metrics.audit_seconds.observe(time.perf_counter() - t0)
-        if digests:
-            self.pending_inputs.written(p.digest for p in inputs)
+        if inputs or missing:
+            self.pending_inputs.written([*(p.digest for p in inputs), *missing])
         return indexes
 
     def close(self) -> None:

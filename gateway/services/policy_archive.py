@@ -303,28 +303,38 @@ def pending_input(policy_input: Mapping[str, Any]) -> PendingInput | None:
 class PendingInputs:
     """The inputs decided on and not yet written, by digest (the ``size`` newest; thread-safe).
 
-    A decision that no entry carries (a visibility check that passed, a what-if) simply ages out.
+    A decision that no entry carries (a visibility check that passed, a what-if) simply ages out. The
+    digests this process committed are remembered too (the ``size`` newest): ``decision_inputs`` rows are
+    never updated or deleted, so an input stored once needs neither its insert nor the check that it is
+    there again, which most decisions are (the same shares recur).
     """
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._inputs: OrderedDict[str, PendingInput] = OrderedDict()
+        self._stored: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def remember(self, item: PendingInput) -> None:
-        """Keep ``item`` until an entry that names it is written."""
+        """Keep ``item`` until an entry that names it is written (unless it is stored already)."""
         with self._lock:
+            if item.digest in self._stored:
+                self._stored.move_to_end(item.digest)
+                return
             self._inputs[item.digest] = item
             self._inputs.move_to_end(item.digest)
             while len(self._inputs) > self._size:
                 self._inputs.popitem(last=False)
 
     def take(self, digests: Iterable[str]) -> tuple[list[PendingInput], list[str]]:
-        """The pending inputs of ``digests`` and the digests not pending (written already, or aged out)."""
+        """The pending inputs of ``digests`` and the digests neither pending nor known to be stored
+        (written by another process, or aged out); those this process stored are in neither."""
         found: list[PendingInput] = []
         missing: list[str] = []
         with self._lock:
             for digest in dict.fromkeys(digests):
+                if digest in self._stored:
+                    continue
                 item = self._inputs.get(digest)
                 if item is None:
                     missing.append(digest)
@@ -333,10 +343,14 @@ class PendingInputs:
         return found, missing
 
     def written(self, digests: Iterable[str]) -> None:
-        """Forget ``digests``: their rows are committed (a later entry naming one finds the row)."""
+        """Forget ``digests`` as pending: their rows are committed (remembered as stored from now on)."""
         with self._lock:
             for digest in digests:
                 self._inputs.pop(digest, None)
+                self._stored[digest] = None
+                self._stored.move_to_end(digest)
+            while len(self._stored) > self._size:
+                self._stored.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:
