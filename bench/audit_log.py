@@ -313,8 +313,8 @@ def bench_appends(store: audit.SqlAuditStore, repeat: int) -> None:
 
     from audit._internal.store import _prepare
 
-    bind = store._bind_time
-    prep = median_seconds(lambda: [_prepare(e, bind) for e in batch], 5 * repeat)
+    sqlite_time = store.engine.dialect.name == "sqlite"
+    prep = median_seconds(lambda: [_prepare(e, sqlite_time) for e in batch], 5 * repeat)
     hashing = median_seconds(lambda: [hashlib.sha256(s).digest() for s in sample[:100]], 5 * repeat)
     reference = median_seconds(lambda: [rfc8785.dumps(e) for e in batch], 5 * repeat)
     figure(

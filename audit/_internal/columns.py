@@ -162,8 +162,13 @@ def _subjects(entry: Mapping[str, Any]) -> set[str]:
     return subjects
 
 
-def extract_rows(entry: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
+def extract_rows(
+    entry: Mapping[str, Any], *, sqlite_time: bool = False
+) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
     """``extract`` as the store writes it: the column values, then the sorted agency and subject rows.
+
+    With ``sqlite_time`` the ``entry_time`` value is the text SQLite stores (``sqlite_time_text``)
+    rather than a datetime.
 
     The hot path of every append and of the verifier (once per entry of the log), so ``extract``'s
     rules are written out here without helper calls; ``tests/audit/test_columns.py`` checks with
@@ -176,12 +181,12 @@ def extract_rows(entry: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[
         if value is None:
             continue
         for v in value if isinstance(value, list) else (value,):
-            if isinstance(v, dict) or isinstance(v, Mapping):
+            if not isinstance(v, str) and isinstance(v, Mapping):
                 v = v.get("agency")
             if isinstance(v, str) and 0 < len(v) <= _AGENCY_LIMIT:
                 counterparts.append(v)
     actor = get("actor")
-    if isinstance(actor, dict) or isinstance(actor, Mapping):
+    if isinstance(actor, dict) or (not isinstance(actor, str) and isinstance(actor, Mapping)):
         actor_agency = actor.get("agency")
         actor_client = actor.get("clientId")
         if not (isinstance(actor_client, str) and 0 < len(actor_client) <= _CLIENT_LIMIT):
@@ -197,13 +202,16 @@ def extract_rows(entry: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[
         get("informationType"),
         get("traceId"),
     )
+    time: Any = parse_time(get("time"))
+    if sqlite_time and time is not None:
+        time = time.isoformat(" ", "microseconds")[:26]  # sqlite_time_text, without the call
     values = (
         kind if isinstance(kind, str) and 0 < len(kind) <= _TYPE_LIMIT else None,
         case if isinstance(case, str) and 0 < len(case) <= _CASE_LIMIT else None,
         purpose if isinstance(purpose, str) and 0 < len(purpose) <= _PURPOSE_LIMIT else None,
         info if isinstance(info, str) and 0 < len(info) <= _INFO_LIMIT else None,
         trace if isinstance(trace, str) and 0 < len(trace) <= _TRACE_LIMIT else None,
-        parse_time(get("time")),
+        time,
         actor_agency,
         actor_client,
         counterparts[0] if counterparts else None,
@@ -216,7 +224,7 @@ def extract_rows(entry: Mapping[str, Any]) -> tuple[tuple[Any, ...], list[tuple[
     raw_subjects = get("subjects")
     if isinstance(raw_subjects, list):
         for s in raw_subjects:
-            if isinstance(s, dict) or isinstance(s, Mapping):
+            if not isinstance(s, str) and isinstance(s, Mapping):
                 s = s.get("pseudonym")
             if isinstance(s, str) and 0 < len(s) <= _PSEUDONYM_LIMIT:
                 subjects.append(s)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
@@ -61,6 +63,12 @@ MAX_PAGE = 1000
 """The largest page ``search`` returns."""
 
 # One constant advisory lock serialises appends across every process sharing the PostgreSQL database.
+_CHECKPOINT_EVERY = 256
+"""SQLite: checkpoint the WAL after this many entries (some 8 pages an entry: about the 1000-page WAL
+of SQLite's own autocheckpoint at batches of 32, more at larger ones)."""
+_MAX_GATHER = 0.002
+"""The longest a new group-commit leader waits for the last batch's callers to queue again."""
+
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"veilig-delen/audit/append").digest()[:8], "big", signed=True)
 
 
@@ -95,7 +103,9 @@ class SearchFilters:
     ``agency`` and ``visible_to`` both mean "the entry names this agency as actor or counterpart": the
     first is the searcher's filter, the second the access rule (a privacy officer sees entries that
     name their own agency), so both can apply at once. ``time_from`` is inclusive, ``time_to``
-    exclusive. ``subject`` is a BSN pseudonym, never a BSN.
+    exclusive. ``subject`` is a BSN pseudonym, never a BSN. ``trace_id`` has no index of its own (no
+    route or console page searches by trace, and its random keys made every append dearer): alone, it
+    reads the log from the cursor on.
     """
 
     case_id: str | None = None
@@ -231,8 +241,12 @@ class _Pending:
     wake: threading.Event = field(default_factory=threading.Event)
 
 
-def _prepare(entry: Mapping[str, Any], bind_time: Callable[[Any], Any] | None = None) -> _Prepared:
-    """Canonicalise, hash and extract one entry (in the caller's thread, outside the group commit)."""
+def _prepare(entry: Mapping[str, Any], sqlite_time: bool = False) -> _Prepared:
+    """Canonicalise, hash and extract one entry (in the caller's thread, outside the group commit).
+
+    ``sqlite_time``: the entry time as SQLite stores it (text), since rows are inserted as plain
+    tuples, without SQLAlchemy's per-row processing.
+    """
     if not isinstance(entry, Mapping):
         raise InvalidEntry(f"an audit entry is a JSON object, not {type(entry).__name__}")
     data = fast_canonical_json(entry)
@@ -245,9 +259,7 @@ def _prepare(entry: Mapping[str, Any], bind_time: Callable[[Any], Any] | None = 
         # Columns come from the canonical bytes, not the caller's object, so that the verifier, which
         # only has the bytes, derives exactly the same columns (a tuple becomes a list, and so on).
         parsed = json.loads(data)
-    values, agencies, subjects = extract_rows(parsed)
-    if bind_time is not None:
-        values = (*values[:5], bind_time(values[5]), *values[6:])
+    values, agencies, subjects = extract_rows(parsed, sqlite_time=sqlite_time)
     return _Prepared(data, leaf_hash(data), values, agencies, subjects)
 
 
@@ -265,6 +277,16 @@ class _GroupCommit:
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[_Pending] = field(default_factory=list)
     leading: bool = False
+    # Notified when a call queues; a new leader waits on it (briefly) for the callers of the last batch.
+    arrived: threading.Condition = field(init=False)
+    last_calls: int = 0  # calls in the last batch committed
+    last_write: float = 0.0  # how long its transaction took, in seconds
+    # SQLite: entries committed since the WAL was last checkpointed, and whether a checkpoint runs.
+    unchecked: int = 0
+    checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        self.arrived = threading.Condition(self.lock)
 
 
 class SqlAuditStore:
@@ -296,14 +318,8 @@ class SqlAuditStore:
         self._group = _GroupCommit()
         # The tree's right edge after our last commit; only the group-commit leader touches it.
         self._frontier: CompactRange | None = None
-        # SQLite stores a timestamp as text; bind it as the column type would, once, in the caller's
-        # thread (rows are inserted as plain tuples, without SQLAlchemy's per-row processing).
-        dialect = engine.dialect
-        self._bind_time: Callable[[Any], Any] | None = (
-            entries.c.entry_time.type.dialect_impl(dialect).bind_processor(dialect)
-            if dialect.name == "sqlite"
-            else None
-        )
+        # SQLite stores a timestamp as text: made once, in the caller's thread.
+        self._sqlite = engine.dialect.name == "sqlite"
 
     @property
     def engine(self) -> Engine:
@@ -346,24 +362,30 @@ class SqlAuditStore:
             if writes is not None:
                 raise InvalidEntry("writes need at least one audit entry: every write is logged")
             return []
-        bind_time = self._bind_time
-        pending = _Pending(items=[_prepare(e, bind_time) for e in entries], writes=writes)
+        sqlite_time = self._sqlite
+        pending = _Pending(items=[_prepare(e, sqlite_time) for e in entries], writes=writes)
         group = self._group
         with group.lock:
             group.queue.append(pending)
             leader = not group.leading
             group.leading = True
+            group.arrived.notify()
         if not leader:
             # Each caller waits on its own event, so a commit wakes exactly the callers it served
             # rather than every waiting thread.
             pending.wake.wait()
             leader = not pending.done
         if leader:
+            checkpoint = False
             try:
                 while not pending.done:
                     with group.lock:
+                        self._gather()
                         batch = self._take_batch()
+                    started = time.monotonic()
                     self._commit_batch(batch)
+                    with group.lock:
+                        group.last_calls, group.last_write = len(batch), time.monotonic() - started
             finally:
                 # Hand the lead to the oldest waiting call, which commits whatever queued meanwhile.
                 with group.lock:
@@ -371,6 +393,12 @@ class SqlAuditStore:
                         group.queue[0].wake.set()
                     else:
                         group.leading = False
+                    if group.unchecked >= _CHECKPOINT_EVERY and not group.checkpointing:
+                        group.checkpointing = checkpoint = True
+                        group.unchecked = 0
+            if checkpoint:
+                # After the hand-over: the next leader's transaction goes on while this runs.
+                self._checkpoint_wal()
         if pending.writes_failed:
             raise AuditWriteError(
                 "the caller's writes failed; neither they nor the audit entries were committed",
@@ -379,6 +407,41 @@ class SqlAuditStore:
         if pending.error is not None or pending.indexes is None:
             raise AuditWriteError("the audit log could not commit the entries") from pending.error
         return pending.indexes
+
+    def _gather(self) -> None:
+        """Wait (holding the group's lock, released while waiting) for the last batch's callers to queue.
+
+        Under steady concurrency the callers of the last batch come back at once, but not before the
+        next leader starts: without this, batches alternate between the first one back and all the
+        others, two commits where one would do. The wait ends when as many calls are queued as the
+        last batch had, and after half the last transaction's time at most (2 ms at most), less than
+        the commit it saves. A caller alone (a last batch of one) never waits.
+        """
+        group = self._group
+        want = group.last_calls
+        if want <= 1 or len(group.queue) >= want:
+            return
+        deadline = time.monotonic() + min(group.last_write / 2, _MAX_GATHER)
+        while len(group.queue) < want:
+            left = deadline - time.monotonic()
+            if left <= 0 or not group.arrived.wait(left):
+                return
+
+    def _checkpoint_wal(self) -> None:
+        """SQLite: copy the WAL into the database file (PASSIVE: writers go on meanwhile).
+
+        The log's own commits do not checkpoint (``wal_autocheckpoint`` is off while they run): done
+        there, every caller of the batch would wait for it. A checkpoint is not needed for
+        durability (a committed transaction is in the synced WAL), only to keep the WAL short.
+        """
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:
+            log.warning("audit WAL checkpoint failed; the next one retries", exc_info=True)
+        finally:
+            with self._group.lock:
+                self._group.checkpointing = False
 
     def _take_batch(self) -> list[_Pending]:
         queue = self._group.queue
@@ -439,7 +502,7 @@ class SqlAuditStore:
         writes raised (their savepoint rolled back). Raises when the transaction as a whole failed: then
         nothing of it was committed, and no call's outcome is set except ``writes_failed`` ones.
         """
-        with self._engine.connect() as conn:
+        with self._engine.connect() as conn, _autocheckpoint_off(conn, self._sqlite):
             _lock_log(conn)
             size = _read_size(conn)
             cached = self._frontier
@@ -484,6 +547,9 @@ class SqlAuditStore:
                 log.warning("audit commit reported a failure but its %d entries are stored", len(entry_rows))
         # Only after the commit: a failed batch must not leave its leaves in our idea of the tree.
         self._frontier = frontier
+        if self._sqlite:
+            with self._group.lock:
+                self._group.unchecked += len(entry_rows)
         for p, indexes in zip(live, assigned, strict=True):
             p.indexes = indexes
             p.done = True
@@ -846,6 +912,27 @@ def _search_planned(
 # -- shared SQL helpers (also used by the verifier) --------------------------------------------------
 
 
+@contextlib.contextmanager
+def _autocheckpoint_off(conn: Connection, sqlite: bool) -> Iterator[None]:
+    """On SQLite, no automatic WAL checkpoint in this connection's commits meanwhile (the store runs them)."""
+    if not sqlite:
+        yield
+        return
+    record = conn.connection
+    dbapi: Any = record.dbapi_connection
+    before = record.info.get("audit_wal_autocheckpoint")
+    if before is None:
+        (before,) = dbapi.execute("PRAGMA wal_autocheckpoint").fetchone()
+        record.info["audit_wal_autocheckpoint"] = before
+    dbapi.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        yield
+    finally:
+        if not conn.invalidated:
+            # Back as it was for whoever uses the pooled connection next.
+            dbapi.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
+
+
 def _lock_log(conn: Connection) -> None:
     """Start the append transaction holding the log's write lock, so the size read next stays true."""
     dialect = conn.dialect.name
@@ -895,16 +982,34 @@ def _insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: l
         return
     if dialect.name == "sqlite":
         # Through the connection (so engine events see it), but without SQLAlchemy's per-row
-        # parameter processing, which cost more than the insert itself.
-        conn.exec_driver_sql(_sqlite_insert(table.name, tuple(columns)), rows)
+        # parameter processing, which cost more than the insert itself. Many rows a statement: an
+        # executemany steps once per row, releasing and retaking the GIL each time, and with dozens of
+        # threads queued for the GIL (the group commit's waiting callers) the leader waited for it at
+        # every row. Chunks of powers of two, so a few statements serve any batch from SQLite's
+        # statement cache.
+        names = tuple(columns)
+        position, left = 0, len(rows)
+        while left:
+            size = min(_SQLITE_CHUNK, 1 << (left.bit_length() - 1))
+            chunk = rows[position : position + size]
+            conn.exec_driver_sql(
+                _sqlite_insert(table.name, names, size), tuple(v for row in chunk for v in row)
+            )
+            position, left = position + size, left - size
         return
     conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
-@functools.lru_cache(maxsize=16)
-def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(table: str, columns: tuple[str, ...], rows: int = 1) -> str:
     # Names are the schema's own constants, never input.
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+    row = f"({', '.join('?' * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"  # noqa: S608
+
+
+_SQLITE_CHUNK = 64
+"""Rows a SQLite insert statement carries at most: 64 x 12 columns stay far below SQLite's 32,766 (and
+even the 999 of builds before 3.32) variables a statement."""
 
 
 def log_size(engine: Engine) -> int:

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, func, select
 
 from audit._internal.columns import ENTRY_COLUMNS, extract_rows, parse_leaf, sqlite_time_text
 from audit._internal.errors import InvalidNote
@@ -309,7 +309,7 @@ def _derived_hashes(
     """
     if len(rows) != high - low:
         return None
-    stored_form = _stored_form(conn)
+    sqlite_time = conn.dialect.name == "sqlite"
     sha256 = hashlib.sha256
     expected: list[_Row] = []
     agencies: list[_Row] = []
@@ -321,8 +321,8 @@ def _derived_hashes(
         if type(data) is not bytes:
             return None
         h = sha256(b"\x00" + data).digest()
-        values, derived_agencies, derived_subjects = _derive(data)
-        expected.append((index, data, h, *stored_form(values)))
+        values, derived_agencies, derived_subjects = _derive(data, sqlite_time)
+        expected.append((index, data, h, *values))
         for agency, role in derived_agencies:
             agencies.append((index, agency, role))
         for pseudonym in derived_subjects:
@@ -418,13 +418,15 @@ def _check_rows(
 _TIME = ENTRY_COLUMNS.index("entry_time")
 
 
-def _derive(data: bytes) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
+def _derive(
+    data: bytes, sqlite_time: bool = False
+) -> tuple[tuple[Any, ...], list[tuple[str, str]], list[str]]:
     """The search rows a leaf's bytes give (none for a leaf that is not a JSON object)."""
     try:
         parsed = parse_leaf(data)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         parsed = None
-    return extract_rows(parsed if isinstance(parsed, dict) else {})
+    return extract_rows(parsed if isinstance(parsed, dict) else {}, sqlite_time=sqlite_time)
 
 
 def _stored_form(conn: Connection) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -565,13 +567,21 @@ def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findi
     for level, i in expected:
         low, high = spans.get(level, (i, i))
         spans[level] = (min(low, i), max(high, i))
-    where = or_(*(and_(nodes.c.level == lv, nodes.c.idx.between(lo, hi)) for lv, (lo, hi) in spans.items()))
-    stored = {
-        (r.level, r.idx): as_bytes(r.hash)
-        for r in conn.execute(
-            select(nodes.c.level, nodes.c.idx, raw(nodes.c.hash).label("hash")).where(where)
-        )
-    }
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    terms = " OR ".join([f"(level = {mark} AND idx >= {mark} AND idx <= {mark})"] * len(spans))
+    params = tuple(v for level, (lo, hi) in spans.items() for v in (level, lo, hi))
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()
+    try:
+        # Names are the schema's own, placeholders only; the driver's tuples, fetched in one call.
+        cursor.execute(f"SELECT level, idx, hash FROM {nodes.name} WHERE {terms}", params)  # noqa: S608
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    stored = {(level, i): h for level, i, h in rows}
+    if stored == expected:
+        return False
+    stored = {key: as_bytes(h) for key, h in stored.items()}
     # In the order the tree grew: the smallest wrong subtree is the one that says most about where.
     for (level, i), h in sorted(expected.items(), key=lambda kv: ((kv[0][1] + 1) << kv[0][0], kv[0][0])):
         got = stored.get((level, i))

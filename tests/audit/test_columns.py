@@ -61,6 +61,11 @@ def test_extract_rows_follows_the_reference_rules(entry: dict[str, Any]) -> None
     reference = extract(entry)
     assert dict(zip(ENTRY_COLUMNS, values, strict=True)) == reference.row
     assert agencies == sorted(reference.agencies) and subjects == sorted(reference.subjects)
+    as_stored, *rest = extract_rows(entry, sqlite_time=True)
+    time = ENTRY_COLUMNS.index("entry_time")
+    assert as_stored[time] == sqlite_time_text(values[time])
+    assert (*as_stored[:time], *as_stored[time + 1 :]) == (*values[:time], *values[time + 1 :])
+    assert rest == [agencies, subjects]
 
 
 def test_extract_rows_of_a_gateway_entry() -> None:

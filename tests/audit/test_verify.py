@@ -540,8 +540,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = sqlite3.connect(path)
     db.execute("PRAGMA writable_schema = ON")
     for name, ddl in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall():
-        loose = re.sub(r"CONSTRAINT \w+ CHECK \((?:[^()]|\([^()]*\))*\)", "", ddl.replace(" NOT NULL", ""))
-        loose = re.sub(r",\s*,", ",", re.sub(r",\s*\)\s*$", ")", loose))
+        # A WITHOUT ROWID table keeps that (and its primary key columns stay NOT NULL regardless).
+        body, rowid_clause = re.fullmatch(r"(.*?\))(\s*WITHOUT ROWID)?\s*", ddl, re.S).groups()  # type: ignore[union-attr]
+        loose = re.sub(r"CONSTRAINT \w+ CHECK \((?:[^()]|\([^()]*\))*\)", "", body.replace(" NOT NULL", ""))
+        loose = re.sub(r",\s*,", ",", re.sub(r",\s*\)\s*$", ")", loose)) + (rowid_clause or "")
         db.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (loose, name))
     db.commit()
     db.close()
@@ -555,18 +557,28 @@ def _write_garbage(db: Path, table: str, column: str, row: int, value: object) -
     """Set one column of the row-th row of ``table``; returns the row before, or None if refused."""
     conn = sqlite3.connect(db)
     try:
-        rowids = [r[0] for r in conn.execute(f'SELECT rowid FROM "{table}" ORDER BY rowid')]
-        if not rowids:
+        # A row by its rowid, or by its primary key in a WITHOUT ROWID table (which has no rowid).
+        info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+        key = [name for _cid, name, _type, _nn, _default, pk in sorted(info, key=lambda c: c[5]) if pk]
+        rowid_table = conn.execute(
+            "SELECT sql NOT LIKE '%WITHOUT ROWID' FROM sqlite_master WHERE type = 'table' AND name = ?",
+            (table,),
+        ).fetchone()[0]
+        key = ["rowid"] if rowid_table else key
+        columns = ", ".join(f'"{k}"' for k in key)
+        keys = conn.execute(f'SELECT {columns} FROM "{table}" ORDER BY {columns}').fetchall()
+        if not keys:
             return None  # a table this log has no rows in yet (cosignatures without witnesses)
-        rowid = rowids[row % len(rowids)]
-        cursor = conn.execute(f'SELECT * FROM "{table}" WHERE rowid = ?', (rowid,))
+        chosen = keys[row % len(keys)]
+        where = " AND ".join(f'"{k}" IS ?' for k in key)
+        cursor = conn.execute(f'SELECT * FROM "{table}" WHERE {where}', chosen)
         before = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
         same = conn.execute(
-            f'SELECT "{column}" IS ? FROM "{table}" WHERE rowid = ?', (value, rowid)
+            f'SELECT "{column}" IS ? FROM "{table}" WHERE {where}', (value, *chosen)
         ).fetchone()
         if same[0]:
             return None
-        conn.execute(f'UPDATE "{table}" SET "{column}" = ? WHERE rowid = ?', (value, rowid))
+        conn.execute(f'UPDATE "{table}" SET "{column}" = ? WHERE {where}', (value, *chosen))
         conn.commit()
     except sqlite3.DatabaseError:
         return None  # the file refused this value (a duplicate key, an index that is not an integer)
