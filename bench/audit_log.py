@@ -219,6 +219,21 @@ def scratch_table(engine: Engine) -> Iterator[sa.Table]:
         md.drop_all(engine)
 
 
+@contextmanager
+def counting_commits(engine: Engine) -> Iterator[list[int]]:
+    """Count the transactions committed on ``engine`` meanwhile (the group commit's batches)."""
+    counted = [0]
+
+    def count(_conn: Any) -> None:
+        counted[0] += 1
+
+    event.listen(engine, "commit", count)
+    try:
+        yield counted
+    finally:
+        event.remove(engine, "commit", count)
+
+
 def bare_insert(engine: Engine, table: sa.Table, start: int, rows: list[bytes]) -> None:
     with engine.begin() as conn:
         conn.execute(sa.insert(table), [{"idx": start + i, "data": d} for i, d in enumerate(rows)])
@@ -260,9 +275,12 @@ def bench_appends(store: audit.SqlAuditStore, repeat: int) -> None:
         for threads in (8, 32):
             per = calls // threads
             runs, bases = [], []
+            commits: list[int] = []
             for _ in range(repeat):
                 made = [entry(next(fresh)) for _ in range(per * threads)]
-                took = threaded(threads, per, lambda t, c, m=made, p=per: store.append([m[t * p + c]]))
+                with counting_commits(engine) as counted:
+                    took = threaded(threads, per, lambda t, c, m=made, p=per: store.append([m[t * p + c]]))
+                commits.append(counted[0])
                 runs.append(per * threads / took)
                 took = threaded(
                     threads, per, lambda _t, _c: bare_insert(engine, bare, next(counter), sample[:1])
@@ -276,6 +294,11 @@ def bench_appends(store: audit.SqlAuditStore, repeat: int) -> None:
                 statistics.median(bases),
                 "a commit per row",
                 **goal,  # type: ignore[arg-type]
+            )
+            figure(
+                f"  entries per commit, {threads} threads",
+                repeat * per * threads / max(1, sum(commits)),
+                "entries",
             )
 
         # The gateway's way: each call also writes its own row in the same transaction.
@@ -549,9 +572,16 @@ def machine() -> dict[str, Any]:
     return describe(["sqlalchemy"]) | {"sqlite": sqlite3.sqlite_version}
 
 
-def save(name: str, settings: dict[str, Any], load_before: tuple[float, ...]) -> Path:
+def save(
+    name: str,
+    settings: dict[str, Any],
+    load_before: tuple[float, ...],
+    previous: dict[str, Any] | None = None,
+) -> Path:
     now = dt.datetime.now(dt.UTC)
     out = Path(__file__).parent / "results" / f"audit_log-{now.date().isoformat()}.json"
+    if out.exists():  # an earlier run of the day stays as it was
+        out = out.with_name(f"audit_log-{now.strftime('%Y-%m-%d-%H%M')}.json")
     out.parent.mkdir(exist_ok=True)
     description = machine() | {"loadAverage": {"before": list(load_before), "after": list(os.getloadavg())}}
     document = {
@@ -562,6 +592,8 @@ def save(name: str, settings: dict[str, Any], load_before: tuple[float, ...]) ->
         "settings": settings,
         "figures": FIGURES,
     }
+    if previous is not None:
+        document["previousCode"] = previous
     out.write_text(json.dumps(document, indent=1) + "\n")
     return out
 
@@ -581,9 +613,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="multiplier for the number of timed runs")
     parser.add_argument("--quick", action="store_true", help="skip the whole-log verification")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/audit_log-*.json")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        help="a checkout of earlier code (git worktree): its own bench runs first, on --previous-db, in "
+        "the same run, and its output is kept in the results beside these figures",
+    )
+    parser.add_argument("--previous-db", type=Path, help="with --previous: the SQLite log it runs on")
     args = parser.parse_args()
     load_before = os.getloadavg()
     settings = {"size": args.size, "repeat": args.repeat, "quick": args.quick}
+    previous = run_previous(args) if args.previous is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         if args.pg:
             # A named schema is kept (and reused by the next run); a scratch one is dropped after.
@@ -612,7 +652,33 @@ def main() -> None:
             run(name, engine, db.with_suffix(".key"), args.size, args.repeat, args.quick)
             engine.dispose()
     if not args.no_save:
-        print(f"\nresults: {save(name, settings, load_before)}")
+        print(f"\nresults: {save(name, settings, load_before, previous)}")
+
+
+def run_previous(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the earlier code's own bench (its ``bench.audit_log``) on its own copy of the log; its output."""
+    if args.previous_db is None:
+        raise SystemExit("--previous needs --previous-db (a copy of the log at the schema that code knows)")
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "bench.audit_log", "--db", str(args.previous_db), "--no-save"]
+    command += ["--size", str(args.size), "--repeat", str(args.repeat)] + (["--quick"] if args.quick else [])
+    commit = subprocess.run(
+        ["git", "-C", str(args.previous), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print(f"== the earlier code ({commit[:10] or args.previous}), same run", flush=True)
+    load = os.getloadavg()
+    # Its own directory first on the path: its audit and gateway packages, not these.
+    done = subprocess.run(command, cwd=args.previous, capture_output=True, text=True, check=False)
+    print(done.stdout, flush=True)
+    if done.returncode:
+        print(done.stderr[-2000:])
+    return {
+        "commit": commit or None,
+        "loadAverage": {"before": list(load), "after": list(os.getloadavg())},
+        "output": done.stdout.splitlines(),
+    }
 
 
 if __name__ == "__main__":
