@@ -561,12 +561,11 @@ def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findi
     """Compare recomputed perfect subtrees with the stored ``audit_nodes`` rows; True if one is wrong."""
     if not produced:
         return False
-    expected: dict[NodeKey, bytes] = {(level, i): h for level, i, h in produced}
+    ordered = sorted(produced)  # by (level, idx): the primary key's order
     # A batch of leaves completes a contiguous run of nodes on each level: one range per level.
     spans: dict[int, tuple[int, int]] = {}
-    for level, i in expected:
-        low, high = spans.get(level, (i, i))
-        spans[level] = (min(low, i), max(high, i))
+    for level, i, _h in ordered:
+        spans[level] = (spans[level][0], i) if level in spans else (i, i)
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     terms = " OR ".join([f"(level = {mark} AND idx >= {mark} AND idx <= {mark})"] * len(spans))
     params = tuple(v for level, (lo, hi) in spans.items() for v in (level, lo, hi))
@@ -574,14 +573,17 @@ def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findi
     cursor = dbapi.cursor()
     try:
         # Names are the schema's own, placeholders only; the driver's tuples, fetched in one call.
-        cursor.execute(f"SELECT level, idx, hash FROM {nodes.name} WHERE {terms}", params)  # noqa: S608
+        cursor.execute(
+            f"SELECT level, idx, hash FROM {nodes.name} WHERE {terms} ORDER BY level, idx",  # noqa: S608
+            params,
+        )
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    stored = {(level, i): h for level, i, h in rows}
-    if stored == expected:
+    if rows == ordered:
         return False
-    stored = {key: as_bytes(h) for key, h in stored.items()}
+    expected: dict[NodeKey, bytes] = {(level, i): h for level, i, h in produced}
+    stored = {(level, i): as_bytes(h) for level, i, h in rows}
     # In the order the tree grew: the smallest wrong subtree is the one that says most about where.
     for (level, i), h in sorted(expected.items(), key=lambda kv: ((kv[0][1] + 1) << kv[0][0], kv[0][0])):
         got = stored.get((level, i))
