@@ -66,6 +66,9 @@ MAX_PAGE = 1000
 _CHECKPOINT_EVERY = 256
 """SQLite: checkpoint the WAL after this many entries (some 8 pages an entry: about the 1000-page WAL
 of SQLite's own autocheckpoint at batches of 32, more at larger ones)."""
+_WAL_RESET_FRAMES = 8192
+"""SQLite: a WAL this long (32 MiB of 4 KiB pages) is checkpointed by the leader before it hands over the
+lead, so that the WAL can start over (``_checkpoint_wal``)."""
 _MAX_GATHER = 0.002
 """The longest a new group-commit leader waits for the last batch's callers to queue again."""
 
@@ -284,6 +287,7 @@ class _GroupCommit:
     # SQLite: entries committed since the WAL was last checkpointed, and whether a checkpoint runs.
     unchecked: int = 0
     checkpointing: bool = False
+    wal_frames: int = 0  # frames in the WAL since it last started over, as the last checkpoint saw
 
     def __post_init__(self) -> None:
         self.arrived = threading.Condition(self.lock)
@@ -386,6 +390,15 @@ class SqlAuditStore:
                     self._commit_batch(batch)
                     with group.lock:
                         group.last_calls, group.last_write = len(batch), time.monotonic() - started
+                with group.lock:
+                    inline = self._checkpoint_due() and group.wal_frames >= _WAL_RESET_FRAMES
+                    if inline:
+                        group.checkpointing, group.unchecked = True, 0
+                if inline:
+                    # Still leading, so no batch of this process commits meanwhile: the checkpoint
+                    # reaches the WAL's end and the next commit starts the WAL over. Checkpoints beside
+                    # a stream of commits never do, and the WAL would only grow.
+                    self._checkpoint_wal()
             finally:
                 # Hand the lead to the oldest waiting call, which commits whatever queued meanwhile.
                 with group.lock:
@@ -393,7 +406,7 @@ class SqlAuditStore:
                         group.queue[0].wake.set()
                     else:
                         group.leading = False
-                    if group.unchecked >= _CHECKPOINT_EVERY and not group.checkpointing:
+                    if self._checkpoint_due():
                         group.checkpointing = checkpoint = True
                         group.unchecked = 0
             if checkpoint:
@@ -418,7 +431,8 @@ class SqlAuditStore:
         the commit it saves. A caller alone (a last batch of one) never waits.
         """
         group = self._group
-        want = group.last_calls
+        # A caller busy with the WAL checkpoint comes back only after it: not worth waiting for.
+        want = group.last_calls - group.checkpointing
         if want <= 1 or len(group.queue) >= want:
             return
         deadline = time.monotonic() + min(group.last_write / 2, _MAX_GATHER)
@@ -427,21 +441,30 @@ class SqlAuditStore:
             if left <= 0 or not group.arrived.wait(left):
                 return
 
+    def _checkpoint_due(self) -> bool:
+        """Whether enough entries were committed since the last WAL checkpoint (call with the lock held)."""
+        group = self._group
+        return group.unchecked >= _CHECKPOINT_EVERY and not group.checkpointing
+
     def _checkpoint_wal(self) -> None:
         """SQLite: copy the WAL into the database file (PASSIVE: writers go on meanwhile).
 
         The log's own commits do not checkpoint (``wal_autocheckpoint`` is off while they run): done
         there, every caller of the batch would wait for it. A checkpoint is not needed for
         durability (a committed transaction is in the synced WAL), only to keep the WAL short.
+        Records how many frames the WAL holds since it last started over.
         """
+        frames: int | None = None
         try:
             with self._engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                _busy, frames, _copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         except Exception:
             log.warning("audit WAL checkpoint failed; the next one retries", exc_info=True)
         finally:
             with self._group.lock:
                 self._group.checkpointing = False
+                if isinstance(frames, int):
+                    self._group.wal_frames = frames
 
     def _take_batch(self) -> list[_Pending]:
         queue = self._group.queue

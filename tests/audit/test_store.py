@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from pathlib import Path
 
@@ -196,6 +197,41 @@ def test_group_commit_batches_concurrent_callers(sqlite_log: Engine, signer: aud
         t.join()
     assert sorted(i for r in results for i in r) == list(range(8))
     assert len(commits) == 2  # the first caller alone, then the seven that queued meanwhile together
+
+
+def test_the_wal_is_checkpointed_by_the_log_and_starts_over_under_a_stream_of_appends(
+    sqlite_log: Engine, signer: audit.LogSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log's commits do not checkpoint; the log does, and a long WAL is caught up so it starts over."""
+    from audit._internal import store as store_module
+
+    monkeypatch.setattr(store_module, "_CHECKPOINT_EVERY", 8)
+    monkeypatch.setattr(store_module, "_WAL_RESET_FRAMES", 100)
+    store = SqlAuditStore(sqlite_log, signer)
+    seen: list[int] = []
+    checkpoint = store._checkpoint_wal
+
+    def recorded() -> None:
+        checkpoint()
+        seen.append(store._group.wal_frames)
+
+    monkeypatch.setattr(store, "_checkpoint_wal", recorded)
+    # Eight writers that never pause: checkpoints beside a stream of commits alone never reach its end.
+    threads = [
+        threading.Thread(target=lambda t=t: [store.append([make_entry(t * 100 + i)]) for i in range(40)])
+        for t in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.size() == 320
+    assert len(seen) >= 2  # the log checkpointed (its commits did not)
+    assert any(later < earlier for earlier, later in itertools.pairwise(seen)), seen  # it started over
+    # The pooled connections checkpoint on their own again for whoever uses them next.
+    with sqlite_log.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    assert verify_log(store, store.verifier_key()).ok
 
 
 def test_two_stores_on_one_database_serialise(tmp_path: Path, signer: audit.LogSigner) -> None:
