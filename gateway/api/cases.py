@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Path
 
-from gateway.api.deps import ExchangeCaller, RuntimeDep
+from gateway.api.deps import ExchangeCall, RuntimeDep
 from gateway.models import CaseRecord
 from gateway.schemas import CaseCreate, CaseOut, SubjectOut, TrackIn, Tracks, TransitionIn
 from gateway.services.cases import CaseService
@@ -30,20 +30,23 @@ def case_out(case: CaseRecord) -> CaseOut:
 
 
 @router.post("", status_code=201, response_model=CaseOut, response_model_by_alias=True)
-def open_case(body: CaseCreate, ctx: ExchangeCaller, rt: RuntimeDep) -> CaseOut:
+def open_case(body: CaseCreate, call: ExchangeCall, rt: RuntimeDep) -> CaseOut:
     """Open a case (politie or veilig_thuis)."""
+    ctx = call.confirm()  # the client's registration first, in this thread
     return case_out(CaseService(rt).open(ctx, body))
 
 
 @router.get("/{caseId}", response_model=CaseOut, response_model_by_alias=True)
-def read_case(ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
+def read_case(call: ExchangeCall, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
     """The case, to agencies that take part in it."""
+    ctx = call.confirm()  # the client's registration first, in this thread
     return case_out(CaseService(rt).read(ctx, caseId))
 
 
 @router.post("/{caseId}/transitions", response_model=CaseOut, response_model_by_alias=True)
-def move_case(body: TransitionIn, ctx: ExchangeCaller, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
+def move_case(body: TransitionIn, call: ExchangeCall, rt: RuntimeDep, caseId: str = CaseId) -> CaseOut:
     """Move the case to another step; 409 when the process does not allow the move."""
+    ctx = call.confirm()  # the client's registration first, in this thread
     return case_out(CaseService(rt).transition(ctx, caseId, body.flow, body.step))
 
 
@@ -51,9 +54,10 @@ def move_case(body: TransitionIn, ctx: ExchangeCaller, rt: RuntimeDep, caseId: s
 def set_track(
     track: Literal["zorg", "straf"],
     body: TrackIn,
-    ctx: ExchangeCaller,
+    call: ExchangeCall,
     rt: RuntimeDep,
     caseId: str = CaseId,
 ) -> CaseOut:
     """Open or close the zorg or straf track."""
+    ctx = call.confirm()  # the client's registration first, in this thread
     return case_out(CaseService(rt).set_track(ctx, caseId, track, body.open))

@@ -55,17 +55,14 @@ def current_principal(
 ) -> Principal:
     """The authenticated caller, counted against its rate limit; ``Unauthenticated`` (401 +
     WWW-Authenticate) or ``RateLimited`` (429 + Retry-After) otherwise."""
-    principal = auth.authenticate(authorization)
-    # Keyed by the verified client id, so a caller cannot spend another client's budget.
-    auth.limits.admit(principal.client_id)
-    return principal
+    return auth.caller(auth.verified_token(authorization))
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
 
 
-def require_scope(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that admits a caller holding at least one of ``scopes``; ``Forbidden`` otherwise."""
+def scope_check(*scopes: str) -> Callable[[frozenset[str]], None]:
+    """A check that granted scopes hold at least one of ``scopes``; it raises ``Forbidden`` otherwise."""
     if not scopes:
         raise ValueError("require_scope needs at least one scope")
     unknown = set(scopes) - SCOPES
@@ -73,17 +70,21 @@ def require_scope(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
         raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
     wanted = frozenset(scopes)
     needed = " or ".join(scopes)
+    challenge = f'Bearer realm="veilig-delen", error="insufficient_scope", scope="{" ".join(scopes)}"'
+
+    def check(granted: frozenset[str]) -> None:
+        if granted.isdisjoint(wanted):
+            raise Forbidden(f"scope {needed} required", headers={"WWW-Authenticate": challenge})
+
+    return check
+
+
+def require_scope(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that admits a caller holding at least one of ``scopes``; ``Forbidden`` otherwise."""
+    check = scope_check(*scopes)
 
     async def check_scope(caller: Caller) -> Principal:
-        if caller.scopes.isdisjoint(wanted):
-            raise Forbidden(
-                f"scope {needed} required",
-                headers={
-                    "WWW-Authenticate": (
-                        f'Bearer realm="veilig-delen", error="insufficient_scope", scope="{" ".join(scopes)}"'
-                    )
-                },
-            )
+        check(caller.scopes)
         return caller
 
     return check_scope

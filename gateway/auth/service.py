@@ -21,7 +21,7 @@ from gateway.auth.ratelimit import LimitKind, RateLimits
 from gateway.auth.replay import ReplayGuard
 from gateway.auth.roles import SCOPES
 from gateway.auth.server import AUTH_METHOD, GRANT_TYPE, TokenEndpoint, TokenResponse
-from gateway.auth.tokens import Principal, TokenCache, authenticate
+from gateway.auth.tokens import Principal, TokenCache, VerifiedToken, confirmed, verified_token
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,20 +97,34 @@ class AuthService:
     def authenticate(self, authorization_header: str | None, now: int | None = None) -> Principal:
         """The caller behind an ``Authorization`` header, or ``Unauthenticated``: the token verified
         once and then served from ``token_cache``, the client's registration read on every call."""
+        return self.confirm(self.verified_token(authorization_header, now))
+
+    def verified_token(self, authorization_header: str | None, now: int | None = None) -> VerifiedToken:
+        """What the header's token says, verified or from ``token_cache``; ``Unauthenticated``
+        otherwise. No database read (safe on the event loop); `confirm` makes it a caller."""
         generation = self.token_keys.generation()
         if generation != self._key_generation:
             # The key files changed: a rotation may have ended a key at once (--grace 0), so tokens
             # cached as verified must be verified again against the keys as they are now.
             self.token_cache.clear()
             self._key_generation = generation
-        return authenticate(
-            authorization_header,
-            key=self.token_keys,
-            issuer=self.issuer,
-            clients=self.clients,
-            now=now,
-            cache=self.token_cache,
+        return verified_token(
+            authorization_header, key=self.token_keys, issuer=self.issuer, now=now, cache=self.token_cache
         )
+
+    def confirm(self, verified: VerifiedToken) -> Principal:
+        """The caller of a verified token as the client's registration says now (blocking: one indexed
+        read); ``Unauthenticated`` when it is revoked or no longer matches."""
+        return confirmed(verified, self.clients)
+
+    def caller(self, verified: VerifiedToken) -> Principal:
+        """`confirm`, then count the call against the client's rate limit (``RateLimited``, 429, past it).
+
+        Keyed by the verified client id, so a caller cannot spend another client's budget.
+        """
+        principal = self.confirm(verified)
+        self.limits.admit(principal.client_id)
+        return principal
 
     @property
     def signing_key(self) -> SigningKey:

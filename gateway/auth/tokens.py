@@ -261,20 +261,18 @@ def _verifying_key(key: SigningKey | VerifyingKeys, kid: str | None) -> OKPKey |
     return key.verifying_key(kid)
 
 
-def authenticate(
+def verified_token(
     authorization_header: str | None,
     *,
     key: SigningKey | VerifyingKeys,
     issuer: str,
-    clients: ClientRegistry,
     now: int | None = None,
     cache: TokenCache | None = None,
-) -> Principal:
-    """The caller behind an ``Authorization`` header, or ``Unauthenticated``.
+) -> VerifiedToken:
+    """What the token of an ``Authorization`` header says, or ``Unauthenticated``: its signature and
+    claims verified unless ``cache`` holds it from an earlier request (and it has not expired since).
 
-    The token's signature and claims are verified unless ``cache`` holds it from an earlier request
-    (and it has not expired since). Either way one primary-key lookup then checks that the client is
-    still registered as the token says and not revoked: revoking a client ends its tokens at once.
+    No database read: the caller is not known until `confirmed` checked the client's registration.
     """
     token = parse_bearer(authorization_header)
     verified = cache.get(token, time.time() if now is None else now) if cache is not None else None
@@ -283,6 +281,21 @@ def authenticate(
         verified = VerifiedToken.from_claims(claims)
         if cache is not None:
             cache.put(token, verified)
+    return verified
+
+
+def token_scopes(verified: VerifiedToken) -> frozenset[str]:
+    """The scopes a verified token grants: never more than its role allows today (defence in depth).
+
+    What `confirmed` gives the principal, since a registration whose role differs refuses the token.
+    """
+    return verified.scopes & ROLE_SCOPES.get(verified.role, frozenset())
+
+
+def confirmed(verified: VerifiedToken, clients: ClientRegistry) -> Principal:
+    """The caller of a verified token, or ``Unauthenticated``: one primary-key lookup checks that the
+    client is still registered as the token says and not revoked, so revoking a client ends its tokens
+    at once, from any process."""
     registration = clients.registration(verified.client_id)
     if registration is None or registration.revoked:
         raise Unauthenticated("client is revoked or no longer registered")
@@ -292,6 +305,20 @@ def authenticate(
         client_id=verified.client_id,
         agency=registration.agency,
         role=registration.role,
-        # Defence in depth: a token never grants more than the client's role allows today.
-        scopes=verified.scopes & ROLE_SCOPES.get(registration.role, frozenset()),
+        scopes=token_scopes(verified),
     )
+
+
+def authenticate(
+    authorization_header: str | None,
+    *,
+    key: SigningKey | VerifyingKeys,
+    issuer: str,
+    clients: ClientRegistry,
+    now: int | None = None,
+    cache: TokenCache | None = None,
+) -> Principal:
+    """The caller behind an ``Authorization`` header, or ``Unauthenticated``: `verified_token`, then
+    `confirmed` against the client's registration."""
+    verified = verified_token(authorization_header, key=key, issuer=issuer, now=now, cache=cache)
+    return confirmed(verified, clients)
