@@ -18,9 +18,13 @@ and a share shared on from received data (origin). For each it reports median an
 The trivial rule (a constant deny with one reason) is measured the same three ways, in the same run.
 
 Then ``--traffic`` decisions as real traffic varies: many cases (flows, steps, tracks, subjects,
-who took part), each agency of a step sharing, asking, reading and moving its cases, inputs built as
-gateway/services/policy_input.py builds them. They go through a cached and an uncached engine; it
-reports the median and p99 of each and the cache's hit rate. Results go to
+who took part), each agency of a step sharing, asking, reading and moving its cases from one of its
+systems (three client ids per agency), inputs built as gateway/services/policy_input.py builds them.
+They go through the engine as the gateway runs it (the decision cache keyed by the input's projection
+on the paths the policy reads, `gateway.policy._readpaths`), through an uncached engine, and through
+the trivial rule uncached, each decision timed on its own; it reports the median and p99 of each, for
+all decisions and for the shares to three recipients, the cache's hit rate, and the hit rate the same
+cache would have had keyed by the whole input (replayed on the same traffic). Results go to
 bench/results/policy_decision-<date>.json with the machine's description. Not a test: the numbers
 depend on the machine and its load (the load average is recorded).
 """
@@ -209,7 +213,9 @@ def _traffic(facts: dict[str, Any], size: int, cases: int, seed: int = 8) -> lis
     weights = [1 / (k + 1) for k in range(cases)]
 
     def actor(agency: str) -> dict[str, str]:
-        return {"agency": agency, "clientId": f"{agency}-system", "role": "agency_system"}
+        # An agency has several systems (a registration each, as in bench.share_http): its client id.
+        system = rng.choice(["system", "portal", "crm"])
+        return {"agency": agency, "clientId": f"{agency}-{system}", "role": "agency_system"}
 
     out: list[dict[str, Any]] = []
     while len(out) < size:
@@ -264,42 +270,63 @@ def _traffic(facts: dict[str, Any], size: int, cases: int, seed: int = 8) -> lis
                 }
             )
         else:
-            track = {"name": rng.choice(["zorg", "straf"]), "open": True}
+            track = {"name": rng.choice(["zorg", "straf"]), "open": rng.random() < 0.7}
             out.append(
                 {"action": "case.track", "actor": actor(rng.choice(agencies)), "case": c, "track": track}
             )
     return out
 
 
-def _traffic_figures(policy_dir: Path, traffic: list[dict[str, Any]]) -> dict[str, Any]:
-    """The traffic through a cached and an uncached engine: median and p99 of each, and the hit rate."""
+def _traffic_figures(policy_dir: Path, trivial_dir: Path, traffic: list[dict[str, Any]]) -> dict[str, Any]:
+    """The traffic through the engine as the gateway runs it (cached by read paths), uncached, and the
+    trivial rule uncached: median and p99 of each, for all decisions and the shares to three recipients,
+    and the hit rates of the read-path key and (replayed) of a whole-input key."""
+    from gateway.policy._cache import DecisionCache
+    from gateway.policy._embedded import input_term
+
     cached = EmbeddedEngine(policy_dir, pool_size=1)
     uncached = EmbeddedEngine(policy_dir, pool_size=1, cache_size=0)
+    trivial = EmbeddedEngine(trivial_dir, pool_size=1, cache_size=0)
+    engines = (("decide", cached), ("uncached", uncached), ("trivial rule", trivial))
     try:
-        distinct = len({json.dumps(x, sort_keys=True) for x in traffic})
-        samples: dict[str, list[float]] = {"decide": [], "uncached": []}
+        samples: dict[str, list[float]] = {name: [] for name, _ in engines}
         for policy_input in traffic:
-            for name, engine in (("decide", cached), ("uncached", uncached)):
+            for name, engine in engines:
                 t0 = time.perf_counter()
                 engine.decide(policy_input)
                 samples[name].append(time.perf_counter() - t0)
         stats = cached.cache.stats() if cached.cache is not None else {}
+        read_paths = cached.read_paths
     finally:
-        cached.close()
-        uncached.close()
+        for _, engine in engines:
+            engine.close()
+    # The same bounded LRU keyed by the whole input, replayed on the same traffic: what the key gains.
+    whole = DecisionCache("replay", int(stats.get("size", 4096)))
+    for policy_input in traffic:
+        term = input_term(policy_input)
+        if whole.get(term) is None:
+            whole.put(term, "")
+    projected = {input_term(read_paths.project(x)) for x in traffic}
     shares = [i for i, x in enumerate(traffic) if x["action"] == "share"]
-    return {
+    three = [i for i in shares if len(traffic[i]["recipients"]) == 3]
+    figures: dict[str, Any] = {
         "decisions": len(traffic),
-        "distinct inputs": distinct,
+        "distinct inputs": len({input_term(x) for x in traffic}),
+        "distinct projections": len(projected),
+        "shares": len(shares),
+        "shares to three recipients": len(three),
         "actions": {
             a: sum(x["action"] == a for x in traffic) for a in sorted({x["action"] for x in traffic})
         },
-        "decide": _summary(samples["decide"]),
-        "uncached": _summary(samples["uncached"]),
-        "decide (shares)": _summary([samples["decide"][i] for i in shares]),
-        "uncached (shares)": _summary([samples["uncached"][i] for i in shares]),
         "cache": stats,
+        "cache keyed by the whole input (replayed)": whole.stats() | {"keysOn": "whole input"},
+        "read paths": read_paths.dotted(),
     }
+    for name, _ in engines:
+        figures[name] = _summary(samples[name])
+        figures[f"{name} (shares)"] = _summary([samples[name][i] for i in shares])
+        figures[f"{name} (shares to three recipients)"] = _summary([samples[name][i] for i in three])
+    return figures
 
 
 def machine() -> dict[str, Any]:
@@ -315,8 +342,8 @@ def run(n: int, traffic_size: int, cases: int, policy_dir: Path = POLICIES) -> d
     with tempfile.TemporaryDirectory() as tmp:
         trivial = _trivial_policy(Path(tmp), policy_dir)
         figures["trivial rule (share, 3 recipients)"] = _measure(trivial, {"share": SHARE_3}, n)["share"]
-    figures["inputs"] = _measure(policy_dir, INPUTS, n)
-    figures["traffic"] = _traffic_figures(policy_dir, _traffic(facts, traffic_size, cases))
+        figures["inputs"] = _measure(policy_dir, INPUTS, n)
+        figures["traffic"] = _traffic_figures(policy_dir, trivial, _traffic(facts, traffic_size, cases))
     figures["machine"]["loadAverageAfter"] = [round(x, 2) for x in os.getloadavg()]
     return figures
 
@@ -358,12 +385,26 @@ def main() -> None:
     for name, f in figures["inputs"].items():
         print(_line(name, f))
     t = figures["traffic"]
+    c, w = t["cache"], t["cache keyed by the whole input (replayed)"]
     print(
-        f"\ntraffic: {t['decisions']} decisions ({t['distinct inputs']} distinct) over {args.cases} cases; "
-        f"cache hit rate {t['cache'].get('hitRate')}"
+        f"\ntraffic: {t['decisions']} decisions over {args.cases} cases, {t['distinct inputs']} distinct "
+        f"inputs, {t['distinct projections']} distinct on the {c.get('readPaths')} paths the policy reads; "
+        f"{t['shares to three recipients']} shares to three recipients"
     )
-    for key in ("decide", "uncached", "decide (shares)", "uncached (shares)"):
-        print(f"  {key:18} median {t[key]['median_ms']:.3f} ms  p99 {t[key]['p99_ms']:.3f} ms")
+    print(
+        f"cache hit rate {c.get('hitRate')} keyed on {c.get('keysOn')} "
+        f"(the whole input as key, replayed on the same traffic: {w.get('hitRate')})"
+    )
+    if c.get("fallback"):
+        print(f"  the key is the whole input: {c['fallback']}")
+    print(f"{'':34} {'decide (cached)':>17} {'uncached decide':>17} {'trivial rule':>17}")
+    for suffix in ("", " (shares)", " (shares to three recipients)"):
+        cells = [f"{('all' + suffix):34}"]
+        for name in ("decide", "uncached", "trivial rule"):
+            f = t[name + suffix]
+            cells.append(f"{f['median_ms']:>8.3f} {f['p99_ms']:>8.3f}")
+        print(" ".join(cells))
+    print(f"load average after: {m['loadAverageAfter']} (the machine is shared with other work)")
 
 
 if __name__ == "__main__":
