@@ -64,18 +64,23 @@ def wait_until(condition: object, what: str, guard: float = LOAD_GUARD) -> None:
         time.sleep(0.05)
 
 
-def assertion_form(agency: str, key: bytes) -> dict[str, str]:
-    """A token request with a fresh client assertion addressed to the front (any replica takes it)."""
+def assertion_form(
+    agency: str, key: bytes, client_id: str | None = None, front: str = FRONT
+) -> dict[str, str]:
+    """A token request with a fresh client assertion addressed to ``front`` (any replica takes it), by
+    ``client_id`` (default: the agency's system, ``<agency>-system``)."""
+    client = client_id or f"{agency}-system"
     return {
         "grant_type": "client_credentials",
         "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": make_client_assertion(f"{agency}-system", key, f"{FRONT}/oauth2/token"),
+        "client_assertion": make_client_assertion(client, key, f"{front}/oauth2/token"),
     }
 
 
-def token(base: str, agency: str, key: bytes) -> str:
-    """An access token from the replica at ``base``."""
-    r = httpx.post(f"{base}/oauth2/token", data=assertion_form(agency, key), timeout=CALL_GUARD)
+def token(base: str, agency: str, key: bytes, client_id: str | None = None, front: str = FRONT) -> str:
+    """An access token from the replica at ``base`` (for ``client_id`` and ``front``, as `assertion_form`)."""
+    form = assertion_form(agency, key, client_id, front)
+    r = httpx.post(f"{base}/oauth2/token", data=form, timeout=CALL_GUARD)
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
