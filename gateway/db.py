@@ -33,6 +33,9 @@ from audit import NAMING_CONVENTION, UTCDateTime, create_private_file, private_d
 DEFAULT_BUSY_TIMEOUT: Final = 5.0
 """Seconds a call waits for a lock, a pool connection or a connect (``GATEWAY_DB_BUSY_TIMEOUT``)."""
 
+SQLITE_POOL_SIZE: Final = 20
+"""Connections a SQLite file engine keeps open (10 more may be opened, and closed, beyond them)."""
+
 PROBE_TIMEOUT: Final = 1.0
 """Longest wait of the readiness probe for the write lock: an append holds it for milliseconds."""
 
@@ -255,6 +258,10 @@ def make_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engi
             _private_sqlite_files(parsed.database)
         if _is_file(parsed.database):
             pool["pool_timeout"] = busy_timeout  # an in-memory database has no queue to wait in
+            # As many kept connections as requests a worker serves at once: with SQLAlchemy's default 5,
+            # 16 concurrent requests opened (and closed again) a new connection, with its PRAGMAs, for a
+            # third of all requests, the overflow beyond the pool.
+            pool["pool_size"] = SQLITE_POOL_SIZE
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout},
