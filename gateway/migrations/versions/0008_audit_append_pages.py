@@ -18,7 +18,9 @@ commit writes every page those inserts dirtied:
   b-tree. The rows are copied in primary-key order, the other index and the append-only triggers
   recreated. PostgreSQL has no such thing; there only the two indexes go.
 
-Rows are only copied, never changed: the leaves, the tree and the search rows are the same after.
+Rows are only copied, never changed: the leaves, the tree and the search rows are the same after. On
+SQLite the copy takes about half a minute for a million entries (27 s on the 2-vCPU test machine),
+once, in one transaction.
 """
 
 from __future__ import annotations
