@@ -4,7 +4,9 @@ One module-scoped set of three real processes on one fresh PostgreSQL database a
 (the shared keys), with ``GATEWAY_PUBLIC_URL`` the same for all, as in tests/e2e/test_replicas.py; the
 five agency systems are ``gateway sim-agency`` processes (tests/e2e/_fleet.py). Each replica has its
 own copy of policies/ (so a replica can only learn of a reload elsewhere through the database), and
-reaches Redis through a relay in this process that the test can cut.
+reaches Redis through a relay in this process that the test can cut. The front (``GATEWAY_PUBLIC_URL``,
+where the agencies find the JWKS that verifies the pushes) is a relay to replica 1. The tests run in
+this order on the same replicas; the outbox's, which kills replica 3, comes last.
 
 1. **Rate limits in Redis** (``GATEWAY_RATE_LIMIT_STORAGE``): one client's calls, concurrently at all
    three, are admitted exactly ``BUDGET`` times in all; the rest are 429 problem+json with
