@@ -3,7 +3,7 @@ on PostgreSQL (``db_url``): two runtimes on one database stand for two replicas.
 
 The activation here is what a reload on another replica writes (`archive_revision`, as its audit
 entry's transaction does); the reload itself over HTTP across three processes is in
-tests/e2e/test_replicas.py.
+tests/e2e/test_replicas_shared.py.
 """
 
 from __future__ import annotations
