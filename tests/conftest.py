@@ -37,6 +37,12 @@ from tests.databases import _drop_pg_template, db_url  # noqa: F401  (storage te
 
 POLICIES = REPO_ROOT / "policies"
 
+SUITE_DECISION_TIMEOUT = 30.0
+"""The shared engine's deadline per decision. Production's 1 s (``DECISION_TIMEOUT_SECONDS``) turns a
+decision that waits for a core on a busy machine into ``engine_timeout``, a deny, and a test expecting an
+allow then fails for the machine's load, not the code. Tests of the deadline build their own engine
+with a short one (tests/policy/test_engine.py, tests/e2e/test_bounded_policy.py)."""
+
 _lock = threading.Lock()
 _engine: EmbeddedEngine | None = None
 _template: Path | None = None
@@ -60,7 +66,7 @@ def shared_policy_engine() -> SharedEngine:
     global _engine
     with _lock:
         if _engine is None:
-            _engine = EmbeddedEngine(POLICIES)
+            _engine = EmbeddedEngine(POLICIES, timeout=SUITE_DECISION_TIMEOUT)
         return SharedEngine(_engine)
 
 
