@@ -8,7 +8,7 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -107,27 +107,52 @@ def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
     rt.close()
 
 
-@needs_go
+UNUSED_IMPORT = "import data.veiligdelen.facts.agencies as never_read"
+
+
+def _append_unknown_function(text: str) -> tuple[str, str]:
+    return text + "\nbroken := no_such_function(1)\n", "broken := no_such_function(1)"
+
+
+def _add_unused_import(text: str) -> tuple[str, str]:
+    head = "package veiligdelen.decision\n"
+    return text.replace(head, f"{head}{UNUSED_IMPORT}\n", 1), UNUSED_IMPORT
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            _append_unknown_function,
+            "rego_type_error: undefined function no_such_function",
+            marks=needs_go,
+            id="compiler",
+        ),
+        pytest.param(_add_unused_import, f"rego_compile_error: {UNUSED_IMPORT} unused", id="strict"),
+    ],
+)
 def test_a_reload_refuses_what_the_check_finds_and_records_it(
-    runtime: tuple[Runtime, Path], caplog: pytest.LogCaptureFixture
+    runtime: tuple[Runtime, Path],
+    caplog: pytest.LogCaptureFixture,
+    edit: Callable[[str], tuple[str, str]],
+    message: str,
 ) -> None:
+    """What the compiler refuses, and what only the strict pass does, are refused the same way."""
     rt, policies = runtime
     old = rt.policy.current.revision
     target = policies / MODULE
-    target.write_text(target.read_text() + "\nbroken := no_such_function(1)\n")
-    line = target.read_text().count("\n")
+    text, fault = edit(target.read_text())
+    target.write_text(text)
+    line = text.split("\n").index(fault) + 1
     ctx = CallContext(principal=WATCHER, trace=from_header(None))
     with caplog.at_level(logging.INFO, logger="gateway.policy"), pytest.raises(PolicyLoadFailed) as raised:
         reload_policy(rt, ctx)
-    assert raised.value.errors[0] == {
-        "field": f"{MODULE}:{line}",
-        "message": "rego_type_error: undefined function no_such_function",
-    }
+    assert raised.value.errors[0] == {"field": f"{MODULE}:{line}", "message": message}
     assert rt.policy.current.revision == old
     last = rt.audit.entry(rt.audit.size() - 1)
     assert last is not None
     entry = last.entry
     assert (entry["action"], entry["outcome"]) == ("policy.reload", "check_failed")
-    assert f"{MODULE}:{line}: rego_type_error" in entry["refs"]["errors"]
+    assert f"{MODULE}:{line}: {message}" in entry["refs"]["errors"]
     lines = [r.getMessage() for r in caplog.records if "policy reload" in r.getMessage()]
     assert len(lines) == 1 and "check_failed" in lines[0] and f"{MODULE}:{line}" in lines[0]

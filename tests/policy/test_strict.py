@@ -3,26 +3,19 @@ check paths, in `gateway policy check` and in a reload; and what they must not m
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.errors import PolicyLoadFailed
 from gateway.policy import PolicySource, read_policy
 from gateway.policy._check import EMBEDDED, _go_findings, check_source
 from gateway.policy._source import source_from_bytes
 from gateway.policy._strict import strict_findings
-from gateway.policy.admin import WATCHER, reload_policy
-from gateway.runtime import Runtime
-from gateway.services.trail import CallContext
-from gateway.settings import REPO_ROOT, Settings
-from gateway.tracing import from_header
+from gateway.settings import REPO_ROOT
 from tests.policy.standin import OPA_GO_AVAILABLE
 
 POLICIES = REPO_ROOT / "policies"
@@ -237,40 +230,3 @@ def test_policy_check_exits_1_printing_the_place(tmp_path: Path) -> None:
     expected = f"ERROR {MODULE}:{line}: rego_compile_error: unused argument extra. {hint}"
     assert expected in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, Path]]:
-    policies = tmp_path / "policies"
-    shutil.copytree(POLICIES, policies)
-    rt = Runtime(Settings(data_dir=tmp_path / "data", policy_dir=policies))
-    yield rt, policies
-    rt.close()
-
-
-def test_a_reload_refuses_a_strict_finding_as_check_failed(
-    runtime: tuple[Runtime, Path], caplog: pytest.LogCaptureFixture
-) -> None:
-    rt, policies = runtime
-    old = rt.policy.current.revision
-    target = policies / MODULE
-    imp = "import data.veiligdelen.facts.agencies as never_read"
-    target.write_text(
-        target.read_text().replace(
-            "package veiligdelen.decision\n", f"package veiligdelen.decision\n{imp}\n", 1
-        )
-    )
-    line = target.read_text().split("\n").index(imp) + 1
-    ctx = CallContext(principal=WATCHER, trace=from_header(None))
-    with caplog.at_level(logging.INFO, logger="gateway.policy"), pytest.raises(PolicyLoadFailed) as raised:
-        reload_policy(rt, ctx)
-    assert raised.value.errors[0] == {
-        "field": f"{MODULE}:{line}",
-        "message": f"rego_compile_error: {imp} unused",
-    }
-    assert rt.policy.current.revision == old
-    last = rt.audit.entry(rt.audit.size() - 1)
-    assert last is not None
-    assert (last.entry["action"], last.entry["outcome"]) == ("policy.reload", "check_failed")
-    lines = [r.getMessage() for r in caplog.records if "policy reload" in r.getMessage()]
-    assert len(lines) == 1 and "check_failed" in lines[0] and f"{MODULE}:{line}" in lines[0]
