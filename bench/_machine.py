@@ -49,3 +49,21 @@ def describe(packages: Iterable[str] = ()) -> dict[str, Any]:
         "gitDirty": status is None or bool(status),
         "loadAverage": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def write_results(stem: str, document: Any, *, suffix: str = "", indent: int = 1) -> Path:
+    """Write ``document`` to ``bench/results/<stem>-<date><suffix>.json`` and return the path; an earlier
+    run of the same day stays as it was (this one then gets ``<stem>-<date>-<HHMM><suffix>.json``)."""
+    import datetime as dt
+    import json
+
+    now = dt.datetime.now(dt.UTC)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{stem}-{now.date().isoformat()}{suffix}.json"
+    if out.exists():
+        out = RESULTS / f"{stem}-{now.strftime('%Y-%m-%d-%H%M')}{suffix}.json"
+    out.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
+    return out

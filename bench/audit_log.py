@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import json
 import os
 import random
 import secrets
@@ -44,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
 import audit
-from bench._machine import describe
+from bench._machine import describe, write_results
 
 PG_URL = os.environ.get("AUDIT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AGENCIES = ["politie", "veilig_thuis", "om", "reclassering", "rvdk"]
@@ -579,10 +578,6 @@ def save(
     previous: dict[str, Any] | None = None,
 ) -> Path:
     now = dt.datetime.now(dt.UTC)
-    out = Path(__file__).parent / "results" / f"audit_log-{now.date().isoformat()}.json"
-    if out.exists():  # an earlier run of the day stays as it was
-        out = out.with_name(f"audit_log-{now.strftime('%Y-%m-%d-%H%M')}.json")
-    out.parent.mkdir(exist_ok=True)
     description = machine() | {"loadAverage": {"before": list(load_before), "after": list(os.getloadavg())}}
     document = {
         "bench": "audit_log",
@@ -594,8 +589,7 @@ def save(
     }
     if previous is not None:
         document["previousCode"] = previous
-    out.write_text(json.dumps(document, indent=1) + "\n")
-    return out
+    return write_results("audit_log", document)
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from bench._machine import REPO_ROOT, describe
+from bench._machine import REPO_ROOT, describe, write_results
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SECONDS_PER_ENTRY = 365 * 24 * 3600 / 1_000_000  # a million entries is about one year
@@ -547,7 +547,6 @@ def measure_role(
 
 def save(settings: dict[str, Any], built: dict[str, Any], load_before: tuple[float, ...]) -> Path:
     now = dt.datetime.now(dt.UTC)
-    out = Path(__file__).parent / "results" / f"console_search-{now.date().isoformat()}.json"
     description = describe(["sqlalchemy", "fastapi", "starlette", "jinja2"]) | {
         "sqlite": sqlite3.sqlite_version,
         "loadAverage": {"before": list(load_before), "after": list(os.getloadavg())},
@@ -561,8 +560,7 @@ def save(settings: dict[str, Any], built: dict[str, Any], load_before: tuple[flo
         "build": built,
         "figures": FIGURES,
     }
-    out.write_text(json.dumps(document, indent=1) + "\n")
-    return out
+    return write_results("console_search", document)
 
 
 def main() -> None:

@@ -44,12 +44,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._machine import describe
+from bench._machine import describe, write_results
 from gateway.policy import EmbeddedEngine
 from gateway.settings import REPO_ROOT
 
 POLICIES = REPO_ROOT / "policies"
-RESULTS = REPO_ROOT / "bench" / "results"
 TRIVIAL = (
     "package veiligdelen.decision\n\n"
     'result := {"allowed": false, "reasons": [{"template": "denied_by_default", "args": []}], '
@@ -371,9 +370,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = run(args.iterations, args.traffic, args.cases, args.policy_dir)
     if not args.no_save:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"policy_decision-{dt.date.today().isoformat()}.json"
-        out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        write_results("policy_decision", figures, indent=2)
     if args.json:
         print(json.dumps(figures, indent=2))
         return

@@ -58,6 +58,7 @@ import httpx
 import sqlalchemy as sa
 
 from audit import verify_log
+from bench._machine import write_results
 from bench.share_http import (
     ASSERTION_TYPE,
     Bench,
@@ -83,7 +84,6 @@ from gateway.settings import REPO_ROOT
 
 BENCH_DIR = Path(__file__).resolve().parent
 LUA = BENCH_DIR / "replicas.lua"
-RESULTS = BENCH_DIR / "results"
 PG_SERVER = os.environ.get("VEILIG_DELEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 FRONT = "http://127.0.0.1:8443"
 """The load balancer's URL the three replicas are configured with: the issuer of their tokens and the
@@ -527,9 +527,7 @@ def report(
         "failed": bad,
     }
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"replicas-{dt.date.today().isoformat()}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        out = write_results("replicas", result, indent=2)
         print(f"results: {out.relative_to(REPO_ROOT)}")
     if bad:
         raise SystemExit(f"failed run: {'; '.join(bad)}")

@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from bench._machine import describe
+from bench._machine import describe, write_results
 from gateway.auth import ClientRegistry, generate_keypair, make_client_assertion
 from gateway.bsn import is_valid_bsn
 from gateway.db import make_engine, make_sessionmaker
@@ -51,7 +51,6 @@ from gateway.settings import REPO_ROOT, Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
 LUA = BENCH_DIR / "share_http.lua"
-RESULTS = BENCH_DIR / "results"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SUBJECT_ROLES = ["slachtoffer", "pleger", "kind", "ouder", "betrokkene"]
 CLIENTS_PER_AGENCY = 2
@@ -844,10 +843,8 @@ def main() -> None:
         "failed": bad,
     }
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
         suffix = f"-w{args.workers}" if args.workers > 1 else ""
-        out = RESULTS / f"share_http-{dt.date.today().isoformat()}{suffix}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        out = write_results("share_http", result, suffix=suffix, indent=2)
         print(f"results: {out.relative_to(REPO_ROOT)}")
     if bad:
         raise SystemExit(f"failed run: {'; '.join(bad)}")

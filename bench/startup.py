@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import resource
 import shutil
@@ -40,10 +39,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._machine import REPO_ROOT, describe
+from bench._machine import REPO_ROOT, describe, write_results
 from connectors._wire import HEALTH_PATH
 
-RESULTS = REPO_ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 PYTHON = sys.executable
 GATEWAY = str(BIN / "gateway")
@@ -266,9 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figures": figures,
     }
     if not args.no_write:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"startup-{dt.date.today().isoformat()}.json"
-        out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        out = write_results("startup", result)
         print(f"wrote {out.relative_to(REPO_ROOT)}")
     return 0
 
