@@ -23,8 +23,9 @@ Anything else the input takes part in as a whole falls back: ``input[x]`` with a
 data, a builtin given the whole input (``walk``, ``json.marshal``, ``object.keys``, ``count``, ...),
 the input compared, iterated, returned or put in a collection, a parameter pattern that is not a plain
 variable, ``import input``, and any ``with`` (it can replace the input or the data the key is bounded
-by). A derivation that errs keeps too much, never too little: a falling-back or larger key is only a
-lower hit rate.
+by), and so does a derivation that fails. Falling back, or a larger key, costs only hit rate; a read
+the derivation missed would cost a wrong decision (the engine evaluates the projection), which is why
+every form it does not know gives up rather than guesses.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def derive(modules: Mapping[str, str], data: Any) -> ReadPaths:
         return ReadPaths(frozenset(_Derivation(modules, data).paths()))
     except Unbounded as e:
         return ReadPaths(None, str(e))
+    except Exception as e:  # a form the derivation trips over: the whole input, never a failed load
+        return ReadPaths(None, f"the derivation failed ({type(e).__name__}); keyed on the whole input")
 
 
 # --- the source as statements ----------------------------------------------------------------------
@@ -155,7 +158,10 @@ def _statements(file: str, text: str) -> list[_Statement]:
     depth = 0
     for t in tokens:
         new_line = bool(current) and t.line > current[-1].end_line
-        if depth == 0 and new_line and t.text != "else" and not _continues(current[-1]):
+        # An import or package line ends where its line does (``import future.keywords.in`` ends in a
+        # keyword that would otherwise continue it into the next rule).
+        ends = current and current[0].text in {"import", "package"}
+        if depth == 0 and new_line and t.text != "else" and (ends or not _continues(current[-1])):
             out.append(_Statement(file, current, depths))
             current, depths = [], []
         if t.kind == "punct" and t.text in ")]}":
@@ -431,27 +437,46 @@ class _Derivation:
                 raise Unbounded(f"data.{'.'.join(under)} holds the rules of package {'.'.join(package)}")
 
     def _variable(self, s: _Statement, name: str, depth: int) -> list[Any]:
-        """Every value ``name`` can hold in ``s``: the union over its ``:=`` and ``some name in`` bindings."""
+        """Every value ``name`` can hold in ``s``, from its one ``:=`` or ``some name in`` binding.
+
+        Only a variable bound once is followed, and only when every index it is used in (``x[name]``)
+        is in that binding's scope (its brackets, or its else branch; OPA refuses a second binding in the
+        same scope, ``var assigned above``): an index like
+        ``data.fields[k]`` with ``k`` not bound there binds it too, over every key, and a binding in
+        another scope would then bound the wrong ``k``.
+        """
         if s.params is not None and any(len(p) == 1 and p[0].text == name for p in s.params):
             raise Unbounded(f"{name} is a parameter")
         out: list[Any] = []
-        found = False
+        sites: list[int] = []
+        uses: list[int] = []
         toks = s.tokens
         for i, t in enumerate(toks):
-            if t.text != name or t.kind != "ident" or (i > 0 and toks[i - 1].text in {".", "["}):
+            if t.text != name or t.kind != "ident" or (i > 0 and toks[i - 1].text == "."):
                 continue
             prev = toks[i - 1].text if i > 0 else ""
             nxt = toks[i + 1].text if i + 1 < len(toks) else ""
-            if nxt == ":=":
-                found = True
+            if nxt == ":=" and prev != "[":
+                sites.append(i)
                 out.extend(self._values(s, _expression(s, i + 2), depth))
             elif prev in {"some", "every"} and nxt == "in":
-                found = True
+                sites.append(i)
                 out.extend(m for v in self._values(s, _expression(s, i + 2), depth) for m in _members(v))
-            elif (prev in {"some", "every", ","} and nxt in {",", "in"}) or "=" in {prev, nxt}:
+            elif (
+                (prev in {"some", "every", ","} and nxt in {",", "in"})
+                or prev == "some"
+                or "=" in {prev, nxt}
+            ):
                 raise Unbounded(f"{name} is bound in a way the derivation does not follow")
-        if not found:
+            elif prev == "[":
+                uses.append(i)  # an index: it binds the variable if it is not bound yet
+        if not sites:
             raise Unbounded(f"{name} is not bound in its rule")
+        if len(sites) > 1:
+            raise Unbounded(f"{name} is bound more than once in its rule")
+        scope = _scope(s, sites[0])
+        if any(not (scope[0] < u < scope[1]) for u in uses):
+            raise Unbounded(f"{name} indexes a reference outside the scope of its binding")
         return out
 
     def _returns(self, d: _Statement, depth: int) -> list[Any]:
@@ -588,3 +613,17 @@ def _enclosing_call(s: _Statement, i: int) -> tuple[str, int, list[list[Token]],
         if start == i and len(arg) == 1:
             return ".".join(names), position, args, starts
     return None
+
+
+def _scope(s: _Statement, i: int) -> tuple[int, int]:
+    """The token span of the scope ``s.tokens[i]`` is in: its innermost brackets, or else its branch
+    (the rule's head and body up to the next ``else`` at the top level)."""
+    level = s.depth[i]
+    start = next((j for j in range(i - 1, -1, -1) if s.depth[j] < level), -1)
+    end = next((k for k in range(i + 1, len(s.tokens)) if s.depth[k] < level), len(s.tokens))
+    if level == 0:
+        start = max((j for j in range(i) if s.tokens[j].text == "else"), default=-1)
+        end = next(
+            (k for k in range(i + 1, len(s.tokens)) if s.tokens[k].text == "else" and s.depth[k] == 0), end
+        )
+    return start, end

@@ -134,7 +134,8 @@ def _statements(items: list[Node]) -> list[list[Node]]:
     for part in _split(items, ";"):
         first = part[0]
         continues = _is(first, "keyword", "else") or _is(first, "keyword", "with")
-        if joined and not continues:
+        if joined and not continues and not _is(joined[-1][0], "keyword", "import"):
+            # (an import line never continues: ``import future.keywords.in`` ends in a keyword)
             last = joined[-1][-1]
             continues = _is(last, "op") or any(_is(last, "keyword", k) for k in ("if", "contains", "else"))
         if joined and continues:

@@ -155,3 +155,34 @@ def test_the_projection_keeps_the_values_at_the_read_paths_whole() -> None:
     assert rp.project(["not", "an", "object"]) == ["not", "an", "object"]
     whole = ReadPaths(None, "why")
     assert whole.project(value) is value and whole.dotted() == []
+
+
+@pytest.mark.parametrize("keyword", ["in", "if", "contains", "every"])
+def test_an_import_ending_in_a_keyword_does_not_swallow_the_next_rule(keyword: str) -> None:
+    rego = f"import future.keywords.{keyword}\n\ndeny if input.blocked\n"
+    assert paths(rego) == {"blocked"}
+
+
+def test_an_index_binding_a_key_in_another_branch_is_unbounded() -> None:
+    """`data.fields[k]` binds `k` over every key in its branch: the `k := "a"` of the else branch does
+    not bound what the first branch reads."""
+    rego = (
+        'allow if {\n\tdata.fields[k]\n\tinput[k] == "x"\n}'
+        ' else := false if {\n\tk := "a"\n\tinput[k] == "y"\n}\n'
+    )
+    why = fallback(rego, {"fields": {"secret": 1}})
+    assert "outside the scope of its binding" in why
+    assert "bound in a way" in fallback(
+        rego.replace("{\n\tdata.fields[k]", "{\n\tsome k\n\tdata.fields[k]", 1), {"fields": {"secret": 1}}
+    )
+
+
+def test_a_derivation_that_trips_keys_on_the_whole_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.policy._readpaths as readpaths
+
+    def trip(*_: Any) -> None:
+        raise IndexError("a form the derivation did not expect")
+
+    monkeypatch.setattr(readpaths._Derivation, "paths", trip)
+    found = derive({"p.rego": HEAD + "r := input.a\n"}, {})
+    assert found.paths is None and found.fallback is not None and "IndexError" in found.fallback

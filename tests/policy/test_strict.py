@@ -75,6 +75,12 @@ def test_each_rule_is_found_on_its_line(text: str, expected: list[str]) -> None:
     assert found(text) == expected
 
 
+@pytest.mark.parametrize("keyword", ["in", "if", "contains", "every"])
+def test_an_import_ending_in_a_keyword_does_not_hide_the_next_rule(keyword: str) -> None:
+    text = f"import future.keywords.{keyword}\nr if {{\n\tx := 1\n\ttrue\n}}"
+    assert found(text) == ["4: rego_compile_error: assigned var x unused"]
+
+
 @pytest.mark.parametrize(
     "text",
     [
