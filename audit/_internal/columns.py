@@ -58,7 +58,10 @@ def parse_time(value: Any) -> dt.datetime | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        return None
 
 
 def _agency(value: Any) -> str | None:
@@ -237,7 +240,7 @@ _COUNTERPART_KEYS = ("counterpart", "counterparts")
 
 
 def parse_leaf(data: bytes) -> Any:
-    """Stored leaf bytes parsed as JSON, exactly as ``json.loads`` parses them.
+    """Stored leaf bytes parsed as JSON, as ``json.loads`` parses them (integers beyond 64 bits aside).
 
     orjson first, about three times faster (the verifier parses every leaf of the log). Where the two
     could differ, orjson refuses (NaN, lone surrogates, numbers beyond a double, other encodings than

@@ -380,7 +380,7 @@ class SqlAuditStore:
             pending.wake.wait()
             leader = not pending.done
         if leader:
-            checkpoint = False
+            checkpoint = completed = False
             try:
                 while not pending.done:
                     with group.lock:
@@ -398,9 +398,10 @@ class SqlAuditStore:
                     # Still leading, so no batch of this process commits meanwhile: the checkpoint
                     # reaches the WAL's end and the next commit starts the WAL over. Checkpoints beside
                     # a stream of commits never do, and the WAL would only grow.
-                    self._checkpoint_wal()
-                    with group.lock:
-                        group.wal_frames = 0  # the next commit starts it over
+                    if self._checkpoint_wal():
+                        with group.lock:
+                            group.wal_frames = 0  # all copied: the next commit starts it over
+                completed = True
             finally:
                 # Hand the lead to the oldest waiting call, which commits whatever queued meanwhile.
                 with group.lock:
@@ -408,7 +409,7 @@ class SqlAuditStore:
                         group.queue[0].wake.set()
                     else:
                         group.leading = False
-                    if self._checkpoint_due():
+                    if completed and self._checkpoint_due():  # (not on the way out of an interrupt)
                         group.checkpointing = checkpoint = True
                         group.unchecked = 0
             if checkpoint:
@@ -448,18 +449,21 @@ class SqlAuditStore:
         group = self._group
         return group.unchecked >= _CHECKPOINT_EVERY and not group.checkpointing
 
-    def _checkpoint_wal(self) -> None:
+    def _checkpoint_wal(self) -> bool:
         """SQLite: copy the WAL into the database file (PASSIVE: writers go on meanwhile).
 
         The log's own commits do not checkpoint (``wal_autocheckpoint`` is off while they run): done
         there, every caller of the batch would wait for it. A checkpoint is not needed for
         durability (a committed transaction is in the synced WAL), only to keep the WAL short.
-        Records how many frames the WAL holds since it last started over.
+        Records how many frames the WAL holds since it last started over; True when every frame was
+        copied (the next commit then starts the WAL over).
         """
         frames: int | None = None
+        complete = False
         try:
             with self._engine.connect() as conn:
-                _busy, frames, _copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+                busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+            complete = busy == 0 and copied == frames
         except Exception:
             log.warning("audit WAL checkpoint failed; the next one retries", exc_info=True)
         finally:
@@ -467,6 +471,7 @@ class SqlAuditStore:
                 self._group.checkpointing = False
                 if isinstance(frames, int):
                     self._group.wal_frames = frames
+        return complete
 
     def _take_batch(self) -> list[_Pending]:
         queue = self._group.queue
@@ -954,8 +959,15 @@ def _autocheckpoint_off(conn: Connection, sqlite: bool) -> Iterator[None]:
         yield
     finally:
         if not conn.invalidated:
-            # Back as it was for whoever uses the pooled connection next.
-            dbapi.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
+            # Back as it was for whoever uses the pooled connection next. Nothing may raise here: the
+            # batch may be committed already, and a raise would have it retried (appended twice).
+            try:
+                dbapi.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
+            except Exception:
+                log.warning(
+                    "audit: wal_autocheckpoint not restored; the connection is dropped", exc_info=True
+                )
+                conn.invalidate()
 
 
 def _lock_log(conn: Connection) -> None:

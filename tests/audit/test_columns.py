@@ -89,7 +89,15 @@ def test_extract_rows_of_a_gateway_entry() -> None:
 
 
 _JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        # orjson reads an integer beyond 64 bits as a float: no leaf holds one (canonical JSON keeps
+        # integers within 2**53), and a leaf changed to hold one fails its hash before it is parsed
+        st.integers(min_value=-(2**63), max_value=2**64 - 1),
+        st.floats(allow_nan=False),
+        st.text(),
+    ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -139,3 +147,10 @@ def test_sqlite_time_text_is_what_the_column_type_stores(moment: dt.datetime) ->
     utc = moment.astimezone(dt.UTC)
     assert sqlite_time_text(utc) == bind(utc)
     assert sqlite_time_text(None) is None
+
+
+def test_a_time_past_the_last_utc_datetime_is_no_time() -> None:
+    from audit._internal.columns import parse_time
+
+    assert parse_time("9999-12-31T23:59:59-01:00") is None
+    assert parse_time("9999-12-31T23:59:59+01:00") is not None
