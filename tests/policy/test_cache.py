@@ -77,6 +77,9 @@ def test_an_engine_failure_is_not_cached_and_a_closed_engine_answers_nothing_fro
     bad = {"action": "share", "purpose": "\ud800"}  # not UTF-8 (in a path the policy reads): engine_error
     assert engine.decide(bad).codes == [ENGINE_ERROR]
     assert engine.cache is not None and len(engine.cache) == 0
+    # in a part the policy does not read, so not in the projection: still the input is refused whole
+    unread = {**SHARE, "x": "\ud800"}
+    assert engine.decide(unread).codes == [ENGINE_ERROR] and len(engine.cache) == 0
     assert engine.decide(SHARE).allowed and len(engine.cache) == 1
     engine.close()
     assert engine.decide(SHARE).engine_failure  # closed: fails closed, not from memory
