@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -102,9 +104,29 @@ entry_subjects = Table(
     metadata,
     Column("idx", LogIndex, ForeignKey(entries.c.idx), primary_key=True),
     Column("pseudonym", String(128), primary_key=True),
-    Index("ix_audit_entry_subjects_pseudonym_idx", "pseudonym", "idx"),
+    # No (pseudonym, idx) index: its random keys made every append write a page per subject row, more
+    # than half of a commit (migration 0009). A search by person reads ``subject_runs`` instead.
     sqlite_with_rowid=False,
 )
+
+subject_runs = Table(
+    "audit_subject_runs",
+    metadata,
+    # The subject rows of entries [previous run's run_end, run_end), written once, sorted by person,
+    # when the log has grown past run_end: a person's entries in a run are one range of this key, and
+    # the run is written as consecutive pages at the table's end, not one random page per row. The
+    # entries after the last run_end are found in audit_entry_subjects by index (SUBJECT_RUN at most).
+    Column("run_end", LogIndex, primary_key=True, autoincrement=False),
+    Column("pseudonym", String(128), primary_key=True),
+    Column("idx", LogIndex, primary_key=True, autoincrement=False),
+    CheckConstraint("idx >= 0 AND idx < run_end", name="idx_in_run"),
+    sqlite_with_rowid=False,
+)
+
+SUBJECT_RUN = 4096
+"""Entries a run of ``audit_subject_runs`` covers: the log seals one each time its size passes a
+multiple of this. A search by person scans the subject rows of the unsealed entries (fewer than this,
+some 10,000 rows) and seeks once in each run."""
 
 nodes = Table(
     "audit_nodes",
@@ -148,6 +170,7 @@ APPEND_ONLY_TABLES = (
     entry_subjects.name,
     nodes.name,
     checkpoints.name,
+    subject_runs.name,
 )
 _PG_FUNCTION = "audit_refuse_change"
 
@@ -156,15 +179,18 @@ def _qualify(name: str, schema: str | None) -> str:
     return f'"{schema}"."{name}"' if schema else f'"{name}"'
 
 
-def append_only_ddl(dialect: str, schema: str | None = None) -> list[str]:
+def append_only_ddl(
+    dialect: str, schema: str | None = None, tables: Sequence[str] = APPEND_ONLY_TABLES
+) -> list[str]:
     """The statements that make the audit tables refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
 
-    Idempotent. ``dialect`` is ``"sqlite"`` or ``"postgresql"``.
+    Idempotent. ``dialect`` is ``"sqlite"`` or ``"postgresql"``; ``tables`` are the audit tables to
+    guard (default: all of them).
     """
     statements: list[str] = []
     if dialect == "sqlite":
         prefix = f'"{schema}".' if schema else ""
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             for op in ("UPDATE", "DELETE"):
                 name = f'{prefix}"{table}_no_{op.lower()}"'
                 statements.append(
@@ -181,7 +207,7 @@ def append_only_ddl(dialect: str, schema: str | None = None) -> list[str]:
             "MESSAGE = TG_TABLE_NAME || ' is append-only: ' || TG_OP || ' refused', "
             "ERRCODE = 'insufficient_privilege'; END $$"
         )
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             qualified = _qualify(table, schema)
             statements.append(
                 f'CREATE OR REPLACE TRIGGER "{table}_append_only" BEFORE UPDATE OR DELETE ON {qualified} '
@@ -196,38 +222,64 @@ def append_only_ddl(dialect: str, schema: str | None = None) -> list[str]:
     raise NotImplementedError(f"no append-only triggers for the {dialect} dialect")
 
 
-def drop_append_only_ddl(dialect: str, schema: str | None = None) -> list[str]:
-    """The statements that remove the append-only triggers (for a migration's downgrade)."""
+def drop_append_only_ddl(
+    dialect: str,
+    schema: str | None = None,
+    tables: Sequence[str] = APPEND_ONLY_TABLES,
+    *,
+    function: bool = True,
+) -> list[str]:
+    """The statements that remove the append-only triggers (for a migration's downgrade).
+
+    ``function``: on PostgreSQL also drop the trigger function (only once no audit table's trigger
+    uses it any more).
+    """
     if dialect == "sqlite":
         prefix = f'"{schema}".' if schema else ""
         return [
             f'DROP TRIGGER IF EXISTS {prefix}"{table}_no_{op}"'
-            for table in APPEND_ONLY_TABLES
+            for table in tables
             for op in ("update", "delete")
         ]
     if dialect == "postgresql":
         statements = [
             f'DROP TRIGGER IF EXISTS "{table}_{kind}" ON {_qualify(table, schema)}'
-            for table in APPEND_ONLY_TABLES
+            for table in tables
             for kind in ("append_only", "no_truncate")
         ]
-        statements.append(f"DROP FUNCTION IF EXISTS {_qualify(_PG_FUNCTION, schema)}()")
+        if function:
+            statements.append(f"DROP FUNCTION IF EXISTS {_qualify(_PG_FUNCTION, schema)}()")
         return statements
     raise NotImplementedError(f"no append-only triggers for the {dialect} dialect")
 
 
-def install_append_only_triggers(connection: Connection, *, schema: str | None = None) -> None:
+def _existing(connection: Connection, schema: str | None) -> list[str]:
+    """The audit tables that exist in the database (a migration before 0009 has no subject runs yet)."""
+    present = set(inspect(connection).get_table_names(schema=schema))
+    return [table for table in APPEND_ONLY_TABLES if table in present]
+
+
+def install_append_only_triggers(
+    connection: Connection, *, schema: str | None = None, tables: Sequence[str] | None = None
+) -> None:
     """Make the audit tables refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL) on this connection's DB.
 
     Call it right after creating the tables, in the same migration. It runs in the caller's
     transaction and does not commit. Triggers only make tampering harder; the Merkle tree and signed
-    checkpoints are what make it evident.
+    checkpoints are what make it evident. ``tables``: default every audit table the database has.
     """
-    for statement in append_only_ddl(connection.dialect.name, schema):
+    chosen = _existing(connection, schema) if tables is None else tables
+    for statement in append_only_ddl(connection.dialect.name, schema, chosen):
         connection.exec_driver_sql(statement)
 
 
-def remove_append_only_triggers(connection: Connection, *, schema: str | None = None) -> None:
-    """UNSAFE: drop the append-only triggers. Only for a migration's downgrade or a tampering test."""
-    for statement in drop_append_only_ddl(connection.dialect.name, schema):
+def remove_append_only_triggers(
+    connection: Connection, *, schema: str | None = None, tables: Sequence[str] | None = None
+) -> None:
+    """UNSAFE: drop the append-only triggers. Only for a migration's downgrade or a tampering test.
+
+    ``tables``: default every audit table the database has (and, on PostgreSQL, the trigger function).
+    """
+    chosen = _existing(connection, schema) if tables is None else tables
+    for statement in drop_append_only_ddl(connection.dialect.name, schema, chosen, function=tables is None):
         connection.exec_driver_sql(statement)

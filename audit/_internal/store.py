@@ -28,9 +28,11 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.types import NullType, TypeEngine
 
+from audit._internal import schema as _schema
 from audit._internal.canonical import fast_canonical_json, reference_canonical_json
 from audit._internal.columns import ENTRY_COLUMNS, extract_rows, parse_time
 from audit._internal.errors import (
@@ -55,7 +57,7 @@ from audit._internal.merkle import (
     verify_consistency,
 )
 from audit._internal.note import Checkpoint, LogSigner, NoteVerifier, parse_verifier_key, verify_checkpoint
-from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
+from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes, subject_runs
 
 log = logging.getLogger(__name__)
 
@@ -564,6 +566,7 @@ class SqlAuditStore:
                 _insert_many(conn, entry_agencies, ("idx", "agency", "role"), agency_rows)
                 _insert_many(conn, entry_subjects, ("idx", "pseudonym"), subject_rows)
                 _insert_many(conn, nodes, ("level", "idx", "hash"), node_rows)
+                _seal_subjects(conn, size, frontier.size)
             try:
                 conn.commit()
             except Exception:
@@ -875,11 +878,7 @@ def _search_merged(
             )
         )
     if f.subject is not None:
-        streams.append(
-            select(entry_subjects.c.idx).where(
-                entry_subjects.c.pseudonym == f.subject, *_in_span(entry_subjects.c.idx, span)
-            )
-        )
+        streams.append(_person(conn, f.subject, span))
     if f.time_from is not None or f.time_to is not None or not streams:
         timed = select(entries.c.idx).where(*_in_span(entries.c.idx, span))
         if f.time_from is not None:
@@ -927,16 +926,96 @@ def _search_planned(
         )
     if f.subject is not None:
         # A person's entries are few: drive from them rather than test every entry for them.
-        person = select(entry_subjects.c.idx).where(
-            entry_subjects.c.pseudonym == f.subject, *_in_span(entry_subjects.c.idx, span)
-        )
-        query = query.where(entries.c.idx.in_(person))
+        query = query.where(entries.c.idx.in_(_person(conn, f.subject, span)))
     if f.time_from is not None:
         query = query.where(entries.c.entry_time >= f.time_from)
     if f.time_to is not None:
         query = query.where(entries.c.entry_time < f.time_to)
     rows = conn.execute(query.order_by(entries.c.idx).limit(n))
     return [checked_entry(r.idx, r.leaf_data) for r in rows]
+
+
+def _person(conn: Connection, pseudonym: str, span: tuple[int, int | None]) -> Select[Any]:
+    """The indexes of a person's entries within ``span``: a seek in each sealed run, then the tail.
+
+    The run ends are read first, in a statement of their own; entries committed (or runs sealed) after
+    that are still found, because ``audit_entry_subjects`` holds every entry's rows and the tail is
+    read there from the last run end read.
+    """
+    ends = _run_ends(conn)
+    low, high = span
+    sealed = ends[-1] if ends else 0
+    parts: list[Select[Any]] = []
+    # A run ending at or before the span holds nothing in it; one starting after it neither.
+    starts = [0, *ends][: len(ends)]
+    wanted = [
+        end for start, end in zip(starts, ends, strict=True) if end > low and (high is None or start <= high)
+    ]
+    if wanted:
+        parts.append(
+            select(subject_runs.c.idx).where(
+                subject_runs.c.run_end.in_(wanted),
+                subject_runs.c.pseudonym == pseudonym,
+                *_in_span(subject_runs.c.idx, span),
+            )
+        )
+    if high is None or sealed <= high:
+        parts.append(
+            select(entry_subjects.c.idx).where(
+                entry_subjects.c.idx >= max(sealed, low),
+                entry_subjects.c.pseudonym == pseudonym,
+                *_in_span(entry_subjects.c.idx, span),
+            )
+        )
+    if not parts:  # (an empty span: nothing can match)
+        return select(entry_subjects.c.idx).where(literal_column("1") == literal_column("0"))
+    if len(parts) == 1:
+        return parts[0]
+    both = union_all(*parts).subquery()
+    return select(both.c.idx)
+
+
+def _run_ends(conn: Connection) -> list[int]:
+    """Every ``run_end`` of ``audit_subject_runs``, ascending: one index seek a run (a loose index scan)."""
+    rows = conn.execute(
+        text(
+            "WITH RECURSIVE ends(e) AS ("
+            " SELECT (SELECT min(run_end) FROM audit_subject_runs)"
+            " UNION ALL"
+            " SELECT (SELECT min(run_end) FROM audit_subject_runs WHERE run_end > e) FROM ends"
+            " WHERE e IS NOT NULL"
+            ") SELECT e FROM ends WHERE e IS NOT NULL"
+        )
+    )
+    ends = [int(e) for (e,) in rows]
+    if ends != sorted(set(ends)):  # pragma: no cover - the recursion gives them ascending and distinct
+        raise LogCorrupted("the subject runs' ends are not ascending")
+    return ends
+
+
+def _seal_subjects(conn: Connection, before: int, after: int) -> None:
+    """When the log grew past a multiple of ``SUBJECT_RUN``: write the subject rows up to it as one run.
+
+    In the append's own transaction, so a run is there exactly when the entries it covers are. The run
+    starts where the last one ended, so a log whose last run is older (another version, a failed seal)
+    catches up here.
+    """
+    run = _schema.SUBJECT_RUN
+    end = after // run * run
+    if end <= before // run * run:
+        return
+    last = conn.execute(select(func.max(subject_runs.c.run_end))).scalar()
+    start = 0 if last is None else int(last)
+    if end <= start:
+        return
+    conn.execute(
+        text(
+            "INSERT INTO audit_subject_runs (run_end, pseudonym, idx)"
+            " SELECT :end, pseudonym, idx FROM audit_entry_subjects"
+            " WHERE idx >= :start AND idx < :end ORDER BY pseudonym, idx"
+        ),
+        {"start": start, "end": end},
+    )
 
 
 # -- shared SQL helpers (also used by the verifier) --------------------------------------------------

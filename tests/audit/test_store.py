@@ -374,6 +374,91 @@ def test_search_filters_and_paging(store: SqlAuditStore) -> None:
         store.search(limit=0)
 
 
+def test_a_person_is_found_in_the_sealed_runs_and_after_them(
+    store: SqlAuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends seal subject runs as the log passes multiples of SUBJECT_RUN; a search reads runs and tail."""
+    from audit._internal import schema
+
+    monkeypatch.setattr(schema, "SUBJECT_RUN", 8)
+    made: list[dict[str, object]] = []
+    # Calls of varied sizes: some cross no multiple of 8, some two at once.
+    for size in (1, 3, 5, 2, 16, 7, 1, 1, 13, 4):
+        batch = [make_entry(len(made) + i) for i in range(size)]
+        store.append(batch)
+        made += batch
+    assert len(made) == 53
+    with store.engine.connect() as conn:
+        sealed = [
+            (int(e), str(p), int(i))
+            for e, p, i in conn.exec_driver_sql("SELECT run_end, pseudonym, idx FROM audit_subject_runs")
+        ]
+        every = sorted(
+            (str(p), int(i))
+            for p, i in conn.exec_driver_sql("SELECT pseudonym, idx FROM audit_entry_subjects")
+        )
+    ends = sorted({e for e, _p, _i in sealed})
+    # Sizes after each call: 1, 4, 9, 11, 27, 34, 35, 36, 49, 53. The call of 16 went from 11 to 27, past
+    # 16 and 24: one run, 8 -> 24; that of 13 one from 32 to 48.
+    assert ends == [8, 24, 32, 48]
+    starts = dict(zip(ends, [0, *ends[:-1]], strict=True))
+    assert all(starts[e] <= i < e for e, _p, i in sealed)  # each row in the run of its entry
+    assert sorted((p, i) for _e, p, i in sealed) == [(p, i) for p, i in every if i < 48]
+
+    def pages(filters: dict[str, object], limit: int) -> list[int]:
+        out: list[int] = []
+        cursor = None
+        while True:
+            items, cursor = store.search(filters, limit=limit, cursor=cursor)
+            out += [i.index for i in items]
+            if cursor is None:
+                return out
+
+    for n in range(4):
+        person = f"{n:064x}"
+        expected = [i for i, e in enumerate(made) if person in e["subjects"]]  # type: ignore[operator]
+        assert expected and expected[-1] >= 48  # in runs and in the tail
+        for limit in (1, 3, 100):
+            assert pages({"subject": person}, limit) == expected
+        by_agency = [i for i in expected if "om" in (made[i]["actor"]["agency"], made[i]["counterpart"])]  # type: ignore[index]
+        assert pages({"subject": person, "visible_to": "om"}, 2) == by_agency
+    # A time range: bounds inside runs (entries 10..44).
+    t0 = dt.datetime(2026, 11, 28, 18, 0, 10, tzinfo=dt.UTC)
+    t1 = dt.datetime(2026, 11, 28, 18, 0, 45, tzinfo=dt.UTC)
+    person = f"{1:064x}"
+    within = [i for i in range(10, 45) if person in made[i]["subjects"]]  # type: ignore[operator]
+    assert pages({"subject": person, "time_from": t0, "time_to": t1}, 2) == within
+    assert pages({"subject": "0" * 63 + "9"}, 5) == []
+    assert verify_log(store, store.verifier_key()).ok
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM audit_subject_runs")
+
+
+def test_a_failed_seal_fails_its_batch_whole(
+    sqlite_log: Engine, signer: audit.LogSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is written in the append's transaction: if it fails, neither the run nor the entries land."""
+    from audit._internal import schema
+
+    monkeypatch.setattr(schema, "SUBJECT_RUN", 8)
+    store = SqlAuditStore(sqlite_log, signer)
+    store.append([make_entry(i) for i in range(5)])
+    with sqlite_log.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER boom BEFORE INSERT ON audit_subject_runs "
+            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+    with pytest.raises(AuditWriteError):
+        store.append([make_entry(i) for i in range(5, 9)])
+    assert store.size() == 5
+    with sqlite_log.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_subject_runs").scalar() == 0
+        assert conn.exec_driver_sql("SELECT max(idx) FROM audit_entry_subjects").scalar() == 4
+    assert store.append([make_entry(5)]) == [5]  # below the next multiple: no run, no trigger
+    assert verify_log(store, signer.verifier_key()).ok
+
+
+# (audit_subject_runs: its rows need 4,096 entries; its triggers are tested with the runs themselves.)
 TABLES = ["audit_entries", "audit_entry_agencies", "audit_entry_subjects", "audit_nodes", "audit_checkpoints"]
 
 
