@@ -17,10 +17,10 @@ _case_decision(ctx, denials) := {
 	"obligations": [],
 	"recipients": {},
 } if {
-	facts := data.veiligdelen.facts
+	agencies := data.veiligdelen.facts.agencies
 	count(denials) == 0
 	_case_ok(ctx)
-	basis := facts.agencies[ctx.actor].legalBasis
+	basis := agencies[ctx.actor].legalBasis
 } else := {
 	"allowed": false,
 	"reasons": _case_reasons(denials),
@@ -46,12 +46,13 @@ _case_denials(ctx) := _open_denials(ctx) if {
 # case.open: by the agencies that open cases, in a step where the opener is a core participant.
 _open_denials(ctx) := not_opener | not_core if {
 	facts := data.veiligdelen.facts
+	agencies := facts.agencies
 	not_opener := {_reason("not_authorised_open", [ctx.actor, _list_arg(facts.caseOpeners)]) |
-		facts.agencies[ctx.actor]
+		agencies[ctx.actor]
 		not ctx.actor in facts.caseOpeners
 	}
 	not_core := {_reason("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
-		facts.agencies[ctx.actor]
+		agencies[ctx.actor]
 		ctx.stepKnown
 		not ctx.actor in ctx.core
 	}
@@ -60,8 +61,9 @@ _open_denials(ctx) := not_opener | not_core if {
 # case.read: any kind of participant of the current step, or an agency involved in the case.
 _read_denials(ctx) := outside | minor if {
 	facts := data.veiligdelen.facts
+	agencies := facts.agencies
 	outside := {_reason("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
-		facts.agencies[ctx.actor]
+		agencies[ctx.actor]
 		ctx.stepKnown
 		not _takes_part(ctx, ctx.actor)
 	}
@@ -81,11 +83,12 @@ _takes_part(ctx, a) if a in ctx.involved
 
 # case.transition: the movers of the current flow, along a legal move of the process.
 _transition_denials(ctx) := (not_mover | unknown) | illegal if {
-	facts := data.veiligdelen.facts
+	flows := data.veiligdelen.facts.flows
+	agencies := data.veiligdelen.facts.agencies
 	target := ctx.target
-	movers := object.get(facts.flows, [ctx.flow, "movers"], [])
+	movers := object.get(flows, [ctx.flow, "movers"], [])
 	not_mover := {_reason("not_authorised_transition", [ctx.actor, ctx.flow, _list_arg(movers)]) |
-		facts.agencies[ctx.actor]
+		agencies[ctx.actor]
 		not ctx.actor in movers
 	}
 	target_known := _step_exists(target.flow, target.step)
@@ -102,15 +105,15 @@ _transition_denials(ctx) := (not_mover | unknown) | illegal if {
 }
 
 _step_exists(flow, step) if {
-	facts := data.veiligdelen.facts
-	facts.flows[flow].steps[step]
+	flows := data.veiligdelen.facts.flows
+	flows[flow].steps[step]
 } else := false
 
 # Forward to a later step of the same flow.
 _legal_move(flow, step, target_flow, target_step) if {
-	facts := data.veiligdelen.facts
+	flows := data.veiligdelen.facts.flows
 	target_flow == flow
-	order := facts.flows[flow].order
+	order := flows[flow].order
 	some i, s in order
 	s == step
 	some j, t in order
@@ -130,15 +133,16 @@ _legal_move(flow, step, target_flow, target_step) if {
 
 # case.track: each track has its owners.
 _track_denials(ctx) := unknown | not_owner if {
-	facts := data.veiligdelen.facts
+	tracks := data.veiligdelen.facts.tracks
+	agencies := data.veiligdelen.facts.agencies
 	name := ctx.track
 	unknown := {_reason("unknown_track", [name]) |
 		is_string(name)
-		not facts.tracks[name]
+		not tracks[name]
 	}
 	not_owner := {_reason("not_authorised_track", [ctx.actor, name, _list_arg(owners)]) |
-		facts.agencies[ctx.actor]
-		owners := facts.tracks[name].owners
+		agencies[ctx.actor]
+		owners := tracks[name].owners
 		not ctx.actor in owners
 	}
 }
@@ -157,16 +161,16 @@ _case_ok(ctx) if {
 }
 
 _case_ok(ctx) if {
-	facts := data.veiligdelen.facts
+	flows := data.veiligdelen.facts.flows
 	ctx.action == "case.transition"
-	ctx.actor in facts.flows[ctx.flow].movers
+	ctx.actor in flows[ctx.flow].movers
 	_legal_move(ctx.flow, ctx.step, ctx.target.flow, ctx.target.step)
 }
 
 _case_ok(ctx) if {
-	facts := data.veiligdelen.facts
+	tracks := data.veiligdelen.facts.tracks
 	ctx.action == "case.track"
-	ctx.actor in facts.tracks[ctx.track].owners
+	ctx.actor in tracks[ctx.track].owners
 }
 
 _case_allowed_reason(ctx, basis) := _reason("allowed_case_open", [ctx.actor, ctx.flow, ctx.step, basis]) if {

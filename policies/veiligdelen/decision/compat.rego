@@ -17,6 +17,12 @@
 #     miscomputed: bind the value in the comprehension's body (exchange.rego, allowed_results).
 #   - OPA raises where regopy is undefined (concat over a non-string): malformed input is filtered
 #     before any rule reads it (context.rego, _valid_origins).
+#   - A reference into data indexed by a variable, data.veiligdelen.facts.grants[type] (also
+#     through facts := data.veiligdelen.facts, then facts.grants[type]), costs time in proportion
+#     to the size of the collection in regopy: 0.9 ms for grants, 0.06 ms for inputSchema, against
+#     some 0.01 ms once the collection is in a variable. So the collection is bound first, by a
+#     constant path, and the variable is indexed: grants := data.veiligdelen.facts.grants, then
+#     grants[type][r][sender]. A constant path (facts.minorRequired.recipients) costs nothing.
 #
 #   Rendering and ordering reasons happen in the gateway, so the old workarounds for sprintf
 #   (regopy quotes some string arguments) and for ordering by rank (regopy compares numbers by

@@ -74,13 +74,13 @@ _context(inp) := ctx if {
 }
 
 _step_facts(flow, step) := x if {
-	facts := data.veiligdelen.facts
-	x := facts.flows[flow].steps[step]
+	flows := data.veiligdelen.facts.flows
+	x := flows[flow].steps[step]
 } else := {}
 
 _schema(action) := x if {
-	facts := data.veiligdelen.facts
-	x := facts.inputSchema[action]
+	schemas := data.veiligdelen.facts.inputSchema
+	x := schemas[action]
 } else := {}
 
 _step_name(flow, step) := concat("/", [flow, step]) if {
@@ -155,21 +155,22 @@ _origin_ok(o) if {
 #   Rule 8 and unknown identifiers: a field the action needs is missing or malformed, or the
 #   action, an acting agency, the step, the information type or the purpose is not in data.json.
 _input_denials(ctx) := ((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids if {
-	facts := data.veiligdelen.facts
+	schemas := data.veiligdelen.facts.inputSchema
+	agencies := data.veiligdelen.facts.agencies
 	no_action := {_reason("missing_input", [_list_arg(["action"])]) | not is_string(ctx.action)}
 	missing := {_reason("missing_input", [_list_arg(ctx.missing)]) | count(ctx.missing) > 0}
 	unknown_action := {_reason("unknown_action", [ctx.action]) |
 		is_string(ctx.action)
-		not facts.inputSchema[ctx.action]
+		not schemas[ctx.action]
 	}
 	acting := {ctx.actor} | {ctx.holder | ctx.action == "request"}
 	unknown_agency := {_reason("unknown_agency", [a]) |
 		some a in acting
 		is_string(a)
-		not facts.agencies[a]
+		not agencies[a]
 	}
 	unknown_step := {_reason("unknown_step", [ctx.flow, ctx.step]) |
-		facts.inputSchema[ctx.action]["case.step"]
+		schemas[ctx.action]["case.step"]
 		is_string(ctx.flow)
 		is_string(ctx.step)
 		not ctx.stepKnown
@@ -178,15 +179,17 @@ _input_denials(ctx) := ((((no_action | missing) | unknown_action) | unknown_agen
 }
 
 _unknown_ids(ctx) := types | purposes if {
-	facts := data.veiligdelen.facts
+	schema := _schema(ctx.action)
+	known_types := data.veiligdelen.facts.informationTypes
+	known_purposes := data.veiligdelen.facts.purposes
 	types := {_reason("unknown_information_type", [ctx.type]) |
-		facts.inputSchema[ctx.action].informationType
+		schema.informationType
 		is_string(ctx.type)
-		not facts.informationTypes[ctx.type]
+		not known_types[ctx.type]
 	}
 	purposes := {_reason("unknown_purpose", [ctx.purpose]) |
-		facts.inputSchema[ctx.action].purpose
+		schema.purpose
 		is_string(ctx.purpose)
-		not facts.purposes[ctx.purpose]
+		not known_purposes[ctx.purpose]
 	}
 }

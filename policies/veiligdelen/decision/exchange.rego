@@ -10,7 +10,7 @@ package veiligdelen.decision
 # a request takes part in it (core or consulted), the step serves the purpose, and data shared on
 # from received messages (origin) was received for a compatible purpose.
 _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder) | step_purpose) | origin) if {
-	facts := data.veiligdelen.facts
+	known_purposes := data.veiligdelen.facts.purposes
 	ctx.exchange
 	not_participant := {_reason("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) | _outside_step(ctx, ctx.actor)}
 	consulted := {_reason("consulted_party_cannot_share", [ctx.actor, ctx.flow, ctx.step]) | ctx.actor in ctx.consulted}
@@ -24,11 +24,11 @@ _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder
 	}
 	step_purpose := {_reason("purpose_not_in_step", [ctx.flow, ctx.step, ctx.purpose, _list_arg(ctx.stepPurposes)]) |
 		ctx.stepKnown
-		facts.purposes[ctx.purpose]
+		known_purposes[ctx.purpose]
 		not ctx.purpose in ctx.stepPurposes
 	}
 	origin := {_reason("purpose_incompatible_with_origin", args) |
-		facts.purposes[ctx.purpose]
+		known_purposes[ctx.purpose]
 		some o in ctx.origins
 		compatible := _compatible(o.purpose)
 		o.purpose != ctx.purpose
@@ -38,14 +38,14 @@ _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder
 } else := set()
 
 _compatible(purpose) := x if {
-	facts := data.veiligdelen.facts
-	x := facts.compatiblePurposes[purpose].purposes
+	compatible := data.veiligdelen.facts.compatiblePurposes
+	x := compatible[purpose].purposes
 } else := []
 
 _outside_step(ctx, a) if {
-	facts := data.veiligdelen.facts
+	agencies := data.veiligdelen.facts.agencies
 	ctx.stepKnown
-	facts.agencies[a]
+	agencies[a]
 	not a in ctx.participants
 }
 
@@ -147,12 +147,16 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 	count(refused) == 0
 } else := ((((participation | no_row) | wrong_step) | purpose) | samenloop) | minor if {
 	facts := data.veiligdelen.facts
+	agencies := facts.agencies
+	grants := facts.grants
+	known_types := facts.informationTypes
+	known_purposes := facts.purposes
 	participation := _share_participation(ctx, refused)
 	no_row := {{"recipient": r, "reason": _reason("no_legal_basis", [ctx.sender, ctx.type, r])} |
-		facts.informationTypes[ctx.type]
-		facts.agencies[ctx.sender]
+		known_types[ctx.type]
+		agencies[ctx.sender]
 		some r in refused
-		facts.agencies[r]
+		agencies[r]
 		not r in granted
 	}
 	wrong_step := {{"recipient": r, "reason": _reason("no_legal_basis_step", [ctx.sender, ctx.type, r, ctx.flow, ctx.step])} |
@@ -162,9 +166,9 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 
 	# Rule 4: purpose binding.
 	purpose := {{"recipient": r, "reason": _reason("purpose_not_allowed", [ctx.purpose, ctx.type, ctx.sender, r, _list_arg(purposes)])} |
-		facts.purposes[ctx.purpose]
+		known_purposes[ctx.purpose]
 		some r in (granted & refused)
-		purposes := facts.grants[ctx.type][r][ctx.sender].purposes
+		purposes := grants[ctx.type][r][ctx.sender].purposes
 		not ctx.purpose in purposes
 	}
 	samenloop := {{"recipient": r, "reason": _reason("samenloop_required", [ctx.type, r])} | some r in (needs_samenloop & refused)}
@@ -176,9 +180,9 @@ _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor) 
 # Rule 2 for a share's recipients: a participant of the step (core, consulted, or conditional
 # while samenloop holds).
 _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
-	facts := data.veiligdelen.facts
+	agencies := data.veiligdelen.facts.agencies
 	ctx.action == "share"
-	unknown := {{"recipient": r, "reason": _reason("unknown_agency", [r])} | some r in refused; not facts.agencies[r]}
+	unknown := {{"recipient": r, "reason": _reason("unknown_agency", [r])} | some r in refused; not agencies[r]}
 	awaiting := {{"recipient": r, "reason": _reason("samenloop_participant", [r, ctx.flow, ctx.step])} |
 		some r in refused
 		r in ctx.awaiting
@@ -186,7 +190,7 @@ _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	outside := {{"recipient": r, "reason": _reason("recipient_not_a_participant", [r, ctx.flow, ctx.step])} |
 		ctx.stepKnown
 		some r in refused
-		facts.agencies[r]
+		agencies[r]
 		not r in ctx.participants
 	}
 } else := set()
