@@ -121,6 +121,25 @@ def fold(hashes: Sequence[bytes]) -> bytes:
     return acc
 
 
+def perfect_levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
+    """Every perfect subtree over a run of leaf hashes that starts aligned, level by level.
+
+    ``levels[k][i]`` is the hash of leaves ``[i << k, (i + 1) << k)`` of the run (``levels[0]`` is the
+    run itself), for every such subtree the run holds whole; the run must start at a multiple of the
+    largest power of two not above its length for these to be the tree's own perfect nodes. The same
+    hashes as ``CompactRange.append`` yields leaf by leaf, a level at a time (the verifier's hot path).
+    """
+    levels = [leaf_hashes]
+    below = leaf_hashes
+    sha256 = hashlib.sha256
+    while len(below) > 1:
+        # An odd last hash has no partner yet: it is in no perfect subtree above its own.
+        pairs = zip(below[0::2], below[1::2], strict=False)
+        below = [sha256(b"\x01" + left + right).digest() for left, right in pairs]
+        levels.append(below)
+    return levels
+
+
 def root_hash(leaf_hashes: Iterable[bytes]) -> bytes:
     """RFC 6962 Merkle tree hash of a list of leaf hashes (``EMPTY_ROOT`` for none)."""
     cr = CompactRange()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -15,11 +16,21 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, func, select
 
 from audit._internal.columns import ENTRY_COLUMNS, extract_rows, parse_leaf, sqlite_time_text
 from audit._internal.errors import InvalidNote
-from audit._internal.merkle import EMPTY_ROOT, CompactRange, NodeKey, fold, leaf_hash, verify_consistency
+from audit._internal.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    NodeKey,
+    fold,
+    leaf_hash,
+    perfect_levels,
+    range_nodes,
+    verify_consistency,
+)
 from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
 from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
 from audit._internal.store import LogEntry, SqlAuditStore, _read_size, as_bytes, decode, raw
@@ -167,27 +178,9 @@ def verify_log(
 
     wanted = {s for s, _, _ in claims}
     roots_at: dict[int, bytes] = {0: EMPTY_ROOT}
-    processes = _processes(workers, size)
-    if processes > 1:
-        frontier, stopped = _check_parallel(
-            engine, size, processes, batch_size, wanted, roots_at, findings, progress
-        )
-    else:
-        frontier, stopped = CompactRange(), False
-
-        def record(at: int, fr: CompactRange) -> None:
-            roots_at[at] = fr.root()
-
-        low = 0
-        while low < size and not stopped:
-            high = min(low + batch_size, size)
-            with engine.connect() as conn:
-                bad_entry, produced = _check_batch(conn, low, high, frontier, wanted, record, findings)
-                bad_node = _check_nodes(conn, produced, findings)
-            stopped = bad_entry or bad_node
-            low = high
-            if progress is not None:
-                progress(frontier.size)
+    frontier, stopped = _check_chunks(
+        engine, size, _processes(workers, size), batch_size, wanted, roots_at, findings, progress
+    )
 
     verified = frontier.size
     if not stopped and node_count != size - size.bit_count():
@@ -221,45 +214,211 @@ def verify_log(
     return findings.result(size, root, len(claims), f"{size} entries and {len(claims)} checkpoints verify")
 
 
-def _check_batch(
+_CHUNK_LEVEL = 16
+"""The log is checked in chunks of ``2**_CHUNK_LEVEL`` entries, aligned so that each full chunk is one
+perfect subtree of the log's tree (by worker processes, or one after another in this process)."""
+
+_forked_engine: Engine | None = None
+
+
+def _processes(workers: int | None, size: int) -> int:
+    if workers is None:
+        if size < 2 << _CHUNK_LEVEL:
+            return 1
+        workers = min(os.cpu_count() or 1, 8)
+    return max(1, min(workers, -(-size >> _CHUNK_LEVEL) if size else 1))
+
+
+@dataclass(frozen=True)
+class _ChunkResult:
+    stopped: bool
+    checked: int  # entries of the chunk that verify, from its start
+    findings: list[tuple[int | None, str]]
+    ranges: dict[int, list[bytes]]  # for each wanted size in the chunk: the chunk's subtrees up to it
+    end: list[bytes]  # the chunk's subtrees up to ``checked``
+
+
+def _check_chunks(
+    engine: Engine,
+    size: int,
+    processes: int,
+    batch_size: int,
+    wanted: set[int],
+    roots_at: dict[int, bytes],
+    findings: _Findings,
+    progress: Progress | None,
+) -> tuple[CompactRange, bool]:
+    """Check ``[0, size)`` chunk by chunk, over ``processes`` workers or in this process (1).
+
+    Returns the verified tree and whether the check stopped at a problem. Either way each chunk is
+    checked by ``_check_span`` and the chunks are combined here in order, so both give the same verdict.
+    """
+    chunk = 1 << _CHUNK_LEVEL
+    starts = range(0, size, chunk)
+
+    def wanted_in(lo: int, hi: int) -> list[int]:
+        return sorted(s for s in wanted if lo < s <= hi)
+
+    if processes <= 1:
+        results = (
+            (lo, _check_span(engine, lo, min(lo + chunk, size), wanted_in(lo, lo + chunk), batch_size))
+            for lo in starts
+        )
+        return _combine(engine, results, roots_at, findings, progress)
+
+    global _forked_engine
+    _forked_engine = engine
+    fork = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(processes, mp_context=fork, initializer=_init_worker)
+    try:
+        return _combine(
+            engine,
+            _pooled(pool, processes, starts, size, wanted_in, batch_size),
+            roots_at,
+            findings,
+            progress,
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _forked_engine = None
+
+
+def _pooled(
+    pool: ProcessPoolExecutor,
+    processes: int,
+    starts: range,
+    size: int,
+    wanted_in: Callable[[int, int], list[int]],
+    batch_size: int,
+) -> Iterator[tuple[int, _ChunkResult]]:
+    """The chunks' results in order, from a bounded window of chunks in flight.
+
+    The size is read from the log, which may be damaged (an index of 2**62), so the chunks are never
+    all listed up front; the caller stops reading at the first chunk that does not verify to its end.
+    """
+    chunk = 1 << _CHUNK_LEVEL
+    window: deque[tuple[int, Future[_ChunkResult]]] = deque()
+    pending = iter(starts)
+
+    def submit_next() -> None:
+        lo = next(pending, None)
+        if lo is not None:
+            hi = min(lo + chunk, size)
+            window.append((lo, pool.submit(_check_chunk, lo, hi, wanted_in(lo, hi), batch_size)))
+
+    for _ in range(2 * processes):
+        submit_next()
+    while window:
+        lo, future = window.popleft()
+        submit_next()
+        yield lo, future.result()
+
+
+def _combine(
+    engine: Engine,
+    results: Iterable[tuple[int, _ChunkResult]],
+    roots_at: dict[int, bytes],
+    findings: _Findings,
+    progress: Progress | None,
+) -> tuple[CompactRange, bool]:
+    """Join the chunks' trees in order; check the stored nodes above the chunks, the roots wanted."""
+    chunk = 1 << _CHUNK_LEVEL
+    frontier = CompactRange()
+    for lo, result in results:
+        before = frontier.hashes()
+        for at, hashes in result.ranges.items():
+            roots_at[at] = fold(before + hashes)
+        for index, reason in result.findings:
+            findings.add(index, reason)
+        if result.checked < chunk:
+            # The last chunk, or one with a bad entry: the verified tree ends within it.
+            frontier = CompactRange(lo + result.checked, before + result.end)
+            if progress is not None:
+                progress(frontier.size)
+            return frontier, result.stopped
+        [top] = result.end
+        created = frontier.append_subtree(_CHUNK_LEVEL, top)
+        if result.stopped:
+            return frontier, True  # a bad node within the chunk, found once all of it was read
+        if created:
+            with engine.connect() as conn:
+                if _check_nodes(conn, created, findings):
+                    return frontier, True
+        if progress is not None:
+            progress(frontier.size)
+    return frontier, False
+
+
+def _init_worker() -> None:
+    # The parent's pooled connections are the parent's: a forked child must not use or close them.
+    if _forked_engine is not None:
+        _forked_engine.dispose(close=False)
+    # A worker only checks chunks and exits; what it makes has no cycles, and the collector's passes
+    # over a chunk's rows (hundreds of thousands of tuples) cost it about a tenth of its time. Only in a
+    # worker: in a single process (a gateway's console thread) the collector is the program's.
+    gc.disable()
+
+
+def _check_chunk(lo: int, hi: int, wanted: list[int], batch_size: int) -> _ChunkResult:
+    """In a worker: ``_check_span`` on the engine the parent forked with."""
+    engine = _forked_engine
+    if engine is None:
+        raise RuntimeError("no engine in this worker")
+    return _check_span(engine, lo, hi, wanted, batch_size)
+
+
+def _check_span(engine: Engine, lo: int, hi: int, wanted: list[int], batch_size: int) -> _ChunkResult:
+    """Check entries ``[lo, hi)`` (``lo`` aligned to the chunk size, ``hi - lo`` at most a chunk).
+
+    Entries batch by batch up to the first that does not verify; then the tree over the entries that
+    do, level by level (``perfect_levels``), against the stored nodes within the chunk, one range per
+    level. A stored node that is wrong is named by the first leaf under it, the smallest wrong subtree
+    in the order the tree grew; as every node checked lies over verified entries, that index is below
+    any bad entry's. ``ranges`` and ``end`` are the compact ranges the caller joins to its tree.
+    """
+    findings = _Findings()
+    leaves: list[bytes] = []
+    stopped, low = False, lo
+    with engine.connect() as conn:
+        sqlite_time = conn.dialect.name == "sqlite"
+        while low < hi and not stopped:
+            high = min(low + batch_size, hi)
+            stopped = _check_entries(conn, sqlite_time, low, high, lo, leaves, findings)
+            low = high
+        levels = perfect_levels(leaves)
+        if _check_levels(conn, lo, levels, findings):
+            stopped = True
+    checked = len(leaves)
+
+    def subtrees(count: int) -> list[bytes]:
+        return [levels[level][i] for level, i in range_nodes(0, count)]
+
+    ranges = {at: subtrees(at - lo) for at in wanted if at - lo <= checked}
+    return _ChunkResult(stopped, checked, findings.items, ranges, subtrees(checked))
+
+
+def _check_entries(
     conn: Connection,
+    sqlite_time: bool,
     low: int,
     high: int,
-    frontier: CompactRange,
-    wanted: set[int],
-    record: Callable[[int, CompactRange], None],
+    base: int,
+    leaves: list[bytes],
     findings: _Findings,
-    base: int = 0,
-) -> tuple[bool, list[tuple[int, int, bytes]]]:
-    """Check entries ``[low, high)``; extend ``frontier``. Returns (stopped at a bad entry, new nodes).
+) -> bool:
+    """Check entries ``[low, high)``, appending their leaf hashes to ``leaves``; True at a bad entry.
 
-    ``frontier`` covers the leaves from ``base`` on (0 for the whole log, a chunk's start for a
-    worker); ``record(size, frontier)`` is called at each size in ``wanted``. New nodes are returned
-    as ``frontier`` numbers them (relative to ``base``).
-
-    The batch's rows are compared as a whole with the rows its leaves give (entries, agencies,
-    subjects: three list comparisons in C); only a batch where they differ goes through the
-    entry-by-entry checks of ``_check_rows``, which name the entry and the column.
+    ``leaves`` holds the hashes from ``base`` (a chunk's start) up to ``low``. The batch's rows are
+    compared as a whole with the rows its leaves give (entries, agencies, subjects: three list
+    comparisons in C); only a batch where they differ goes through the entry-by-entry checks of
+    ``_check_rows``, which name the entry and the column.
     """
     rows, agency_rows, subject_rows = _read_batch(conn, low, high)
-    hashes = _derived_hashes(conn, low, high, rows, agency_rows, subject_rows)
+    hashes = _derived_hashes(sqlite_time, low, high, rows, agency_rows, subject_rows)
     if hashes is None:
-        return _check_rows(
-            conn, high, rows, agency_rows, subject_rows, frontier, wanted, record, findings, base
-        )
-    produced: list[tuple[int, int, bytes]] = []
-    append = frontier.append
-    if wanted:
-        for h in hashes:
-            produced.extend(append(h))
-            if base + frontier.size in wanted:
-                record(base + frontier.size, frontier)
-    else:
-        for h in hashes:
-            created = append(h)
-            if created:
-                produced.extend(created)
-    return False, produced
+        return _check_rows(conn, high, rows, agency_rows, subject_rows, leaves, findings, base)
+    leaves.extend(hashes)
+    return False
 
 
 _Row = tuple[Any, ...]
@@ -270,7 +429,10 @@ def _read_batch(conn: Connection, low: int, high: int) -> tuple[list[_Row], list
 
     Raw values through the driver's own cursor: on SQLite a column holds whatever was written to it,
     and a type's result processing (a timestamp parser, say) would raise on garbage before any check
-    could name the entry; plain tuples also cost a fraction of SQLAlchemy's rows.
+    could name the entry; plain tuples also cost a fraction of SQLAlchemy's rows. The side tables come
+    in their primary key's order, which on SQLite is the order ``extract_rows`` sorts them in (and
+    costs nothing: the rows lie in that order); on other databases a collation may differ, and the
+    comparison sorts them when it must.
     """
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     span = f"WHERE idx >= {mark} AND idx < {mark}"
@@ -279,9 +441,9 @@ def _read_batch(conn: Connection, low: int, high: int) -> tuple[list[_Row], list
     try:
         cursor.execute(f"{_SELECT_ENTRIES} {span} ORDER BY idx", (low, high))
         rows = cursor.fetchall()
-        cursor.execute(f"SELECT idx, agency, role FROM {entry_agencies.name} {span}", (low, high))  # noqa: S608
+        cursor.execute(f"{_SELECT_AGENCIES} {span} ORDER BY idx, agency, role", (low, high))
         agency_rows = cursor.fetchall()
-        cursor.execute(f"SELECT idx, pseudonym FROM {entry_subjects.name} {span}", (low, high))  # noqa: S608
+        cursor.execute(f"{_SELECT_SUBJECTS} {span} ORDER BY idx, pseudonym", (low, high))
         subject_rows = cursor.fetchall()
     finally:
         cursor.close()
@@ -290,10 +452,12 @@ def _read_batch(conn: Connection, low: int, high: int) -> tuple[list[_Row], list
 
 # Names are the schema's own constants, never input.
 _SELECT_ENTRIES = f"SELECT idx, leaf_data, leaf_hash, {', '.join(ENTRY_COLUMNS)} FROM {entries.name}"  # noqa: S608
+_SELECT_AGENCIES = f"SELECT idx, agency, role FROM {entry_agencies.name}"  # noqa: S608
+_SELECT_SUBJECTS = f"SELECT idx, pseudonym FROM {entry_subjects.name}"  # noqa: S608
 
 
 def _derived_hashes(
-    conn: Connection,
+    sqlite_time: bool,
     low: int,
     high: int,
     rows: list[_Row],
@@ -309,35 +473,54 @@ def _derived_hashes(
     """
     if len(rows) != high - low:
         return None
-    sqlite_time = conn.dialect.name == "sqlite"
     sha256 = hashlib.sha256
+    loads, refused = orjson.loads, orjson.JSONDecodeError
     expected: list[_Row] = []
     agencies: list[_Row] = []
     subjects: list[_Row] = []
     hashes: list[bytes] = []
+    add_row, add_agency, add_subject, add_hash = (
+        expected.append,
+        agencies.append,
+        subjects.append,
+        hashes.append,
+    )
     index = low
     for row in rows:
         data = row[1]
         if type(data) is not bytes:
             return None
         h = sha256(b"\x00" + data).digest()
-        values, derived_agencies, derived_subjects = _derive(data, sqlite_time)
-        expected.append((index, data, h, *values))
+        # parse_leaf, inlined: orjson, and where it refuses the full rules of _derive.
+        try:
+            parsed = loads(data)
+        except refused:
+            values, derived_agencies, derived_subjects = _derive(data, sqlite_time)
+        else:
+            values, derived_agencies, derived_subjects = extract_rows(
+                parsed if type(parsed) is dict else _EMPTY, sqlite_time=sqlite_time
+            )
+        add_row((index, data, h, *values))
         for agency, role in derived_agencies:
-            agencies.append((index, agency, role))
+            add_agency((index, agency, role))
         for pseudonym in derived_subjects:
-            subjects.append((index, pseudonym))
-        hashes.append(h)
+            add_subject((index, pseudonym))
+        add_hash(h)
         index += 1
     if rows != expected:
         return None
+    if agency_rows == agencies and subject_rows == subjects:
+        return hashes
     try:
-        # The side tables come in no particular order; the derived rows are sorted by (idx, value).
+        # In another order than the derived rows' (idx, value) order (a collation): sorted, then equal?
         if sorted(agency_rows) != agencies or sorted(subject_rows) != subjects:
             return None
     except TypeError:  # garbage of mixed types that cannot even be sorted
         return None
     return hashes
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 def _check_rows(
@@ -346,13 +529,11 @@ def _check_rows(
     rows: list[_Row],
     agency_rows: list[_Row],
     subject_rows: list[_Row],
-    frontier: CompactRange,
-    wanted: set[int],
-    record: Callable[[int, CompactRange], None],
+    leaves: list[bytes],
     findings: _Findings,
     base: int,
-) -> tuple[bool, list[tuple[int, int, bytes]]]:
-    """``_check_batch`` entry by entry: the first entry that does not verify is named, with the reason."""
+) -> bool:
+    """``_check_entries`` entry by entry: the first entry that does not verify is named, with the reason."""
     agencies: dict[int, set[tuple[Any, Any]]] = {}
     for idx, agency, role in agency_rows:
         agencies.setdefault(idx, set()).add((agency, role))
@@ -363,22 +544,20 @@ def _check_rows(
     stored_as = _stored_form(conn)
     no_agencies: set[tuple[Any, Any]] = set()
     no_subjects: set[Any] = set()
-    produced: list[tuple[int, int, bytes]] = []
-    append = frontier.append
     for row in rows:
-        index = base + frontier.size
+        index = base + len(leaves)
         if row[0] != index:
             findings.add(index, f"entry {index} is missing (the next stored entry is {row[0]})")
-            return True, produced
+            return True
         data, stored_hash = as_bytes(row[1]), as_bytes(row[2])
         if data is None or stored_hash is None:
             column, value = ("leaf_data", row[1]) if data is None else ("leaf_hash", row[2])
             findings.add(index, f"entry {index}: its {column} is {_kind(value)}, not bytes")
-            return True, produced
+            return True
         h = leaf_hash(data)
         if h != stored_hash:
             findings.add(index, f"entry {index}: its stored leaf hash does not match its data")
-            return True, produced
+            return True
         values, derived_agencies, derived_subjects = _derive(data)
         stored = row[3:]
         # Fast path: the stored values are exactly what the store writes for these columns. Anything
@@ -400,19 +579,17 @@ def _check_rows(
             findings.add(
                 index, f"entry {index}: its search columns ({', '.join(wrong)}) do not match its data"
             )
-            return True, produced
-        produced.extend(append(h))
-        if base + frontier.size in wanted:
-            record(base + frontier.size, frontier)
-    if base + frontier.size < high:
+            return True
+        leaves.append(h)
+    if base + len(leaves) < high:
         # Rows stop short of the batch end although the log goes on: the rest are missing. Name the
         # next stored entry as when it falls within the batch, wherever the batch happens to end.
-        missing = base + frontier.size
+        missing = base + len(leaves)
         after = conn.execute(select(func.min(entries.c.idx)).where(entries.c.idx > missing)).scalar()
         next_one = "" if after is None else f" (the next stored entry is {after})"
         findings.add(missing, f"entry {missing} is missing{next_one}")
-        return True, produced
-    return False, produced
+        return True
+    return False
 
 
 _TIME = ENTRY_COLUMNS.index("entry_time")
@@ -440,121 +617,47 @@ def _same_kind(stored: Any, derived: Any) -> bool:
     return type(stored) is type(derived)
 
 
-_CHUNK_LEVEL = 16
-"""A worker checks chunks of ``2**_CHUNK_LEVEL`` entries, aligned so that each full chunk is one
-perfect subtree of the log's tree."""
-
-_forked_engine: Engine | None = None
-
-
-def _processes(workers: int | None, size: int) -> int:
-    if workers is None:
-        if size < 2 << _CHUNK_LEVEL:
-            return 1
-        workers = min(os.cpu_count() or 1, 8)
-    return max(1, min(workers, -(-size >> _CHUNK_LEVEL) if size else 1))
-
-
-@dataclass(frozen=True)
-class _ChunkResult:
-    stopped: bool
-    checked: int  # entries of the chunk that verify, from its start
-    findings: list[tuple[int | None, str]]
-    ranges: dict[int, list[bytes]]  # for each wanted size in the chunk: the chunk's subtrees up to it
-    end: list[bytes]  # the chunk's subtrees up to ``checked``
-
-
-def _init_worker() -> None:
-    # The parent's pooled connections are the parent's: a forked child must not use or close them.
-    if _forked_engine is not None:
-        _forked_engine.dispose(close=False)
-
-
-def _check_chunk(lo: int, hi: int, wanted: list[int], batch_size: int) -> _ChunkResult:
-    """In a worker: check entries ``[lo, hi)`` (``lo`` aligned to the chunk size) as the serial loop does."""
-    engine = _forked_engine
-    if engine is None:
-        raise RuntimeError("no engine in this worker")
-    local = CompactRange()
-    findings = _Findings()
-    ranges: dict[int, list[bytes]] = {}
-
-    def record(at: int, fr: CompactRange) -> None:
-        ranges[at] = fr.hashes()
-
-    wanted_here = set(wanted)
-    stopped, low = False, lo
-    while low < hi and not stopped:
-        high = min(low + batch_size, hi)
-        with engine.connect() as conn:
-            bad_entry, produced = _check_batch(conn, low, high, local, wanted_here, record, findings, lo)
-            nodes_there = [(lv, i + (lo >> lv), h) for lv, i, h in produced]
-            bad_node = _check_nodes(conn, nodes_there, findings)
-        stopped = bad_entry or bad_node
-        low = high
-    return _ChunkResult(stopped, local.size, findings.items, ranges, local.hashes())
-
-
-def _check_parallel(
-    engine: Engine,
-    size: int,
-    processes: int,
-    batch_size: int,
-    wanted: set[int],
-    roots_at: dict[int, bytes],
-    findings: _Findings,
-    progress: Progress | None,
-) -> tuple[CompactRange, bool]:
-    """Check ``[0, size)`` in chunks over ``processes`` workers; combine their trees in order."""
-    global _forked_engine
-    chunk = 1 << _CHUNK_LEVEL
-    frontier = CompactRange()
-    _forked_engine = engine
-    fork = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(processes, mp_context=fork, initializer=_init_worker)
-    # A bounded window of chunks in flight, submitted as earlier ones finish: the size is read from the
-    # log, which may be damaged (an index of 2**62), so the chunks are never all listed up front; the
-    # first chunk that does not verify to its end stops the check, as in a single process.
-    window: deque[tuple[int, Future[_ChunkResult]]] = deque()
-    starts = iter(range(0, size, chunk))
-
-    def submit_next() -> None:
-        lo = next(starts, None)
-        if lo is not None:
-            hi = min(lo + chunk, size)
-            window.append(
-                (lo, pool.submit(_check_chunk, lo, hi, sorted(s for s in wanted if lo < s <= hi), batch_size))
-            )
-
+def _check_levels(conn: Connection, lo: int, levels: list[list[bytes]], findings: _Findings) -> bool:
+    """Compare a chunk's perfect subtrees (``perfect_levels`` of its leaves from ``lo``) with the stored
+    ``audit_nodes`` rows, one range per level and one list comparison each; True if one is wrong."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    query = (
+        f"SELECT idx, hash FROM {nodes.name} "  # noqa: S608 (the schema's name, placeholders only)
+        f"WHERE level = {mark} AND idx >= {mark} AND idx < {mark} ORDER BY idx"
+    )
+    differ: list[tuple[int, list[_Row]]] = []
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()
     try:
-        for _ in range(2 * processes):
-            submit_next()
-        while window:
-            lo, future = window.popleft()
-            submit_next()
-            result = future.result()
-            before = frontier.hashes()
-            for at, hashes in result.ranges.items():
-                roots_at[at] = fold(before + hashes)
-            for index, reason in result.findings:
-                findings.add(index, reason)
-            if result.checked < chunk:
-                # The last chunk, or one with a bad entry: the verified tree ends within it.
-                return CompactRange(lo + result.checked, before + result.end), result.stopped
-            [top] = result.end
-            created = frontier.append_subtree(_CHUNK_LEVEL, top)
-            if result.stopped:
-                return frontier, True  # a bad node within the chunk, found once all of it was read
-            if created:
-                with engine.connect() as conn:
-                    if _check_nodes(conn, created, findings):
-                        return frontier, True
-            if progress is not None:
-                progress(frontier.size)
-        return frontier, False
+        for level in range(1, len(levels)):
+            hashes = levels[level]
+            first = lo >> level
+            cursor.execute(query, (level, first, first + len(hashes)))
+            rows = cursor.fetchall()
+            if rows != list(zip(range(first, first + len(hashes)), hashes, strict=True)):
+                differ.append((level, rows))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _forked_engine = None
+        cursor.close()
+    wrong: list[tuple[int, int, bool]] = []
+    for level, rows in differ:
+        stored = {i: as_bytes(h) for i, h in rows}
+        first = lo >> level
+        for i, h in enumerate(levels[level], first):
+            got = stored.get(i)
+            if got != h:
+                wrong.append((level, i, got is None))
+    if not wrong:
+        return False  # only rows outside the tree differ: the count of audit_nodes says so
+    # In the order the tree grew: the smallest wrong subtree is the one that says most about where.
+    level, i, missing = min(wrong, key=lambda w: ((w[1] + 1) << w[0], w[0]))
+    _node_finding(findings, level, i, missing)
+    return True
+
+
+def _node_finding(findings: _Findings, level: int, i: int, missing: bool) -> None:
+    first, last = i << level, ((i + 1) << level) - 1
+    what = "is missing" if missing else "does not match the entries"
+    findings.add(first, f"stored tree node over entries {first}..{last} {what}")
 
 
 def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findings: _Findings) -> bool:
@@ -588,9 +691,7 @@ def _check_nodes(conn: Connection, produced: list[tuple[int, int, bytes]], findi
     for (level, i), h in sorted(expected.items(), key=lambda kv: ((kv[0][1] + 1) << kv[0][0], kv[0][0])):
         got = stored.get((level, i))
         if got != h:
-            first, last = i << level, ((i + 1) << level) - 1
-            what = "is missing" if got is None else "does not match the entries"
-            findings.add(first, f"stored tree node over entries {first}..{last} {what}")
+            _node_finding(findings, level, i, got is None)
             return True
     return False
 

@@ -27,6 +27,7 @@ from audit import (
     verify_consistency,
     verify_inclusion,
 )
+from audit._internal.merkle import CompactRange, perfect_levels
 
 
 def dh(h: str) -> bytes:
@@ -412,3 +413,19 @@ def test_every_proof_up_to_64_leaves() -> None:
         for size1 in range(1, size + 1):
             proof = consistency_proof(hashes, size1, size)
             verify_consistency(size1, size, proof, naive_mth(leaves[:size1]), root)
+
+
+def test_perfect_levels_are_the_rfc_subtrees_and_what_appends_make() -> None:
+    """Each level holds MTH of every whole aligned subtree (RFC 9162 §2.1.1), the nodes appends yield."""
+    leaves = [bytes([i]) for i in range(45)]
+    hashes = [leaf_hash(x) for x in leaves]
+    levels = perfect_levels(hashes)
+    assert [len(level) for level in levels] == [45, 22, 11, 5, 2, 1]
+    for k, level in enumerate(levels):
+        for i, h in enumerate(level):
+            assert h == naive_mth(leaves[i << k : (i + 1) << k]), (k, i)
+    appended = CompactRange()
+    made = {(k, i): h for leaf in hashes for k, i, h in appended.append(leaf)}
+    assert made == {(k, i): h for k, level in enumerate(levels[1:], 1) for i, h in enumerate(level)}
+    assert perfect_levels([]) == [[]]
+    assert perfect_levels(hashes[:1]) == [hashes[:1]]
