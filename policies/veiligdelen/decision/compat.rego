@@ -35,6 +35,6 @@ _sorted(s) := sort([x | some x in s])
 # Legal bases joined in one order in both engines: regopy compares strings by their JSON text, so
 # it orders "Wmo e en f" before "Wmo e" (the space sorts before the closing quote) and OPA after.
 # With "~" appended no basis is a prefix of another, and both engines agree.
-_joined_or_null(bases) := concat(" | ", [b | some pair in _sorted({[concat("", [x, "~"]), x] | some x in bases}); b := pair[1]]) if {
+_joined_or_null(bases) := concat(" | ", [trim_suffix(b, "~") | some b in sort([concat("", [x, "~"]) | some x in bases])]) if {
 	count(bases) > 0
 } else := null

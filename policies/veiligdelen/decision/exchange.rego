@@ -58,60 +58,61 @@ _outside_step(ctx, a) if {
 _exchange_decision(ctx, denials) := {
 	"allowed": count(ok) > 0,
 	"reasons": _exchange_reasons(denials, results),
-	"legalBasis": _joined_or_null({allowed_results[r].legalBasis | some r in ok}),
+	"legalBasis": _joined_or_null({rows[r].legalBasis | some r in ok}),
 	"obligations": obligations,
 	"recipients": results,
 } if {
 	facts := data.veiligdelen.facts
 	type := ctx.type
 	sender := ctx.sender
+	purpose := ctx.purpose
+	action := ctx.action
+	payload := ctx.payload
+	receivers := ctx.receivers
 
+	# The receivers' rows, read once: those with a legal basis for this type from this sender.
 	grants := facts.grants
-	granted := {r | some r in ctx.receivers; is_string(grants[type][r][sender].legalBasis)}
-	in_step := {r | some r in granted; not grants[type][r][sender].steps} | {r |
-		some r in granted
-		ctx.stepName in grants[type][r][sender].steps
+	rows := {r: row |
+		some r in receivers
+		row := grants[type][r][sender]
+		is_string(row.legalBasis)
 	}
+	granted := object.keys(rows)
+	in_step := {r | some r in granted; not rows[r].steps} | {r | some r in granted; ctx.stepName in rows[r].steps}
 
 	# Rule 3: samenloop for the safety assessment, conditions and plan.
 	needs_samenloop := {r |
 		not ctx.samenloop
 		type in facts.samenloop.informationTypes
-		some r in ctx.receivers
+		some r in receivers
 		r in facts.samenloop.recipients
 	}
 
 	# Rule 6: the RvdK receives only for cases with a minor.
-	needs_minor := {r | not ctx.hasMinor; some r in ctx.receivers; r in facts.minorRequired.recipients}
+	needs_minor := {r | not ctx.hasMinor; some r in receivers; r in facts.minorRequired.recipients}
 
 	# The allow rule: every condition is stated positively, so whatever no rule allows stays denied.
-	ok := {r |
-		count(denials) == 0
-		some r in _reachable(ctx)
-		r in in_step
-		ctx.purpose in grants[type][r][sender].purposes
-		not r in needs_samenloop
-		not r in needs_minor
-	}
+	candidates := ((_reachable(ctx) & in_step) - needs_samenloop) - needs_minor
+	ok := {r | count(denials) == 0; some r in candidates; purpose in rows[r].purposes}
 
 	# Why the others were refused (computed only when there are any).
-	refused := ctx.receivers - ok
+	refused := receivers - ok
 	receiver_denials := _receiver_denials(ctx, refused, granted, in_step, needs_samenloop, needs_minor)
 
 	# Values are bound in the comprehension bodies (compat.rego: object comprehension values).
 	allowed_results := {r: result |
 		some r in ok
-		row := grants[type][r][sender]
+		row := rows[r]
 		basis := row.legalBasis
 		template := _allowed_template(object.get(row, "verified", false))
-		reasons := {_reason(template, [r, type, sender, ctx.purpose, basis])}
-		fields := _minimise(ctx.action, ctx.payload, row.fields)
-		result := {"allowed": true, "reasons": reasons, "legalBasis": basis, "purpose": ctx.purpose, "fields": fields}
+		reasons := {_reason(template, [r, type, sender, purpose, basis])}
+		fields := _minimise(action, payload, row.fields)
+		result := {"allowed": true, "reasons": reasons, "legalBasis": basis, "purpose": purpose, "fields": fields}
 	}
 	denied_results := {r: result |
 		some r in refused
 		reasons := _denial_reasons(denials, receiver_denials, r)
-		result := {"allowed": false, "reasons": reasons, "legalBasis": null, "purpose": ctx.purpose, "fields": []}
+		result := {"allowed": false, "reasons": reasons, "legalBasis": null, "purpose": purpose, "fields": []}
 	}
 	results := object.union(allowed_results, denied_results)
 
@@ -119,12 +120,12 @@ _exchange_decision(ctx, denials) := {
 	obligations := [o |
 		some r in _sorted(ok)
 		some o in [
-			_strip(ctx.action, r, ctx.payload, allowed_results[r].fields),
+			_strip(action, r, payload, allowed_results[r].fields),
 			{
 				"code": "usage_restriction",
 				"recipient": r,
 				"informationType": type,
-				"purpose": ctx.purpose,
+				"purpose": purpose,
 				"onwardSharing": "new_decision_required",
 			},
 		]
@@ -133,7 +134,7 @@ _exchange_decision(ctx, denials) := {
 
 # Rule 2: who may receive. Share: the actor acts on its own and the recipient takes part (core or
 # consulted). Request: the actor acts on its own and the holder takes part; the actor receives.
-_reachable(ctx) := {r | some r in ctx.receivers; r in (ctx.core | ctx.consulted)} if {
+_reachable(ctx) := ctx.receivers & (ctx.core | ctx.consulted) if {
 	ctx.action == "share"
 	ctx.actor in ctx.core
 } else := {ctx.actor} if {
