@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +184,10 @@ def extract_rows(
         value = get(key)
         if value is None:
             continue
+        if type(value) is str:  # the usual case: one agency, by name
+            if 0 < len(value) <= _AGENCY_LIMIT:
+                counterparts.append(value)
+            continue
         for v in value if isinstance(value, list) else (value,):
             if not isinstance(v, str) and isinstance(v, Mapping):
                 v = v.get("agency")
@@ -205,9 +210,15 @@ def extract_rows(
         get("informationType"),
         get("traceId"),
     )
-    time: Any = parse_time(get("time"))
-    if sqlite_time and time is not None:
-        time = time.isoformat(" ", "microseconds")[:26]  # sqlite_time_text, without the call
+    time: Any = get("time")
+    if sqlite_time and type(time) is str and _UTC_TEXT.fullmatch(time) is not None:
+        # The usual case, already in the stored form but for the T and Z: parse_time still decides
+        # whether it is a time at all (a 30 February is not). sqlite_time_text, without formatting.
+        time = time[:26].replace("T", " ", 1) if parse_time(time) is not None else None
+    else:
+        time = parse_time(time)
+        if sqlite_time and time is not None:
+            time = time.isoformat(" ", "microseconds")[:26]  # sqlite_time_text, without the call
     values = (
         kind if isinstance(kind, str) and 0 < len(kind) <= _TYPE_LIMIT else None,
         case if isinstance(case, str) and 0 < len(case) <= _CASE_LIMIT else None,
@@ -219,15 +230,23 @@ def extract_rows(
         actor_client,
         counterparts[0] if counterparts else None,
     )
+    agencies: list[tuple[str, str]]
     if actor_agency is None:
-        agencies = sorted({(a, COUNTERPART) for a in counterparts})
+        agencies = sorted({(a, COUNTERPART) for a in counterparts}) if counterparts else []
+    elif len(counterparts) == 1 and type(actor_agency) is str and type(counterparts[0]) is str:
+        # The usual case, sorted by hand: by agency, and "actor" before "counterpart" for one agency.
+        other = counterparts[0]
+        if other < actor_agency:
+            agencies = [(other, COUNTERPART), (actor_agency, ACTOR)]
+        else:
+            agencies = [(actor_agency, ACTOR), (other, COUNTERPART)]
     else:
         agencies = sorted({(actor_agency, ACTOR), *((a, COUNTERPART) for a in counterparts)})
     subjects: list[str] = []
     raw_subjects = get("subjects")
     if isinstance(raw_subjects, list):
         for s in raw_subjects:
-            if not isinstance(s, str) and isinstance(s, Mapping):
+            if type(s) is not str and isinstance(s, Mapping):
                 s = s.get("pseudonym")
             if isinstance(s, str) and 0 < len(s) <= _PSEUDONYM_LIMIT:
                 subjects.append(s)
@@ -237,6 +256,12 @@ def extract_rows(
 
 
 _COUNTERPART_KEYS = ("counterpart", "counterparts")
+
+# A UTC time as the gateway writes it (RFC 3339, microseconds, Z): its stored text is its first 26
+# characters with a space for the T. ASCII digits only, hours to 23 (a parser that reads 24:00 as the
+# next day's midnight would give another text), so that the text is exactly what formatting the parsed
+# time gives; whether the date exists is left to parse_time.
+_UTC_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z")
 
 
 def parse_leaf(data: bytes) -> Any:

@@ -30,6 +30,23 @@ _TIME = st.one_of(
     _SCALAR,
     st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat()),
     st.datetimes().map(lambda t: t.isoformat()),
+    # The gateway's own form, which extract_rows turns into the stored text without formatting, and
+    # strings of that shape that are no time, or another time, or parse only with a lenient parser.
+    st.datetimes().map(lambda t: t.isoformat(timespec="microseconds") + "Z"),
+    st.sampled_from(
+        [
+            "2026-02-30T00:00:00.000000Z",
+            "2026-01-01T24:00:00.000000Z",
+            "0000-01-01T00:00:00.000000Z",
+            "2026-01-01T00:00:60.000000Z",
+            "2026-W01-1T00:00:00.000000Z",
+            "2026-01-01t00:00:00.000000Z",
+            "2026-01-01T00:00:00,000000Z",
+            "\uff12026-01-01T00:00:00.000000Z",
+            "2026-01-01T00:00:00.000000z",
+            "9999-12-31T23:59:59.999999Z",
+        ]
+    ),
 )
 _ENTRY = st.fixed_dictionaries(
     {},
