@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import base64
 import contextlib
 import datetime as dt
@@ -30,6 +31,7 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import NullType, TypeEngine
 
 from audit._internal import schema as _schema
@@ -229,6 +231,31 @@ class _Prepared:
     subjects: list[str]
 
 
+class _Wake:
+    """A one-shot event for one waiting thread: a bare lock, released once.
+
+    ``threading.Event`` is a condition, a lock and a list of waiters, and each ``wait`` allocates one
+    more lock: some 10 us a caller, and a commit wakes some 30 of them while the next batch waits.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        """Wake the waiter (again: nothing). Only the group-commit leader sets, one at a time."""
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def wait(self) -> None:
+        """Block until ``set``; only the call's own thread waits, once."""
+        self._lock.acquire()
+
+
 @dataclass
 class _Pending:
     """One ``append`` call waiting in the group-commit queue.
@@ -243,7 +270,7 @@ class _Pending:
     error: BaseException | None = None
     writes_failed: bool = False
     done: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: _Wake = field(default_factory=lambda: _Wake())
 
 
 def _prepare(entry: Mapping[str, Any], sqlite_time: bool = False) -> _Prepared:
@@ -284,6 +311,7 @@ class _GroupCommit:
     leading: bool = False
     # Notified when a call queues; a new leader waits on it (briefly) for the callers of the last batch.
     arrived: threading.Condition = field(init=False)
+    wanted: int = 0  # calls queued at which the gathering leader wants to be woken (0: none waits)
     last_calls: int = 0  # calls in the last batch committed
     last_write: float = 0.0  # how long its transaction took, in seconds
     # SQLite: entries committed since the WAL was last checkpointed, and whether a checkpoint runs.
@@ -326,6 +354,9 @@ class SqlAuditStore:
         self._frontier: CompactRange | None = None
         # SQLite stores a timestamp as text: made once, in the caller's thread.
         self._sqlite = engine.dialect.name == "sqlite"
+        # SQLite files: the connection the leaders write on, kept between batches (``_writing``).
+        self._writer: Connection | None = None
+        self._keeps_writer = self._sqlite and isinstance(engine.pool, QueuePool)
 
     @property
     def engine(self) -> Engine:
@@ -375,7 +406,8 @@ class SqlAuditStore:
             group.queue.append(pending)
             leader = not group.leading
             group.leading = True
-            group.arrived.notify()
+            if group.wanted and len(group.queue) >= group.wanted:
+                group.arrived.notify()  # (once the gathering leader has what it waits for)
         if not leader:
             # Each caller waits on its own event, so a commit wakes exactly the callers it served
             # rather than every waiting thread.
@@ -405,6 +437,11 @@ class SqlAuditStore:
                             group.wal_frames = 0  # all copied: the next commit starts it over
                 completed = True
             finally:
+                if self._writer is not None:
+                    with group.lock:
+                        quiet = not group.queue and group.last_calls <= 1
+                    if quiet:  # (still leading: nobody else writes on it meanwhile)
+                        self._release_writer()
                 # Hand the lead to the oldest waiting call, which commits whatever queued meanwhile.
                 with group.lock:
                     if group.queue:
@@ -441,10 +478,14 @@ class SqlAuditStore:
         if want <= 1 or len(group.queue) >= want:
             return
         deadline = time.monotonic() + min(group.last_write / 2, _MAX_GATHER)
-        while len(group.queue) < want:
-            left = deadline - time.monotonic()
-            if left <= 0 or not group.arrived.wait(left):
-                return
+        group.wanted = want
+        try:
+            while len(group.queue) < want:
+                left = deadline - time.monotonic()
+                if left <= 0 or not group.arrived.wait(left):
+                    return
+        finally:
+            group.wanted = 0
 
     def _checkpoint_due(self) -> bool:
         """Whether enough entries were committed since the last WAL checkpoint (call with the lock held)."""
@@ -534,9 +575,12 @@ class SqlAuditStore:
         writes raised (their savepoint rolled back). Raises when the transaction as a whole failed: then
         nothing of it was committed, and no call's outcome is set except ``writes_failed`` ones.
         """
-        with self._engine.connect() as conn, _autocheckpoint_off(conn, self._sqlite):
+        with self._writing() as conn:
             _lock_log(conn)
-            size = _read_size(conn)
+            # Read again each time (another process may have appended); driver SQL, as it is run at
+            # every batch.
+            highest = conn.exec_driver_sql("SELECT max(idx) FROM audit_entries").scalar()
+            size = 0 if highest is None else int(highest) + 1
             cached = self._frontier
             frontier = (
                 cached.copy() if cached is not None and cached.size == size else _load_frontier(conn, size)
@@ -586,6 +630,49 @@ class SqlAuditStore:
         for p, indexes in zip(live, assigned, strict=True):
             p.indexes = indexes
             p.done = True
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """The connection a batch is written on (only the group-commit leader calls this).
+
+        On a SQLite file the store keeps its pooled connection from one batch to the next while calls
+        keep coming (``_release_writer`` gives it back once a lone call finds the queue empty): SQLite
+        empties a connection's page cache when another connection wrote last, so a connection a batch
+        started each batch by reading every b-tree's pages anew. While kept it never checkpoints in
+        its commits (the store does). A batch that fails drops it: its state is unknown then.
+        """
+        if not self._keeps_writer:
+            with self._engine.connect() as pooled, _autocheckpoint_off(pooled, self._sqlite):
+                yield pooled
+            return
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated:
+            self._writer = None
+            conn = self._engine.connect()
+            try:
+                _set_autocheckpoint(conn, off=True)
+            except BaseException:
+                conn.close()
+                raise
+            self._writer = conn
+        try:
+            yield conn
+        except BaseException:
+            self._release_writer()
+            raise
+
+    def _release_writer(self) -> None:
+        """Give the kept write connection back to the pool, checkpointing as before; never raises."""
+        conn, self._writer = self._writer, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if not conn.invalidated and not conn.closed:
+                if conn.in_transaction():
+                    conn.rollback()
+                _set_autocheckpoint(conn, off=False)  # (it invalidates the connection on failure)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def _run_writes(self, conn: Connection, batch: list[_Pending]) -> list[_Pending]:
         """Run each call's writes, each in a savepoint when others share the transaction; the calls left."""
@@ -1027,26 +1114,33 @@ def _autocheckpoint_off(conn: Connection, sqlite: bool) -> Iterator[None]:
     if not sqlite:
         yield
         return
-    record = conn.connection
-    dbapi: Any = record.dbapi_connection
-    before = record.info.get("audit_wal_autocheckpoint")
-    if before is None:
-        (before,) = dbapi.execute("PRAGMA wal_autocheckpoint").fetchone()
-        record.info["audit_wal_autocheckpoint"] = before
-    dbapi.execute("PRAGMA wal_autocheckpoint=0")
+    _set_autocheckpoint(conn, off=True)
     try:
         yield
     finally:
         if not conn.invalidated:
-            # Back as it was for whoever uses the pooled connection next. Nothing may raise here: the
-            # batch may be committed already, and a raise would have it retried (appended twice).
-            try:
-                dbapi.execute(f"PRAGMA wal_autocheckpoint={int(before)}")
-            except Exception:
-                log.warning(
-                    "audit: wal_autocheckpoint not restored; the connection is dropped", exc_info=True
-                )
-                conn.invalidate()
+            _set_autocheckpoint(conn, off=False)
+
+
+def _set_autocheckpoint(conn: Connection, *, off: bool) -> None:
+    """SQLite: ``wal_autocheckpoint`` off, or back to what it was before the store turned it off.
+
+    Turning it back on never raises: the batch may be committed already, and a raise would have it
+    retried (appended twice); the connection is dropped instead.
+    """
+    record = conn.connection
+    dbapi: Any = record.dbapi_connection
+    if off:
+        if record.info.get("audit_wal_autocheckpoint") is None:
+            (before,) = dbapi.execute("PRAGMA wal_autocheckpoint").fetchone()
+            record.info["audit_wal_autocheckpoint"] = before
+        dbapi.execute("PRAGMA wal_autocheckpoint=0")
+        return
+    try:
+        dbapi.execute(f"PRAGMA wal_autocheckpoint={int(record.info['audit_wal_autocheckpoint'])}")
+    except Exception:
+        log.warning("audit: wal_autocheckpoint not restored; the connection is dropped", exc_info=True)
+        conn.invalidate()
 
 
 def _lock_log(conn: Connection) -> None:
@@ -1101,12 +1195,13 @@ def _insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: l
         # parameter processing, which cost more than the insert itself. Many rows a statement: an
         # executemany steps once per row, releasing and retaking the GIL each time, and with dozens of
         # threads queued for the GIL (the group commit's waiting callers) the leader waited for it at
-        # every row. Chunks of powers of two, so a few statements serve any batch from SQLite's
-        # statement cache.
+        # every row. One statement of exactly the batch's rows (up to 64): each statement costs some
+        # 40 us in SQLAlchemy, and the batches' sizes under steady load are few enough for the
+        # driver's statement cache of the store's own connection.
         names = tuple(columns)
         position, left = 0, len(rows)
         while left:
-            size = min(_SQLITE_CHUNK, 1 << (left.bit_length() - 1))
+            size = min(_SQLITE_CHUNK, left)
             chunk = rows[position : position + size]
             conn.exec_driver_sql(
                 _sqlite_insert(table.name, names, size), tuple(v for row in chunk for v in row)
@@ -1116,7 +1211,7 @@ def _insert_many(conn: Connection, table: Table, columns: Sequence[str], rows: l
     conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=512)
 def _sqlite_insert(table: str, columns: tuple[str, ...], rows: int = 1) -> str:
     # Names are the schema's own constants, never input.
     row = f"({', '.join('?' * len(columns))})"

@@ -234,6 +234,27 @@ def test_the_wal_is_checkpointed_by_the_log_and_starts_over_under_a_stream_of_ap
     assert verify_log(store, store.verifier_key()).ok
 
 
+def test_a_quiet_log_holds_no_connection(sqlite_log: Engine, signer: audit.LogSigner) -> None:
+    """The write connection kept between busy batches goes back to the pool, checkpointing again."""
+    store = SqlAuditStore(sqlite_log, signer)
+    threads = [
+        threading.Thread(target=lambda t=t: [store.append([make_entry(t * 100 + i)]) for i in range(20)])
+        for t in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.append([make_entry(999)])  # a lone call that finds nobody queued
+    assert store.size() == 161
+    pool = sqlite_log.pool
+    assert isinstance(pool, sa.pool.QueuePool) and pool.checkedout() == 0
+    for _ in range(pool.checkedin()):  # every pooled connection, the one that wrote included
+        with sqlite_log.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    assert verify_log(store, store.verifier_key()).ok
+
+
 def test_two_stores_on_one_database_serialise(tmp_path: Path, signer: audit.LogSigner) -> None:
     """Like two gateway processes on one SQLite file: the database lock orders them, not the Python one."""
     path = tmp_path / "shared.db"
