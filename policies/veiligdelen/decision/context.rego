@@ -157,23 +157,25 @@ _origin_ok(o) if {
 _input_denials(ctx) := ((((no_action | missing) | unknown_action) | unknown_agency) | unknown_step) | unknown_ids if {
 	schemas := data.veiligdelen.facts.inputSchema
 	agencies := data.veiligdelen.facts.agencies
-	no_action := {_reason("missing_input", [_list_arg(["action"])]) | not is_string(ctx.action)}
-	missing := {_reason("missing_input", [_list_arg(ctx.missing)]) | count(ctx.missing) > 0}
+	action := ctx.action
+	missing_fields := ctx.missing
+	no_action := {_reason("missing_input", [_list_arg(["action"])]) | not is_string(action)}
+	missing := {_reason("missing_input", [_list_arg(missing_fields)]) | count(missing_fields) > 0}
 	unknown_action := {_reason("unknown_action", [ctx.action]) |
-		is_string(ctx.action)
-		not schemas[ctx.action]
+		not schemas[action]
+		is_string(action)
 	}
-	acting := {ctx.actor} | {ctx.holder | ctx.action == "request"}
+	acting := {ctx.actor} | {ctx.holder | action == "request"}
 	unknown_agency := {_reason("unknown_agency", [a]) |
 		some a in acting
-		is_string(a)
 		not agencies[a]
+		is_string(a)
 	}
 	unknown_step := {_reason("unknown_step", [ctx.flow, ctx.step]) |
-		schemas[ctx.action]["case.step"]
+		not ctx.stepKnown
+		schemas[action]["case.step"]
 		is_string(ctx.flow)
 		is_string(ctx.step)
-		not ctx.stepKnown
 	}
 	unknown_ids := _unknown_ids(ctx)
 }
@@ -182,14 +184,16 @@ _unknown_ids(ctx) := types | purposes if {
 	schema := _schema(ctx.action)
 	known_types := data.veiligdelen.facts.informationTypes
 	known_purposes := data.veiligdelen.facts.purposes
-	types := {_reason("unknown_information_type", [ctx.type]) |
+	type := ctx.type
+	purpose := ctx.purpose
+	types := {_reason("unknown_information_type", [type]) |
+		not known_types[type]
 		schema.informationType
-		is_string(ctx.type)
-		not known_types[ctx.type]
+		is_string(type)
 	}
-	purposes := {_reason("unknown_purpose", [ctx.purpose]) |
+	purposes := {_reason("unknown_purpose", [purpose]) |
+		not known_purposes[purpose]
 		schema.purpose
-		is_string(ctx.purpose)
-		not known_purposes[ctx.purpose]
+		is_string(purpose)
 	}
 }

@@ -12,28 +12,30 @@ package veiligdelen.decision
 _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder) | step_purpose) | origin) if {
 	known_purposes := data.veiligdelen.facts.purposes
 	ctx.exchange
-	not_participant := {_reason("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) | _outside_step(ctx, ctx.actor)}
-	consulted := {_reason("consulted_party_cannot_share", [ctx.actor, ctx.flow, ctx.step]) | ctx.actor in ctx.consulted}
+	actor := ctx.actor
+	purpose := ctx.purpose
+	not_participant := {_reason("not_a_participant", [actor, ctx.flow, ctx.step]) | _outside_step(ctx, actor)}
+	consulted := {_reason("consulted_party_cannot_share", [actor, ctx.flow, ctx.step]) | actor in ctx.consulted}
 	awaiting := {_reason("samenloop_participant", [a, ctx.flow, ctx.step]) |
-		some a in {ctx.actor, ctx.sender}
+		some a in {actor, ctx.sender}
 		a in ctx.awaiting
 	}
 	holder := {_reason("holder_not_a_participant", [ctx.sender, ctx.flow, ctx.step]) |
 		ctx.action == "request"
 		_outside_step(ctx, ctx.sender)
 	}
-	step_purpose := {_reason("purpose_not_in_step", [ctx.flow, ctx.step, ctx.purpose, _list_arg(ctx.stepPurposes)]) |
+	step_purpose := {_reason("purpose_not_in_step", [ctx.flow, ctx.step, purpose, _list_arg(ctx.stepPurposes)]) |
+		not purpose in ctx.stepPurposes
 		ctx.stepKnown
-		known_purposes[ctx.purpose]
-		not ctx.purpose in ctx.stepPurposes
+		known_purposes[purpose]
 	}
 	origin := {_reason("purpose_incompatible_with_origin", args) |
-		known_purposes[ctx.purpose]
 		some o in ctx.origins
+		known_purposes[purpose]
 		compatible := _compatible(o.purpose)
-		o.purpose != ctx.purpose
-		not ctx.purpose in compatible
-		args := [ctx.purpose, o.purpose, ctx.actor, o.informationType, o.sender, _list_arg(array.concat([o.purpose], compatible))]
+		o.purpose != purpose
+		not purpose in compatible
+		args := [purpose, o.purpose, actor, o.informationType, o.sender, _list_arg(array.concat([o.purpose], compatible))]
 	}
 } else := set()
 
