@@ -469,22 +469,17 @@ def _derived_hashes(
     None says only "look closer": ``_check_rows`` then decides, by the column types' own decoding, what
     (if anything) is wrong. Exact equality of values of the same types is what the store writes; the
     derived values are strings, None and (as the driver returns them) timestamps, which compare equal
-    to nothing of another type.
+    to nothing of another type. Each entry's row is compared as soon as its leaf is parsed (while it is
+    in the cache, and without building the derived row); the side tables' rows as two lists at the end.
     """
     if len(rows) != high - low:
         return None
     sha256 = hashlib.sha256
     loads, refused = orjson.loads, orjson.JSONDecodeError
-    expected: list[_Row] = []
     agencies: list[_Row] = []
     subjects: list[_Row] = []
     hashes: list[bytes] = []
-    add_row, add_agency, add_subject, add_hash = (
-        expected.append,
-        agencies.append,
-        subjects.append,
-        hashes.append,
-    )
+    add_agency, add_subject, add_hash = agencies.append, subjects.append, hashes.append
     index = low
     for row in rows:
         data = row[1]
@@ -500,15 +495,14 @@ def _derived_hashes(
             values, derived_agencies, derived_subjects = extract_rows(
                 parsed if type(parsed) is dict else _EMPTY, sqlite_time=sqlite_time
             )
-        add_row((index, data, h, *values))
+        if row[0] != index or row[2] != h or row[3:] != values:
+            return None
         for agency, role in derived_agencies:
             add_agency((index, agency, role))
         for pseudonym in derived_subjects:
             add_subject((index, pseudonym))
         add_hash(h)
         index += 1
-    if rows != expected:
-        return None
     if agency_rows == agencies and subject_rows == subjects:
         return hashes
     try:
