@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.policy._regolex import RegoLexError, Token, tokenize
+from gateway.policy._regolex import CONTINUES, RegoLexError, Token, statements, tokenize
 
 Path = tuple[str, ...]
 
@@ -44,7 +44,6 @@ TYPE_TESTS = frozenset(
 """Builtins that look only at the type of what they are given: the whole input's type is kept."""
 
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
-_CONTINUES = frozenset({",", "if", "else", ":=", "=", "contains", "in", "not", "some", "every", "with", "as"})
 _MAX_DEPTH = 8
 """How deep value resolution follows variables and function calls before it gives up (falls back)."""
 
@@ -149,38 +148,30 @@ class _Statement:
 
 def _statements(file: str, text: str) -> list[_Statement]:
     try:
-        tokens = tokenize(text)
+        cut = statements(tokenize(text))
     except RegoLexError as e:
         raise Unbounded(f"{file}: the source does not tokenize ({e})") from e
-    out: list[_Statement] = []
-    current: list[Token] = []
-    depths: list[int] = []
-    depth = 0
-    for t in tokens:
-        new_line = bool(current) and t.line > current[-1].end_line
-        # An import or package line ends where its line does (``import future.keywords.in`` ends in a
-        # keyword that would otherwise continue it into the next rule).
-        ends = current and current[0].text in {"import", "package"}
-        if depth == 0 and new_line and t.text != "else" and (ends or not _continues(current[-1])):
-            out.append(_Statement(file, current, depths))
-            current, depths = [], []
-        if t.kind == "punct" and t.text in ")]}":
-            depth -= 1
-        depths.append(depth)
-        current.append(t)
-        if t.kind == "punct" and t.text in _OPENERS:
-            depth += 1
-        if depth < 0:
-            raise Unbounded(f"{file}:{t.line}: unbalanced brackets")
-    if current:
-        out.append(_Statement(file, current, depths))
+    out = [_Statement(file, tokens, _depths(tokens)) for tokens in cut]
     for s in out:
         _read_head(s)
     return out
 
 
+def _depths(tokens: list[Token]) -> list[int]:
+    """The bracket depth at each token; a bracket counts at the depth outside it."""
+    depths: list[int] = []
+    depth = 0
+    for t in tokens:
+        if t.kind == "punct" and t.text in ")]}":
+            depth -= 1
+        depths.append(depth)
+        if t.kind == "punct" and t.text in _OPENERS:
+            depth += 1
+    return depths
+
+
 def _continues(t: Token) -> bool:
-    return t.kind == "op" or t.text in _CONTINUES
+    return t.kind == "op" or t.text in CONTINUES
 
 
 def _read_head(s: _Statement) -> None:

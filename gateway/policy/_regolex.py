@@ -10,8 +10,12 @@ skipped; strings keep their quotes and escapes in ``text`` (``Token.value`` deco
 characters. Newlines separate Rego expressions, so ``tokenize(..., newlines=True)`` keeps them as
 ``newline`` tokens; by default they are dropped (a token's ``line`` still tells where it is).
 
-API (stable: add to it, do not change it): ``tokenize``, ``Token``, ``RegoLexError``, ``KEYWORDS`` and
-the kind names below.
+``statements`` cuts a module's tokens into its top-level statements (package, imports, rules with their
+``else`` branches): the one place that decides where a Rego statement ends, for the strict pass and the
+read-path derivation (`_readpaths.py`) alike.
+
+API (stable: add to it, do not change it): ``tokenize``, ``statements``, ``Token``, ``RegoLexError``,
+``KEYWORDS``, ``CONTINUES`` and the kind names below.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ class Token:
 
 
 class RegoLexError(ValueError):
-    """Text that is no Rego token: an unterminated string, a stray character. ``str()`` is one line."""
+    """Text that is no Rego token (an unterminated string, a stray character), or brackets that do not
+    match (`statements`). ``str()`` is one line."""
 
     def __init__(self, line: int, col: int, message: str) -> None:
         super().__init__(f"{line}:{col}: {message}")
@@ -157,6 +162,57 @@ def tokenize(text: str, *, newlines: bool = False) -> list[Token]:
             else:
                 raise RegoLexError(line, col, f"illegal character {c!r}")
     return tokens
+
+
+CONTINUES: Final = frozenset(
+    {",", "if", "else", ":=", "=", "contains", "in", "not", "some", "every", "with", "as"}
+)
+"""Tokens that, ending a line, continue the statement on the next line (so does any operator)."""
+
+_CLOSE: Final = {"(": ")", "[": "]", "{": "}"}
+
+
+def statements(tokens: list[Token]) -> list[list[Token]]:
+    """``tokens`` (of one module) cut into its top-level statements, in order.
+
+    A statement ends with its line, outside brackets, unless the next line starts with ``else`` or
+    ``with``, or the line ends in an operator or one of `CONTINUES`. A ``package`` or ``import`` line
+    always ends with its line (``import future.keywords.in`` ends in a keyword that would otherwise
+    continue it into the next rule). ``newline`` tokens (``tokenize(..., newlines=True)``) are kept
+    inside brackets, where they separate expressions, and dropped between them. Raises `RegoLexError`
+    for brackets that do not match.
+    """
+    out: list[list[Token]] = []
+    current: list[Token] = []
+    opened: list[Token] = []
+    last: Token | None = None
+    for t in tokens:
+        if t.kind == "newline":
+            if opened:
+                current.append(t)
+            continue
+        if not opened and last is not None and t.line > last.end_line:
+            header = current[0].text in ("package", "import")
+            goes_on = not header and (
+                (t.kind == "keyword" and t.text in ("else", "with"))
+                or last.kind == "op"
+                or last.text in CONTINUES
+            )
+            if not goes_on:
+                out.append(current)
+                current = []
+        if t.kind == "punct" and t.text in ")]}":
+            if not opened or _CLOSE[opened.pop().text] != t.text:
+                raise RegoLexError(t.line, t.col, f"unmatched {t.text!r}")
+        current.append(t)
+        last = t
+        if t.kind == "punct" and t.text in _CLOSE:
+            opened.append(t)
+    if opened:
+        raise RegoLexError(opened[-1].line, opened[-1].col, f"unclosed {opened[-1].text!r}")
+    if current:
+        out.append(current)
+    return out
 
 
 def _scan_number(text: str, i: int) -> int:

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from gateway.policy._regolex import RegoLexError, Token, tokenize
+from gateway.policy._regolex import RegoLexError, Token, statements, tokenize
 
 if TYPE_CHECKING:
     from gateway.policy._check import Finding
@@ -127,24 +127,6 @@ def _split(items: list[Node], *separators: str) -> list[list[Node]]:
     return [p for p in parts if p]
 
 
-def _statements(items: list[Node]) -> list[list[Node]]:
-    """Top-level lines joined where Rego continues them: a line starting ``else``/``with``, or one after a
-    line that ends in an operator or ``if``, ``contains`` or ``else``."""
-    joined: list[list[Node]] = []
-    for part in _split(items, ";"):
-        first = part[0]
-        continues = _is(first, "keyword", "else") or _is(first, "keyword", "with")
-        if joined and not continues and not _is(joined[-1][0], "keyword", "import"):
-            # (an import line never continues: ``import future.keywords.in`` ends in a keyword)
-            last = joined[-1][-1]
-            continues = _is(last, "op") or any(_is(last, "keyword", k) for k in ("if", "contains", "else"))
-        if joined and continues:
-            joined[-1].extend(part)
-        else:
-            joined.append(list(part))
-    return joined
-
-
 @dataclass
 class _Decl:
     name: str
@@ -178,9 +160,9 @@ class _Import:
 class _ModuleCheck:
     """One module's strict findings; ``run`` walks it once."""
 
-    def __init__(self, file: str, items: list[Node]) -> None:
+    def __init__(self, file: str, statements: list[list[Node]]) -> None:
         self.file = file
-        self.items = items
+        self.statements = statements
         self.findings: list[tuple[int, str, str]] = []  # (line, code, message)
         self.imports: list[_Import] = []
         self.global_uses: set[str] = set()
@@ -189,7 +171,7 @@ class _ModuleCheck:
         self.findings.append((line, code, message))
 
     def run(self) -> None:
-        for statement in _statements(self.items):
+        for statement in self.statements:
             first = statement[0]
             if _is(first, "keyword", "package"):
                 continue
@@ -517,10 +499,10 @@ def strict_findings(modules: dict[str, str]) -> list[Finding]:
     findings: list[Finding] = []
     for file, text in sorted(modules.items()):
         try:
-            items = _group(tokenize(text, newlines=True))
+            cut = [_group(tokens) for tokens in statements(tokenize(text, newlines=True))]
         except (RegoLexError, _Unreadable):
             continue
-        check = _ModuleCheck(file, items)
+        check = _ModuleCheck(file, cut)
         check.run()
         findings += [
             Finding(file, line, code, message) for line, code, message in sorted(set(check.findings))

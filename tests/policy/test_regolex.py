@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.policy import read_policy
-from gateway.policy._regolex import RegoLexError, Token, tokenize
+from gateway.policy._regolex import RegoLexError, Token, statements, tokenize
 from gateway.settings import REPO_ROOT
 
 
@@ -110,3 +110,50 @@ def test_every_module_of_the_repositorys_policy_tokenizes() -> None:
         tokens = tokenize(text)
         assert tokens[0].text == "package", name
         assert sum(t.text == "{" for t in tokens) == sum(t.text == "}" for t in tokens), name
+
+
+def firsts(text: str, *, newlines: bool = False) -> list[str]:
+    """Each statement's source, its tokens joined by spaces."""
+    return [" ".join(t.text for t in s) for s in statements(tokenize(text, newlines=newlines))]
+
+
+def test_statements_end_with_their_line_unless_rego_continues_them() -> None:
+    text = (
+        "package p\n"
+        "import future.keywords.in\n"
+        "a := 1\n"
+        "b := x if {\n  x := 2\n} else := 3\n"
+        "c := 1 +\n  2\n"
+        "d := f(1)\n  with input as {}\n"
+        "e contains x if\n  some x in [1]\n"
+        "g := 1"
+    )
+    assert firsts(text) == [
+        "package p",
+        "import future . keywords . in",
+        "a := 1",
+        "b := x if { x := 2 } else := 3",
+        "c := 1 + 2",
+        "d := f ( 1 ) with input as { }",
+        "e contains x if some x in [ 1 ]",
+        "g := 1",
+    ]
+
+
+def test_an_import_never_continues_into_the_next_line() -> None:
+    for keyword in ("in", "if", "contains", "every"):
+        text = f"package p\nimport future.keywords.{keyword}\nallow := true\n"
+        assert firsts(text)[-1] == "allow := true", keyword
+
+
+def test_newlines_stay_inside_brackets_and_go_between_statements() -> None:
+    cut = statements(tokenize("a if {\n  x\n  y\n}\n\nb := 1\n", newlines=True))
+    assert [[t.kind for t in s].count("newline") for s in cut] == [3, 0]
+    assert [s[0].text for s in cut] == ["a", "b"]
+
+
+@pytest.mark.parametrize(("text", "where"), [("a := [1}", (1, 8)), ("a := (1", (1, 6)), ("a := 1)", (1, 7))])
+def test_brackets_that_do_not_match_are_an_error_with_their_place(text: str, where: tuple[int, int]) -> None:
+    with pytest.raises(RegoLexError) as e:
+        statements(tokenize(text))
+    assert (e.value.line, e.value.col) == where
