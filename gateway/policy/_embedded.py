@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import logging
 import os
 import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,14 @@ deny.
 A decision takes about a millisecond; a second means the engine is stuck or starved, and the caller
 gets ``engine_timeout`` instead of waiting; a stuck evaluation's worker is killed and replaced (see
 docs/policies.md, "Bounds")."""
+
+
+SHADOW_FIRST = 64
+SHADOW_EVERY = 128
+"""The shadow check of the projection: the first ``SHADOW_FIRST`` evaluations of a revision, and then one
+in ``SHADOW_EVERY``, are made on the whole input as well. Should the two decisions ever differ (a read
+the derivation missed), the engine says so in an error line and keys on the whole input from then on:
+that decision, and every later one, is the whole input's."""
 
 
 def new_interpreter() -> Any:
@@ -165,7 +175,9 @@ class EmbeddedEngine:
     (``read_paths``, derived from the source when the engine is built, `gateway.policy._readpaths`).
     With the cache on, that projection is also what the engine evaluates, so an entry is the decision
     of exactly its key; when the paths cannot be derived the key is the whole input, and the engine
-    says so in a log line. ``cache.stats()`` gives hits, misses and what the key holds.
+    says so in a log line. ``cache.stats()`` gives hits, misses and what the key holds. A sample of the
+    evaluations is made on the whole input as well (`SHADOW_FIRST`, `SHADOW_EVERY`): a projection that
+    ever changes a decision is dropped for the whole input, with an error line.
     """
 
     name = "embedded"
@@ -198,6 +210,8 @@ class EmbeddedEngine:
         self.cache = (
             DecisionCache(self._compiled.revision, cache_size, self.read_paths) if cache_size > 0 else None
         )
+        self._evaluations = itertools.count()
+        self._projection_lock = threading.Lock()
         self._closed = False
         if timeout is None:
             for _ in range(size - 1):
@@ -228,7 +242,9 @@ class EmbeddedEngine:
             term = input_term(policy_input)
         except (TypeError, ValueError):
             return Decision.fail_closed(ENGINE_ERROR, revision, policy_input, "the input is not JSON")
-        if self.cache is not None and self.read_paths.paths is not None:
+        whole = term
+        read_paths = self.read_paths
+        if self.cache is not None and read_paths.paths is not None:
             try:
                 # An input the engine cannot take whole stays a failure, as without the projection.
                 term.encode("utf-8")
@@ -236,13 +252,15 @@ class EmbeddedEngine:
                 log.error("policy engine error (UnicodeEncodeError): the input is not UTF-8")
                 return Decision.fail_closed(ENGINE_ERROR, revision, policy_input)
             # What the policy can see of the input: the key, and what is evaluated on a miss.
-            term = input_term(self.read_paths.project(policy_input))
+            term = input_term(read_paths.project(policy_input))
         cached = self.cache.get(term) if self.cache is not None and not self._closed else None
         if cached is not None:
             # The same text parsed into a decision before; every hit gets its own Decision.
             return self._decision(json.loads(cached)["expressions"][0], policy_input)
         try:
             text = self._run(term)
+            if term != whole and self._shadow_due():
+                text, term = self._shadow(term, whole, text, policy_input)
         except WorkerTimeout as e:
             log.error(
                 "policy decision timed out (%s s, %s) for action %r", self.timeout, e, _action(policy_input)
@@ -272,6 +290,27 @@ class EmbeddedEngine:
         if self.cache is not None:
             self.cache.put(term, text)
         return decision
+
+    def _shadow_due(self) -> bool:
+        n = next(self._evaluations)
+        return n < SHADOW_FIRST or n % SHADOW_EVERY == 0
+
+    def _shadow(self, term: str, whole: str, text: str, policy_input: Any) -> tuple[str, str]:
+        """The projected decision checked against the whole input's: ``(text, term)`` to keep, the whole
+        input's when they differ (and from then on the engine keys on the whole input)."""
+        whole_text = self._run(whole)
+        if _expressions(whole_text) == _expressions(text):
+            return text, term
+        with self._projection_lock:
+            if self.read_paths.paths is not None:
+                action = _action(policy_input)
+                why = f"the projection on the read paths changed a decision of action {action!r}"
+                log.error("policy %s: %s; keying on the whole input", self.revision[:19], why)
+                self.read_paths = ReadPaths(None, why)
+                if self.cache is not None:
+                    self.cache.clear()
+                    self.cache.read_paths = self.read_paths
+        return whole_text, whole
 
     def _decision(self, result: Any, policy_input: Any) -> Decision:
         """The policy's result with its reasons rendered, checked; raises `MalformedDecision`."""
@@ -341,6 +380,14 @@ def _log_read_paths(revision: str, read_paths: ReadPaths) -> None:
             len(read_paths.paths),
             ", ".join(read_paths.dotted()),
         )
+
+
+def _expressions(text: str) -> Any:
+    """The result in an output text, or the text itself when it holds none (``undefined``)."""
+    try:
+        return json.loads(text)["expressions"]
+    except (ValueError, KeyError, TypeError):
+        return text
 
 
 def error_summary(text: str) -> str:

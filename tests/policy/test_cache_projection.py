@@ -15,7 +15,7 @@ import pytest
 
 from gateway.policy import Decision, EmbeddedEngine, read_policy
 from gateway.policy._embedded import input_term
-from gateway.policy._readpaths import derive
+from gateway.policy._readpaths import ReadPaths, derive
 from gateway.policy._render import load_templates
 from tests.policy.conftest import POLICIES, actor, case, share
 from tests.policy.golden_corpus import comparable, read
@@ -196,3 +196,35 @@ def test_a_policy_the_derivation_cannot_bound_keys_on_the_whole_input_and_says_s
         a, b = engine.decide(SHARE), engine.decide(unread_changes(SHARE))
         assert a.to_json() | {"policyRevision": 0} == uncached.decide(SHARE).to_json() | {"policyRevision": 0}
         assert a == b and engine.cache is not None and (engine.cache.hits, engine.cache.misses) == (0, 2)
+
+
+def test_a_projection_that_changes_a_decision_is_dropped_for_the_whole_input(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The shadow check: were a read missed (here ``purpose`` is taken out of the derived paths), the
+    projected input is decided ``missing_input``; the whole input's decision is given instead, and the
+    engine keys on the whole input from then on."""
+    whole = EmbeddedEngine(POLICIES, pool_size=1, timeout=None, cache_size=0).decide(SHARE)
+    assert whole.allowed
+    with EmbeddedEngine(POLICIES, pool_size=1, timeout=None) as engine:
+        assert engine.cache is not None and engine.read_paths.paths is not None
+        missed = ReadPaths(frozenset(p for p in engine.read_paths.paths if p != ("purpose",)))
+        engine.read_paths = engine.cache.read_paths = missed
+        with caplog.at_level(logging.ERROR, logger="gateway.policy"):
+            got = engine.decide(SHARE)
+        assert got == whole
+        assert engine.read_paths.paths is None
+        assert engine.cache.stats()["keysOn"] == "whole input"
+        assert "changed a decision of action 'share'" in str(engine.cache.stats()["fallback"])
+        assert any("keying on the whole input" in r.getMessage() for r in caplog.records)
+        # Keyed on the whole input now: another input is a miss, decided whole.
+        assert engine.decide(unread_changes(SHARE)) == whole
+        assert engine.cache.hits == 0
+
+
+def test_the_shadow_check_keeps_a_projection_that_decides_alike() -> None:
+    with EmbeddedEngine(POLICIES, pool_size=1, timeout=None) as engine:
+        for recipients in (["om"], ["veilig_thuis"], ["veilig_thuis", "om"], ["rvdk", "om"]):
+            engine.decide({**SHARE, "recipients": recipients})
+        assert engine.cache is not None and engine.cache.stats()["keysOn"] == "read paths"
+        assert engine.read_paths.paths is not None
