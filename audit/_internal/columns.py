@@ -212,9 +212,16 @@ def extract_rows(
     )
     time: Any = get("time")
     if sqlite_time and type(time) is str and _UTC_TEXT.fullmatch(time) is not None:
-        # The usual case, already in the stored form but for the T and Z: parse_time still decides
-        # whether it is a time at all (a 30 February is not). sqlite_time_text, without formatting.
-        time = time[:26].replace("T", " ", 1) if parse_time(time) is not None else None
+        # The usual case, already in the stored form but for the T and Z: the parser still decides
+        # whether it is a time at all (a 30 February is not), as parse_time would for this form (it
+        # is UTC already, so parse_time's other checks and its conversion change nothing). Then
+        # sqlite_time_text, without formatting.
+        try:
+            _from_iso(time)
+        except ValueError:
+            time = None
+        else:
+            time = time[:26].replace("T", " ", 1)
     else:
         time = parse_time(time)
         if sqlite_time and time is not None:
@@ -250,12 +257,20 @@ def extract_rows(
                 s = s.get("pseudonym")
             if isinstance(s, str) and 0 < len(s) <= _PSEUDONYM_LIMIT:
                 subjects.append(s)
-        if len(subjects) > 1:
+        if len(subjects) == 2 and type(subjects[0]) is str and type(subjects[1]) is str:
+            # The usual case (two people, or three below), sorted and made distinct by hand.
+            first, second = subjects
+            if second < first:
+                subjects = [second, first]
+            elif second == first:
+                subjects = [first]
+        elif len(subjects) > 1:
             subjects = sorted(set(subjects))
     return values, agencies, subjects
 
 
 _COUNTERPART_KEYS = ("counterpart", "counterparts")
+_from_iso = dt.datetime.fromisoformat
 
 # A UTC time as the gateway writes it (RFC 3339, microseconds, Z): its stored text is its first 26
 # characters with a space for the T. ASCII digits only, hours to 23 (a parser that reads 24:00 as the
