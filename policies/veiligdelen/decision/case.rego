@@ -54,7 +54,7 @@ _open_denials(ctx) := not_opener | not_core if {
 	not_core := {_reason("not_a_participant", [ctx.actor, ctx.flow, ctx.step]) |
 		agencies[ctx.actor]
 		ctx.stepKnown
-		not ctx.actor in ctx.core
+		not ctx.actor in ctx.parties.core
 	}
 }
 
@@ -77,15 +77,15 @@ _minor_blocks(ctx) if {
 	ctx.actor in facts.minorRequired.recipients
 }
 
-_takes_part(ctx, a) if a in ctx.participants
+_takes_part(ctx, a) if a in ctx.parties.participants
 
-_takes_part(ctx, a) if a in ctx.involved
+_takes_part(ctx, a) if a in ctx.parties.involved
 
 # case.transition: the movers of the current flow, along a legal move of the process.
 _transition_denials(ctx) := (not_mover | unknown) | illegal if {
 	flows := data.veiligdelen.facts.flows
 	agencies := data.veiligdelen.facts.agencies
-	target := ctx.target
+	target := ctx.change
 	movers := object.get(flows, [ctx.flow, "movers"], [])
 	not_mover := {_reason("not_authorised_transition", [ctx.actor, ctx.flow, _list_arg(movers)]) |
 		agencies[ctx.actor]
@@ -135,7 +135,7 @@ _legal_move(flow, step, target_flow, target_step) if {
 _track_denials(ctx) := unknown | not_owner if {
 	tracks := data.veiligdelen.facts.tracks
 	agencies := data.veiligdelen.facts.agencies
-	name := ctx.track
+	name := ctx.change.track
 	unknown := {_reason("unknown_track", [name]) |
 		is_string(name)
 		not tracks[name]
@@ -151,7 +151,7 @@ _case_ok(ctx) if {
 	facts := data.veiligdelen.facts
 	ctx.action == "case.open"
 	ctx.actor in facts.caseOpeners
-	ctx.actor in ctx.core
+	ctx.actor in ctx.parties.core
 }
 
 _case_ok(ctx) if {
@@ -164,13 +164,13 @@ _case_ok(ctx) if {
 	flows := data.veiligdelen.facts.flows
 	ctx.action == "case.transition"
 	ctx.actor in flows[ctx.flow].movers
-	_legal_move(ctx.flow, ctx.step, ctx.target.flow, ctx.target.step)
+	_legal_move(ctx.flow, ctx.step, ctx.change.flow, ctx.change.step)
 }
 
 _case_ok(ctx) if {
 	tracks := data.veiligdelen.facts.tracks
 	ctx.action == "case.track"
-	ctx.actor in tracks[ctx.track].owners
+	ctx.actor in tracks[ctx.change.track].owners
 }
 
 _case_allowed_reason(ctx, basis) := _reason("allowed_case_open", [ctx.actor, ctx.flow, ctx.step, basis]) if {
@@ -183,10 +183,10 @@ _case_allowed_reason(ctx, basis) := _reason("allowed_case_read", [ctx.actor, bas
 
 _case_allowed_reason(ctx, basis) := _reason("allowed_case_transition", args) if {
 	ctx.action == "case.transition"
-	args := [ctx.actor, ctx.flow, ctx.step, ctx.target.flow, ctx.target.step, basis]
+	args := [ctx.actor, ctx.flow, ctx.step, ctx.change.flow, ctx.change.step, basis]
 }
 
-_case_allowed_reason(ctx, basis) := _reason("allowed_case_track", [ctx.actor, ctx.track, basis]) if {
+_case_allowed_reason(ctx, basis) := _reason("allowed_case_track", [ctx.actor, ctx.change.track, basis]) if {
 	ctx.action == "case.track"
 }
 

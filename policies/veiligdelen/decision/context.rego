@@ -10,8 +10,11 @@ package veiligdelen.decision
 # title: Context
 # description: >-
 #   What every later step reads, computed once: the identifiers of the input (null when absent),
-#   the fields it lacks (rule 8), the step's participants (core, consulted, awaiting samenloop)
-#   and purposes, the sender and receivers of an exchange, and where shared data came from.
+#   the fields it lacks (rule 8), the step's participants (ctx.parties: core, consulted, awaiting
+#   samenloop, all of them, and the agencies involved in the case) and purposes, the sender and
+#   receivers of an exchange, where shared data came from, and the case change asked for
+#   (ctx.change: the target flow and step of a transition, the track). The groups keep the object
+#   small: compat.rego says why.
 _context(inp) := ctx if {
 	facts := data.veiligdelen.facts
 	is_object(inp)
@@ -52,11 +55,13 @@ _context(inp) := ctx if {
 		"missing": _missing(inp, action, origins),
 		"samenloop": samenloop,
 		"hasMinor": facts.minorRequired.subjectRole in _list(object.get(inp, ["case", "subjectRoles"], [])),
-		"core": core,
-		"consulted": consulted,
-		"awaiting": awaiting,
-		"participants": (core | consulted) | awaiting,
-		"involved": involved,
+		"parties": {
+			"core": core,
+			"consulted": consulted,
+			"awaiting": awaiting,
+			"participants": (core | consulted) | awaiting,
+			"involved": involved,
+		},
 		"exchange": action in {"share", "request"},
 		"sender": _sender(action, actor, holder),
 		"holder": holder,
@@ -65,11 +70,11 @@ _context(inp) := ctx if {
 		"purpose": object.get(inp, "purpose", null),
 		"payload": _list(object.get(inp, "payloadFields", [])),
 		"origins": _valid_origins(origins),
-		"target": {
+		"change": {
 			"flow": object.get(inp, ["transition", "flow"], flow),
 			"step": object.get(inp, ["transition", "step"], null),
+			"track": object.get(inp, ["track", "name"], null),
 		},
-		"track": object.get(inp, ["track", "name"], null),
 	}
 }
 

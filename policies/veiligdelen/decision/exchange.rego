@@ -15,10 +15,10 @@ _exchange_denials(ctx) := (((((not_participant | consulted) | awaiting) | holder
 	actor := ctx.actor
 	purpose := ctx.purpose
 	not_participant := {_reason("not_a_participant", [actor, ctx.flow, ctx.step]) | _outside_step(ctx, actor)}
-	consulted := {_reason("consulted_party_cannot_share", [actor, ctx.flow, ctx.step]) | actor in ctx.consulted}
+	consulted := {_reason("consulted_party_cannot_share", [actor, ctx.flow, ctx.step]) | actor in ctx.parties.consulted}
 	awaiting := {_reason("samenloop_participant", [a, ctx.flow, ctx.step]) |
 		some a in {actor, ctx.sender}
-		a in ctx.awaiting
+		a in ctx.parties.awaiting
 	}
 	holder := {_reason("holder_not_a_participant", [ctx.sender, ctx.flow, ctx.step]) |
 		ctx.action == "request"
@@ -48,7 +48,7 @@ _outside_step(ctx, a) if {
 	agencies := data.veiligdelen.facts.agencies
 	ctx.stepKnown
 	agencies[a]
-	not a in ctx.participants
+	not a in ctx.parties.participants
 }
 
 # METADATA
@@ -136,13 +136,13 @@ _exchange_decision(ctx, denials) := {
 
 # Rule 2: who may receive. Share: the actor acts on its own and the recipient takes part (core or
 # consulted). Request: the actor acts on its own and the holder takes part; the actor receives.
-_reachable(ctx) := ctx.receivers & (ctx.core | ctx.consulted) if {
+_reachable(ctx) := ctx.receivers & (ctx.parties.core | ctx.parties.consulted) if {
 	ctx.action == "share"
-	ctx.actor in ctx.core
+	ctx.actor in ctx.parties.core
 } else := {ctx.actor} if {
 	ctx.action == "request"
-	ctx.actor in ctx.core
-	ctx.sender in (ctx.core | ctx.consulted)
+	ctx.actor in ctx.parties.core
+	ctx.sender in (ctx.parties.core | ctx.parties.consulted)
 } else := set()
 
 # Deny rules per receiver: {recipient, reason} pairs.
@@ -188,13 +188,13 @@ _share_participation(ctx, refused) := (unknown | awaiting) | outside if {
 	unknown := {{"recipient": r, "reason": _reason("unknown_agency", [r])} | some r in refused; not agencies[r]}
 	awaiting := {{"recipient": r, "reason": _reason("samenloop_participant", [r, ctx.flow, ctx.step])} |
 		some r in refused
-		r in ctx.awaiting
+		r in ctx.parties.awaiting
 	}
 	outside := {{"recipient": r, "reason": _reason("recipient_not_a_participant", [r, ctx.flow, ctx.step])} |
 		ctx.stepKnown
 		some r in refused
 		agencies[r]
-		not r in ctx.participants
+		not r in ctx.parties.participants
 	}
 } else := set()
 
