@@ -112,7 +112,7 @@ entry_subjects = Table(
 subject_runs = Table(
     "audit_subject_runs",
     metadata,
-    # The subject rows of entries [previous run's run_end, run_end), written once, sorted by person,
+    # The subject rows of entries [run_end - SUBJECT_RUN, run_end), written once, sorted by person,
     # when the log has grown past run_end: a person's entries in a run are one range of this key, and
     # the run is written as consecutive pages at the table's end, not one random page per row. The
     # entries after the last run_end are found in audit_entry_subjects by index (SUBJECT_RUN at most).

@@ -1081,11 +1081,12 @@ def _run_ends(conn: Connection) -> list[int]:
 
 
 def _seal_subjects(conn: Connection, before: int, after: int) -> None:
-    """When the log grew past a multiple of ``SUBJECT_RUN``: write the subject rows up to it as one run.
+    """When the log grew past a multiple of ``SUBJECT_RUN``: seal the subject rows up to it in runs.
 
-    In the append's own transaction, so a run is there exactly when the entries it covers are. The run
-    starts where the last one ended, so a log whose last run is older (another version, a failed seal)
-    catches up here.
+    Each run holds the rows of the ``SUBJECT_RUN`` entries below its end (a multiple of it), so the
+    verifier checks each within its chunk. In the append's own transaction, so a run is there exactly
+    when the entries it covers are. Sealing starts where the last run ended, so a log whose last run is
+    older (another version, a failed seal) catches up here, a run per block.
     """
     run = _schema.SUBJECT_RUN
     end = after // run * run
@@ -1098,10 +1099,10 @@ def _seal_subjects(conn: Connection, before: int, after: int) -> None:
     conn.execute(
         text(
             "INSERT INTO audit_subject_runs (run_end, pseudonym, idx)"
-            " SELECT :end, pseudonym, idx FROM audit_entry_subjects"
-            " WHERE idx >= :start AND idx < :end ORDER BY pseudonym, idx"
+            " SELECT (idx / :run + 1) * :run, pseudonym, idx FROM audit_entry_subjects"
+            " WHERE idx >= :start AND idx < :end ORDER BY 1, pseudonym, idx"
         ),
-        {"start": start, "end": end},
+        {"start": start, "end": end, "run": run},
     )
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, inspect, select
 
+from audit._internal import schema as _schema
 from audit._internal.columns import ENTRY_COLUMNS, extract_rows, parse_leaf, sqlite_time_text
 from audit._internal.errors import InvalidNote
 from audit._internal.merkle import (
@@ -32,7 +33,14 @@ from audit._internal.merkle import (
     verify_consistency,
 )
 from audit._internal.note import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
-from audit._internal.schema import checkpoints, entries, entry_agencies, entry_subjects, nodes
+from audit._internal.schema import (
+    checkpoints,
+    entries,
+    entry_agencies,
+    entry_subjects,
+    nodes,
+    subject_runs,
+)
 from audit._internal.store import LogEntry, SqlAuditStore, _read_size, as_bytes, decode, raw
 
 Progress = Callable[[int], None]
@@ -378,16 +386,18 @@ def _check_span(engine: Engine, lo: int, hi: int, wanted: list[int], batch_size:
     """
     findings = _Findings()
     leaves: list[bytes] = []
+    subjects: list[_Row] = []
     stopped, low = False, lo
     with engine.connect() as conn:
         sqlite_time = conn.dialect.name == "sqlite"
         while low < hi and not stopped:
             high = min(low + batch_size, hi)
-            stopped = _check_entries(conn, sqlite_time, low, high, lo, leaves, findings)
+            stopped = _check_entries(conn, sqlite_time, low, high, lo, leaves, findings, subjects)
             low = high
         levels = perfect_levels(leaves)
         if _check_levels(conn, lo, levels, findings):
             stopped = True
+        _check_runs(conn, lo, lo + len(leaves), subjects, findings)
     checked = len(leaves)
 
     def subtrees(count: int) -> list[bytes]:
@@ -405,8 +415,10 @@ def _check_entries(
     base: int,
     leaves: list[bytes],
     findings: _Findings,
+    subjects: list[_Row],
 ) -> bool:
-    """Check entries ``[low, high)``, appending their leaf hashes to ``leaves``; True at a bad entry.
+    """Check entries ``[low, high)``, appending their leaf hashes to ``leaves`` and, when they all
+    verify, their subject rows to ``subjects``; True at a bad entry.
 
     ``leaves`` holds the hashes from ``base`` (a chunk's start) up to ``low``. The batch's rows are
     compared as a whole with the rows its leaves give (entries, agencies, subjects: three list
@@ -418,7 +430,54 @@ def _check_entries(
     if hashes is None:
         return _check_rows(conn, high, rows, agency_rows, subject_rows, leaves, findings, base)
     leaves.extend(hashes)
+    subjects.extend(subject_rows)
     return False
+
+
+def _check_runs(conn: Connection, lo: int, verified: int, subjects: list[_Row], findings: _Findings) -> None:
+    """The sealed subject runs of ``[lo, verified)`` against the subject rows of those entries.
+
+    A search by person reads ``audit_subject_runs`` for the entries before the last run's end: a run
+    that lost, gained or moved a row hides an entry from that search or names one that is not the
+    person's. Each run covers the ``SUBJECT_RUN`` entries below its end (a multiple of it, so a chunk
+    holds whole runs); every block up to the last run's end must equal its entries' subject rows, sorted
+    by person (an empty block has no run rows). ``subjects`` are the verified rows ``(idx, pseudonym)``.
+    """
+    run = _schema.SUBJECT_RUN
+    if not inspect(conn).has_table(subject_runs.name):
+        return  # a log from before migration 0009: searches read audit_entry_subjects alone
+    last = conn.execute(select(func.max(subject_runs.c.run_end))).scalar()
+    if last is None:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"{_SELECT_RUNS} WHERE run_end > {mark} AND run_end <= {mark}", (lo, verified))
+        stored = cursor.fetchall()
+    finally:
+        cursor.close()
+    by_end: dict[Any, list[tuple[Any, Any]]] = {}
+    for end, pseudonym, idx in stored:
+        by_end.setdefault(end, []).append((pseudonym, idx))
+    expected: dict[int, list[tuple[Any, Any]]] = {}
+    for idx, pseudonym in subjects:
+        # (a chunk's size is a multiple of the run's, so each block lies in one chunk)
+        if idx < last:
+            expected.setdefault((idx // run + 1) * run, []).append((pseudonym, idx))
+    for end in sorted(set(by_end) | set(expected), key=lambda e: e if type(e) is int else -1):
+        want = sorted(expected.get(end, ()))
+        got = sorted(by_end.get(end, ()))  # (sorted here: a database's collation may order otherwise)
+        if type(end) is not int or end % run or got != want:
+            wrong = {i for _, i in set(got) ^ set(want) if type(i) is int}
+            if not wrong:
+                wrong = {end - run if type(end) is int else lo}
+            findings.add(
+                max(min(wrong), lo),
+                f"audit_subject_runs: the run ending at {end!r} differs from the subject rows of the "
+                f"entries it covers (a search by person would miss an entry or name a wrong one)",
+            )
+            return
 
 
 _Row = tuple[Any, ...]
@@ -454,6 +513,7 @@ def _read_batch(conn: Connection, low: int, high: int) -> tuple[list[_Row], list
 _SELECT_ENTRIES = f"SELECT idx, leaf_data, leaf_hash, {', '.join(ENTRY_COLUMNS)} FROM {entries.name}"  # noqa: S608
 _SELECT_AGENCIES = f"SELECT idx, agency, role FROM {entry_agencies.name}"  # noqa: S608
 _SELECT_SUBJECTS = f"SELECT idx, pseudonym FROM {entry_subjects.name}"  # noqa: S608
+_SELECT_RUNS = f"SELECT run_end, pseudonym, idx FROM {subject_runs.name}"  # noqa: S608
 
 
 def _derived_hashes(

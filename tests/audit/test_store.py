@@ -420,10 +420,9 @@ def test_a_person_is_found_in_the_sealed_runs_and_after_them(
         )
     ends = sorted({e for e, _p, _i in sealed})
     # Sizes after each call: 1, 4, 9, 11, 27, 34, 35, 36, 49, 53. The call of 16 went from 11 to 27, past
-    # 16 and 24: one run, 8 -> 24; that of 13 one from 32 to 48.
-    assert ends == [8, 24, 32, 48]
-    starts = dict(zip(ends, [0, *ends[:-1]], strict=True))
-    assert all(starts[e] <= i < e for e, _p, i in sealed)  # each row in the run of its entry
+    # 16 and 24: the runs ending at 16 and 24; that of 13 those ending at 40 and 48. A run a block each.
+    assert ends == [8, 16, 24, 32, 40, 48]
+    assert all(e - 8 <= i < e for e, _p, i in sealed)  # each row in the run of its entry
     assert sorted((p, i) for _e, p, i in sealed) == [(p, i) for p, i in every if i < 48]
 
     def pages(filters: dict[str, object], limit: int) -> list[int]:

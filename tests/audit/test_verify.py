@@ -211,6 +211,42 @@ def test_an_edited_search_column_is_named(log: SqlAuditStore) -> None:
     assert "subjects" in result.reason
 
 
+def test_a_sealed_subject_run_that_differs_from_its_entries_is_named(
+    sqlite_log: Engine, signer: LogSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search by person reads the sealed runs: a row taken out hides an entry from it, a row added or
+    moved names an entry that is not the person's (runs of 4 entries, so also within check's chunks)."""
+    monkeypatch.setattr(schema, "SUBJECT_RUN", 4)
+    store = SqlAuditStore(sqlite_log, signer)
+    store.append([make_entry(i) for i in range(10)])
+    store.append([make_entry(i) for i in range(10, 22)])
+    store.checkpoint()
+    with sqlite_log.connect() as conn:
+        ends = sorted({e for (e,) in conn.exec_driver_sql("SELECT run_end FROM audit_subject_runs")})
+        (person,) = conn.exec_driver_sql(
+            "SELECT pseudonym FROM audit_entry_subjects WHERE idx = 9"
+        ).first() or ("",)
+    assert ends == [4, 8, 12, 16, 20]
+    assert check(store).ok
+    with sqlite_log.begin() as conn:
+        audit.remove_append_only_triggers(conn)
+    sql(store, "DELETE FROM audit_subject_runs WHERE idx = 9 AND pseudonym = :p", p=person)
+    result = check(store)
+    assert (result.ok, result.first_bad_index) == (False, 9)
+    assert "audit_subject_runs: the run ending at 12 differs" in result.reason
+    sql(store, "INSERT INTO audit_subject_runs VALUES (12, :p, 10)", p=person)  # moved to entry 10
+    assert (check(store).ok, check(store).first_bad_index) == (False, 9)
+    sql(store, "DELETE FROM audit_subject_runs WHERE idx = 10 AND pseudonym = :p", p=person)
+    sql(store, "INSERT INTO audit_subject_runs VALUES (12, :p, 9)", p=person)
+    assert check(store).ok
+    sql(store, "INSERT INTO audit_subject_runs VALUES (16, 'someone-else', 13)")
+    result = check(store)
+    assert (result.ok, result.first_bad_index) == (False, 13)
+    sql(store, "DELETE FROM audit_subject_runs WHERE pseudonym = 'someone-else'")
+    sql(store, "DELETE FROM audit_subject_runs WHERE run_end = 4")  # a whole run gone
+    assert (check(store).ok, check(store).first_bad_index) == (False, 0)
+
+
 def test_an_added_search_row_is_named(log: SqlAuditStore) -> None:
     """A row that makes an entry turn up in another agency's or person's search is tampering too."""
     sql(log, "INSERT INTO audit_entry_agencies (idx, agency, role) VALUES (13, 'nobody', 'actor')")

@@ -13,9 +13,10 @@ by person, each time its size passes a multiple of ``SUBJECT_RUN`` (``audit._int
 consecutive pages at the table's end. A search by person seeks once in each run and scans the few
 thousand subject rows of the entries after the last run by their index.
 
-This migration writes the whole history before the last multiple of ``SUBJECT_RUN`` as one run (about
-ten seconds for a million entries on SQLite). ``audit_entry_subjects`` is unchanged: the rows the
-verifier checks stay where they are.
+This migration writes the history before the last multiple of ``SUBJECT_RUN`` as runs of
+``SUBJECT_RUN`` entries each (about ten seconds for a million entries on SQLite), as the log seals
+them: each run lies within one of the verifier's chunks, which checks it there.
+``audit_entry_subjects`` is unchanged: the rows the verifier checks stay where they are.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from alembic import op
 from audit import install_append_only_triggers, remove_append_only_triggers
 from audit._internal import schema
 
-# Any run_end is valid (each run holds its own end): a later change of schema.SUBJECT_RUN needs no
-# change here.
+# Runs of schema.SUBJECT_RUN entries, each ending at a multiple of it, as the store seals them.
 
 revision = "0009"
 down_revision = "0008"
@@ -59,12 +59,13 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     size = bind.exec_driver_sql("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").scalar() or 0
-    end = int(size) // schema.SUBJECT_RUN * schema.SUBJECT_RUN
+    run = schema.SUBJECT_RUN
+    end = int(size) // run * run
     if end:
         bind.exec_driver_sql(
             f"INSERT INTO {_TABLE} (run_end, pseudonym, idx) "  # noqa: S608 (constants only)
-            f"SELECT {end}, pseudonym, idx FROM audit_entry_subjects WHERE idx < {end} "
-            "ORDER BY pseudonym, idx"
+            f"SELECT (idx / {run} + 1) * {run}, pseudonym, idx FROM audit_entry_subjects "
+            f"WHERE idx < {end} ORDER BY 1, pseudonym, idx"
         )
     install_append_only_triggers(bind, tables=[_TABLE])
     op.drop_index(_INDEX, table_name="audit_entry_subjects")
