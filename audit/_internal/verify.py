@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import datetime as dt
 import gc
 import hashlib
@@ -439,9 +440,12 @@ def _check_runs(conn: Connection, lo: int, verified: int, subjects: list[_Row], 
 
     A search by person reads ``audit_subject_runs`` for the entries before the last run's end: a run
     that lost, gained or moved a row hides an entry from that search or names one that is not the
-    person's. Each run covers the ``SUBJECT_RUN`` entries below its end (a multiple of it, so a chunk
-    holds whole runs); every block up to the last run's end must equal its entries' subject rows, sorted
-    by person (an empty block has no run rows). ``subjects`` are the verified rows ``(idx, pseudonym)``.
+    person's. Each run holds the rows of the ``SUBJECT_RUN`` entries below its end (a multiple of it; a
+    chunk's size is a multiple of the run's, so each run lies in one chunk): every whole block up to the
+    last run's end must equal its entries' subject rows (an empty block has none). ``subjects`` are the
+    verified rows ``(idx, pseudonym)`` in index order. The rows are compared as sets of
+    ``(run_end, pseudonym, idx)`` (both tables' primary keys make them distinct; the counts are compared
+    too), so no sort is needed on either side.
     """
     run = _schema.SUBJECT_RUN
     if not inspect(conn).has_table(subject_runs.name):
@@ -449,35 +453,40 @@ def _check_runs(conn: Connection, lo: int, verified: int, subjects: list[_Row], 
     last = conn.execute(select(func.max(subject_runs.c.run_end))).scalar()
     if last is None:
         return
+    limit = min(int(last), verified // run * run) if type(last) is int else verified // run * run
+    upto = bisect.bisect_left(subjects, limit, key=_first)
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     dbapi: Any = conn.connection.dbapi_connection
     cursor = dbapi.cursor()
     try:
+        # First in the database alone (about 1.5 us an entry): as many rows as the blocks' entries have
+        # subject rows, none outside its block, each one of those rows. Distinct by the primary keys, so
+        # that is the same set. Only a chunk that fails this is compared row by row, to name the entry.
+        span = (run, run, run, lo, verified)
+        cursor.execute(_RUNS_AGREE.replace("?", mark), span)
+        count, misplaced, unknown = cursor.fetchone()
+        if (count, misplaced, unknown) == (upto, 0, 0):
+            return
         cursor.execute(f"{_SELECT_RUNS} WHERE run_end > {mark} AND run_end <= {mark}", (lo, verified))
         stored = cursor.fetchall()
     finally:
         cursor.close()
-    by_end: dict[Any, list[tuple[Any, Any]]] = {}
-    for end, pseudonym, idx in stored:
-        by_end.setdefault(end, []).append((pseudonym, idx))
-    expected: dict[int, list[tuple[Any, Any]]] = {}
-    for idx, pseudonym in subjects:
-        # (a chunk's size is a multiple of the run's, so each block lies in one chunk)
-        if idx < last:
-            expected.setdefault((idx // run + 1) * run, []).append((pseudonym, idx))
-    for end in sorted(set(by_end) | set(expected), key=lambda e: e if type(e) is int else -1):
-        want = sorted(expected.get(end, ()))
-        got = sorted(by_end.get(end, ()))  # (sorted here: a database's collation may order otherwise)
-        if type(end) is not int or end % run or got != want:
-            wrong = {i for _, i in set(got) ^ set(want) if type(i) is int}
-            if not wrong:
-                wrong = {end - run if type(end) is int else lo}
-            findings.add(
-                max(min(wrong), lo),
-                f"audit_subject_runs: the run ending at {end!r} differs from the subject rows of the "
-                f"entries it covers (a search by person would miss an entry or name a wrong one)",
-            )
-            return
+    expected = {(i - i % run + run, p, i) for i, p in subjects[:upto]}
+    got = set(stored)
+    if len(got) == len(stored) == len(expected) and got == expected:
+        return
+    wrong = [row for row in got ^ expected if type(row[2]) is int]
+    first = min((row[2] for row in wrong), default=lo)
+    end = next((row[0] for row in sorted(wrong, key=lambda r: r[2]) if row[2] == first), None)
+    findings.add(
+        max(first, lo),
+        f"audit_subject_runs: the run ending at {end!r} differs from the subject rows of the entries it "
+        "covers (a search by person would miss an entry or name a wrong one)",
+    )
+
+
+def _first(row: _Row) -> Any:
+    return row[0]
 
 
 _Row = tuple[Any, ...]
@@ -514,6 +523,13 @@ _SELECT_ENTRIES = f"SELECT idx, leaf_data, leaf_hash, {', '.join(ENTRY_COLUMNS)}
 _SELECT_AGENCIES = f"SELECT idx, agency, role FROM {entry_agencies.name}"  # noqa: S608
 _SELECT_SUBJECTS = f"SELECT idx, pseudonym FROM {entry_subjects.name}"  # noqa: S608
 _SELECT_RUNS = f"SELECT run_end, pseudonym, idx FROM {subject_runs.name}"  # noqa: S608
+_RUNS_AGREE = (
+    "SELECT count(*),"  # noqa: S608 (the schema's own table names)
+    " coalesce(sum(CASE WHEN r.idx < r.run_end - ? OR r.run_end / ? * ? <> r.run_end THEN 1 ELSE 0 END), 0),"
+    " coalesce(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM"
+    f" {entry_subjects.name} s WHERE s.idx = r.idx AND s.pseudonym = r.pseudonym) THEN 1 ELSE 0 END), 0)"
+    f" FROM {subject_runs.name} r WHERE r.run_end > ? AND r.run_end <= ?"
+)
 
 
 def _derived_hashes(

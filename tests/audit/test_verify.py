@@ -355,17 +355,24 @@ def test_rotated_keys_verify_with_both_keys(log: SqlAuditStore, signer: LogSigne
     assert verify_log(rotated, [signer.verifier_key(), rotated.verifier_key()]).ok
 
 
-def test_tampering_is_found_on_each_database(store: SqlAuditStore) -> None:
+def test_tampering_is_found_on_each_database(store: SqlAuditStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schema, "SUBJECT_RUN", 4)  # sealed runs to check, with the database's own SQL
     store.append([make_entry(i) for i in range(12)])
     store.checkpoint()
+    assert verify_log(store.engine, store.verifier_key()).ok
     with store.engine.begin() as conn:
         audit.remove_append_only_triggers(conn)
+        conn.execute(sa.text("DELETE FROM audit_subject_runs WHERE idx = 5"))
+    result = verify_log(store.engine, store.verifier_key())
+    assert (result.ok, result.first_bad_index) == (False, 5)
+    assert result.reason.startswith("audit_subject_runs: the run ending at 8 differs")
+    with store.engine.begin() as conn:
         conn.execute(
-            sa.text("UPDATE audit_entries SET leaf_data = :d WHERE idx = 8"),
-            {"d": audit.canonical_json(make_entry(8, outcome="withdrawn"))},
+            sa.text("UPDATE audit_entries SET leaf_data = :d WHERE idx = 3"),
+            {"d": audit.canonical_json(make_entry(3, outcome="withdrawn"))},
         )
     result = verify_log(store.engine, store.verifier_key())
-    assert (result.ok, result.first_bad_index) == (False, 8)
+    assert (result.ok, result.first_bad_index) == (False, 3)
 
 
 # -- offline export ----------------------------------------------------------------------------------
